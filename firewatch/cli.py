@@ -1,0 +1,186 @@
+"""The ``firewatch`` command. Each subcommand builds Settings once and passes it down."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from firewatch.core.settings import Settings
+
+log = logging.getLogger("firewatch")
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (the service's cue to shut down cleanly)."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _connect(settings: Settings) -> psycopg.Connection[Any]:
+    from firewatch.runtime.postgres import resolve_database_url
+
+    return psycopg.connect(resolve_database_url(settings), autocommit=True)
+
+
+def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    from firewatch.storage.maintenance import maintain
+    from firewatch.storage.migrate import current_flavour, upgrade
+
+    with _connect(settings) as conn:
+        applied = upgrade(conn)
+        maintain(conn, settings)
+        flavour = current_flavour(conn)
+    print(
+        f"applied {len(applied)} migration(s): {', '.join(applied)} [{flavour}]"
+        if applied
+        else f"database is up to date [{flavour}]"
+    )
+    return 0
+
+
+def cmd_db_maintain(settings: Settings, _args: argparse.Namespace) -> int:
+    from firewatch.storage.maintenance import maintain
+
+    with _connect(settings) as conn:
+        r = maintain(conn, settings)
+    print(
+        f"partitions created {r.created}, dropped {r.dropped}; "
+        f"dead letters expired {r.dead_letters_deleted}"
+    )
+    return 0
+
+
+def cmd_db_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.storage.seed import load_seed, read_seed
+
+    city = read_seed(args.file)
+    with _connect(settings) as conn:
+        counts = load_seed(conn, city)
+    print("seeded " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_db_stats(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.storage.stats import collect
+
+    with _connect(settings) as conn:
+        stats = collect(conn)
+    if args.json:
+        print(json.dumps(stats, indent=2, ensure_ascii=False))
+    else:
+        for table, info in stats.items():
+            extra = f"  newest {info['newest_received_at']}" if info.get("newest_received_at") else ""
+            print(f"{table:<14} {info['rows']:>12}{extra}")
+    return 0
+
+
+def cmd_ingest(settings: Settings, _args: argparse.Namespace) -> int:
+    from firewatch.ingest.service import IngestService
+    from firewatch.runtime.postgres import resolve_database_url
+
+    if not settings.mqtt_url:
+        print("FIREWATCH_MQTT_URL is not set (firewatch up starts a broker)", file=sys.stderr)
+        return 2
+    stop = _stop_on_signals()
+    service = IngestService(settings, resolve_database_url(settings), settings.mqtt_url)
+    service.run(stop)
+    return 0
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.simulators.publisher import run_publisher
+
+    if not settings.mqtt_url:
+        print("FIREWATCH_MQTT_URL is not set (firewatch up starts a broker)", file=sys.stderr)
+        return 2
+    stop = _stop_on_signals()
+    result = run_publisher(
+        settings,
+        settings.mqtt_url,
+        seed_file=args.seed_file,
+        interval_s=args.interval,
+        duration_s=args.duration,
+        stop=stop,
+    )
+    print(result.summary())
+    return 0
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.runtime.up import run_up
+
+    return run_up(settings, stop=_stop_on_signals(), simulate=not args.no_simulate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="firewatch", description="Urban IoT fire remote monitoring (see README.md)."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="schema, seed data and statistics").add_subparsers(
+        dest="db_command", required=True
+    )
+    db.add_parser("upgrade", help="apply pending migrations (idempotent)").set_defaults(
+        func=cmd_db_upgrade
+    )
+    db.add_parser("maintain", help="make/drop time partitions, expire dead letters").set_defaults(
+        func=cmd_db_maintain
+    )
+    seed = db.add_parser("seed", help="load regions, units and devices from a TOML file")
+    seed.add_argument("file", nargs="?", type=Path, help="default: the bundled Xuchang city")
+    seed.set_defaults(func=cmd_db_seed)
+    stats = db.add_parser("stats", help="row counts and newest timestamps")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.set_defaults(func=cmd_db_stats)
+
+    sub.add_parser("ingest", help="run the MQTT -> database consumer until SIGTERM").set_defaults(
+        func=cmd_ingest
+    )
+
+    sim = sub.add_parser("simulate", help="publish simulated telemetry for the seeded devices")
+    sim.add_argument("--seed-file", type=Path, help="city seed (default: bundled Xuchang)")
+    sim.add_argument("--interval", type=float, help="seconds between reports per device")
+    sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim.set_defaults(func=cmd_simulate)
+
+    up = sub.add_parser("up", help="everything together on embedded defaults")
+    up.add_argument("--no-simulate", action="store_true", help="do not start the simulator")
+    up.set_defaults(func=cmd_up)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pgserver").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    settings = Settings()
+    func: Callable[[Settings, argparse.Namespace], int] = args.func
+    try:
+        return func(settings, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Domain vocabulary shared by every service: device kinds, channels, GB/T 26875.3 status words.
+
+Bit meanings follow GB/T 26875.3-2011 (alarm transmission protocol) as summarised in
+DESIGN.md. A system-status word's bit 0 is 1 for *normal operation* and 0 for *test*; we
+report the exceptional state, so a word with bit 0 clear carries the flag ``test``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeviceKind(StrEnum):
+    """The three device families Firewatch ingests."""
+
+    PANEL = "panel"  # fire alarm control panel (user information transmission device)
+    WATER = "water"  # fire-water pressure / tank-level / pump-room sensor
+    EBIKE_SHED = "ebike_shed"  # e-bike charging shed: ports, smoke, ambient
+
+
+class Channel(StrEnum):
+    """The last topic level: what a message is."""
+
+    TELEMETRY = "telemetry"
+    EVENT = "event"
+    STATUS = "status"
+
+
+#: Which channels each kind may publish on (anything else is a topic mismatch).
+CHANNELS_BY_KIND: dict[DeviceKind, frozenset[Channel]] = {
+    DeviceKind.PANEL: frozenset({Channel.EVENT, Channel.STATUS}),
+    DeviceKind.WATER: frozenset({Channel.TELEMETRY, Channel.STATUS}),
+    DeviceKind.EBIKE_SHED: frozenset({Channel.TELEMETRY, Channel.STATUS}),
+}
+
+
+class PanelEventType(StrEnum):
+    """GB/T 26875.3 information-object type carried by a panel event."""
+
+    SYSTEM_STATUS = "system_status"  # type flag 1; also the panel's periodic status
+    COMPONENT_STATUS = "component_status"  # type flag 2
+    OPERATION = "operation"  # type flag 4: operator actions on the panel
+
+
+#: System status (16 bits). Bit 0 and bit 11 are handled specially in :func:`decode_status`.
+SYSTEM_STATUS_BITS: dict[int, str] = {
+    1: "fire",
+    2: "fault",
+    3: "isolated",
+    4: "supervisory",
+    5: "started",
+    6: "feedback",
+    7: "delay",
+    8: "mains_power_fault",
+    9: "backup_power_fault",
+    10: "bus_fault",
+    12: "config_changed",
+    13: "reset",
+}
+
+#: Component status uses bits 0-7 like the system word, plus bit 8 = power fault.
+COMPONENT_STATUS_BITS: dict[int, str] = {
+    **{bit: name for bit, name in SYSTEM_STATUS_BITS.items() if bit <= 7},
+    8: "power_fault",
+}
+
+#: Operation record (type flag 4), one byte.
+OPERATION_BITS: dict[int, str] = {
+    0: "reset",
+    1: "silence",
+    2: "manual_alarm",
+    3: "alarm_cleared",
+    4: "self_test",
+    5: "confirm",
+    6: "test",
+}
+
+#: Flags that mean the panel reports trouble (used by later alerting).
+ALARM_FLAGS = frozenset(
+    {"fire", "fault", "isolated", "supervisory", "power_fault", "mains_power_fault",
+     "backup_power_fault", "bus_fault"}
+)
+
+
+def decode_status(event_type: PanelEventType, word: int) -> list[str]:
+    """Decode a status word into its named flags, in bit order.
+
+    Raises ``ValueError`` if the word does not fit its type (16 bits, or 8 for operations).
+    """
+    if event_type is PanelEventType.OPERATION:
+        if not 0 <= word <= 0xFF:
+            raise ValueError(f"operation word {word} does not fit in 8 bits")
+        return [name for bit, name in OPERATION_BITS.items() if word >> bit & 1]
+    if not 0 <= word <= 0xFFFF:
+        raise ValueError(f"status word {word} does not fit in 16 bits")
+    bits = SYSTEM_STATUS_BITS if event_type is PanelEventType.SYSTEM_STATUS else COMPONENT_STATUS_BITS
+    flags = [] if word & 1 else ["test"]
+    flags += [name for bit, name in bits.items() if word >> bit & 1]
+    if event_type is PanelEventType.SYSTEM_STATUS and word >> 11 & 1:
+        flags.append("manual")
+    return flags
+
+
+#: GB/T 26875.3 system types (subset) and component types (subset), for display.
+SYSTEM_TYPES: dict[int, str] = {
+    1: "fire alarm system",
+    10: "fire linkage control",
+    11: "hydrant system",
+    12: "sprinkler system",
+    13: "gas extinguishing",
+    18: "smoke control",
+    21: "fire door",
+    23: "fire power supply",
+}
+
+COMPONENT_TYPES: dict[int, str] = {
+    1: "controller",
+    21: "alarm bell",
+    23: "manual call point",
+    25: "fire detector",
+    30: "heat detector",
+    40: "smoke detector",
+    41: "point smoke detector",
+    91: "fire pump",
+    92: "fire water tank",
+    99: "pressure switch",
+}

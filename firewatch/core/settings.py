@@ -1,0 +1,118 @@
+"""The one settings class. Created once at start-up and passed down; never read from globals.
+
+Every field reads from an environment variable named ``FIREWATCH_<FIELD>`` (case-insensitive),
+e.g. ``FIREWATCH_DATABASE_URL`` or ``FIREWATCH_INGEST_BATCH_SIZE``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Seconds = Annotated[float, Field(gt=0)]
+
+#: GB 50440 / DESIGN.md: alarm and facility-status records are kept at least one year.
+MIN_RECORD_RETENTION_DAYS = 365
+
+
+class Settings(BaseSettings):
+    """Firewatch configuration (env prefix ``FIREWATCH_``).
+
+    Unset ``database_url`` / ``mqtt_url`` mean "embedded": ``firewatch up`` starts a pgserver
+    PostgreSQL and a Mosquitto child process under ``data_dir``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FIREWATCH_", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Field(default=Path(".firewatch"), description="Embedded services' data.")
+    database_url: str | None = Field(default=None, description="PostgreSQL/TimescaleDB URL.")
+    mqtt_url: str | None = Field(default=None, description="mqtt://[user:pass@]host:port")
+
+    # --- the device contract -------------------------------------------------------------
+    topic_root: str = Field(default="firewatch/v1", description="Versioned topic prefix.")
+    max_payload_bytes: int = Field(default=16_384, gt=0)
+    max_clock_skew_future_s: Seconds = Field(
+        default=300.0, description="Device timestamps further ahead of server time are refused."
+    )
+    max_backlog_age_s: Seconds = Field(
+        default=7 * 86_400.0,
+        description="Device timestamps older than this are refused (buffered backlog limit).",
+    )
+
+    # --- ingest consumer ---------------------------------------------------------------------
+    ingest_group: str = Field(default="ingest", description="Shared-subscription group name.")
+    ingest_client_id: str = Field(
+        default_factory=lambda: f"firewatch-ingest-{socket.gethostname()}-0",
+        description="Stable client id: the broker keeps this worker's session across restarts.",
+    )
+    ingest_session_expiry_s: int = Field(default=7 * 86_400, ge=0)
+    ingest_batch_size: int = Field(default=2_000, gt=0, description="Rows per COPY flush.")
+    ingest_flush_interval_ms: int = Field(
+        default=50, gt=0, le=100, description="Longest a message waits before its flush."
+    )
+    ingest_max_inflight: int = Field(
+        default=10_000,
+        gt=0,
+        le=65_535,
+        description="MQTT 5 Receive Maximum: unacked messages the broker may send us at once.",
+    )
+    ingest_registry_refresh_s: Seconds = Field(default=10.0)
+    ingest_metrics_port: int = Field(default=9108, ge=0, description="0 disables /metrics.")
+    ingest_metrics_host: str = Field(default="127.0.0.1")
+
+    # --- backoff ----------------------------------------------------------------------------
+    backoff_initial_s: Seconds = Field(default=0.2)
+    backoff_max_s: Seconds = Field(default=10.0)
+
+    # --- storage ---------------------------------------------------------------------------
+    telemetry_retention_days: int = Field(default=400, gt=0)
+    record_retention_days: int = Field(
+        default=400, description="Events, device status and dead letters (≥ 365)."
+    )
+    partition_premake_days: int = Field(default=3, ge=1)
+
+    # --- simulator ---------------------------------------------------------------------------
+    simulate_interval_s: Seconds = Field(default=5.0, description="Per-device report interval.")
+    simulate_seed: int = Field(default=1)
+
+    @field_validator("record_retention_days")
+    @classmethod
+    def _keep_a_year(cls, v: int) -> int:
+        if v < MIN_RECORD_RETENTION_DAYS:
+            raise ValueError(
+                f"alarm and status records must be kept at least {MIN_RECORD_RETENTION_DAYS} days"
+            )
+        return v
+
+    @field_validator("topic_root")
+    @classmethod
+    def _no_wildcards(cls, v: str) -> str:
+        if not v or any(c in v for c in "#+") or v.endswith("/"):
+            raise ValueError("topic_root must be a plain topic prefix without wildcards")
+        return v
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.data_dir.resolve() / "pgdata"
+
+    @property
+    def mosquitto_dir(self) -> Path:
+        return self.data_dir.resolve() / "mosquitto"
+
+
+def child_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    """Environment for a child process that must see the same resolved configuration."""
+    env = dict(os.environ)
+    if settings.database_url:
+        env["FIREWATCH_DATABASE_URL"] = settings.database_url
+    if settings.mqtt_url:
+        env["FIREWATCH_MQTT_URL"] = settings.mqtt_url
+    env["FIREWATCH_DATA_DIR"] = str(settings.data_dir)
+    env.update(overrides)
+    return env

@@ -1,0 +1,251 @@
+"""Turn one MQTT message into one storable row, or into a dead letter with a precise reason.
+
+:func:`decode` never raises for bad input: every failure is a :class:`DeadLetter`. The row
+tuples are in the column order of the COPY statements in :mod:`firewatch.ingest.writer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from pydantic import ValidationError
+
+from firewatch.core.contract import (
+    MODELS,
+    DeviceStatus,
+    EbikeShedTelemetry,
+    PanelEvent,
+    WaterTelemetry,
+    is_valid_id,
+)
+from firewatch.core.domain import CHANNELS_BY_KIND, Channel, DeviceKind, decode_status
+
+
+class Reason(StrEnum):
+    """Why a message became a dead letter (the ``reason`` column and metric label)."""
+
+    OVERSIZED = "oversized"
+    BAD_TOPIC = "bad_topic"
+    NOT_JSON = "not_json"
+    WRONG_TYPE = "wrong_type"
+    MISSING_FIELD = "missing_field"
+    NOT_FINITE = "not_finite"
+    OUT_OF_RANGE = "out_of_range"
+    INVALID = "invalid"
+    UNKNOWN_DEVICE = "unknown_device"
+    TOPIC_MISMATCH = "topic_mismatch"
+    TS_IN_FUTURE = "ts_in_future"
+    TS_TOO_OLD = "ts_too_old"
+
+
+# pydantic error type -> our reason; the first error of a message decides.
+_PYDANTIC_REASONS: dict[str, Reason] = {
+    "json_invalid": Reason.NOT_JSON,
+    "json_type": Reason.NOT_JSON,
+    "missing": Reason.MISSING_FIELD,
+    "finite_number": Reason.NOT_FINITE,
+    "greater_than": Reason.OUT_OF_RANGE,
+    "greater_than_equal": Reason.OUT_OF_RANGE,
+    "less_than": Reason.OUT_OF_RANGE,
+    "less_than_equal": Reason.OUT_OF_RANGE,
+    "too_long": Reason.OUT_OF_RANGE,
+    "string_too_long": Reason.OUT_OF_RANGE,
+    "timezone_aware": Reason.INVALID,
+    "value_error": Reason.INVALID,
+    "enum": Reason.INVALID,
+    "literal_error": Reason.INVALID,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What ingest needs to know about a registered device."""
+
+    unit_id: str
+    kind: DeviceKind
+
+
+class DeadLetter(NamedTuple):
+    """A message that could not be stored as data, kept with its raw bytes."""
+
+    received_at: datetime
+    topic: str
+    payload: bytes
+    reason: Reason
+    detail: str
+
+
+class TelemetryRow(NamedTuple):
+    device_id: str
+    seq: int
+    ts: datetime
+    received_at: datetime
+    pressure_kpa: float | None
+    level_m: float | None
+    pump_running: bool | None
+    jockey_running: bool | None
+    room_temp_c: float | None
+    ambient_c: float | None
+    smoke: bool | None
+    port_no: list[int] | None
+    port_temp_c: list[float] | None
+    port_current_a: list[float] | None
+    port_charging: list[bool] | None
+
+
+class EventRow(NamedTuple):
+    device_id: str
+    seq: int
+    ts: datetime
+    received_at: datetime
+    event_type: str
+    system_type: int
+    system_addr: int
+    component_type: int | None
+    component_addr: int | None
+    status_word: int
+    flags: list[str]
+    operator: int | None
+    description: str | None
+
+
+class StatusRow(NamedTuple):
+    device_id: str
+    seq: int
+    ts: datetime
+    received_at: datetime
+    state: str
+    firmware: str | None
+    battery_pct: float | None
+    rssi_dbm: float | None
+    reason: str | None
+
+
+Row = TelemetryRow | EventRow | StatusRow
+Lookup = Callable[[str], DeviceInfo | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Acceptance limits from Settings."""
+
+    max_payload_bytes: int
+    max_future: timedelta
+    max_age: timedelta
+
+
+def _pydantic_reason(err: ValidationError) -> tuple[Reason, str]:
+    first: Any = err.errors(include_url=False)[0]
+    etype = str(first["type"])
+    if etype.endswith("_type") or etype.endswith("_parsing") or etype == "model_attributes_type":
+        reason = Reason.WRONG_TYPE
+    else:
+        reason = _PYDANTIC_REASONS.get(etype, Reason.INVALID)
+    loc = ".".join(str(p) for p in first["loc"]) or "(payload)"
+    detail = f"{loc}: {first['msg']}"
+    if len(err.errors()) > 1:
+        detail += f" (+{len(err.errors()) - 1} more)"
+    return reason, detail
+
+
+def decode(
+    topic: str,
+    payload: bytes,
+    received_at: datetime,
+    *,
+    root: str,
+    lookup: Lookup,
+    limits: Limits,
+) -> Row | DeadLetter:
+    """Validate one message against the contract and the registry.
+
+    Returns the row to store, or a :class:`DeadLetter` saying why not. Never raises on input.
+    """
+
+    def dead(reason: Reason, detail: str) -> DeadLetter:
+        return DeadLetter(received_at, topic, payload, reason, detail)
+
+    if len(payload) > limits.max_payload_bytes:
+        return dead(
+            Reason.OVERSIZED, f"{len(payload)} bytes > limit {limits.max_payload_bytes}"
+        )
+    prefix = root + "/"
+    if not topic.startswith(prefix):
+        return dead(Reason.BAD_TOPIC, f"topic is not under {root}/")
+    parts = topic[len(prefix) :].split("/")
+    if len(parts) != 3:
+        return dead(Reason.BAD_TOPIC, "expected {root}/{unit_id}/{device_id}/{channel}")
+    unit_id, device_id, channel_name = parts
+    if not (is_valid_id(unit_id) and is_valid_id(device_id)):
+        return dead(Reason.BAD_TOPIC, "unit and device ids must match [A-Za-z0-9_.-]{1,64}")
+    try:
+        channel = Channel(channel_name)
+    except ValueError:
+        return dead(Reason.BAD_TOPIC, f"unknown channel {channel_name!r}")
+
+    info = lookup(device_id)
+    if info is None:
+        return dead(Reason.UNKNOWN_DEVICE, f"device {device_id!r} is not registered")
+    if info.unit_id != unit_id:
+        return dead(
+            Reason.TOPIC_MISMATCH,
+            f"device {device_id!r} belongs to unit {info.unit_id!r}, not {unit_id!r}",
+        )
+    if channel not in CHANNELS_BY_KIND[info.kind]:
+        return dead(
+            Reason.TOPIC_MISMATCH, f"a {info.kind.value} device does not publish on {channel}"
+        )
+
+    model = MODELS[(info.kind, channel)]
+    try:
+        msg = model.model_validate_json(payload)
+    except ValidationError as err:
+        return dead(*_pydantic_reason(err))
+    if msg.device_id is not None and msg.device_id != device_id:
+        return dead(
+            Reason.TOPIC_MISMATCH, f"payload device_id {msg.device_id!r} != topic {device_id!r}"
+        )
+    if msg.ts - received_at > limits.max_future:
+        return dead(
+            Reason.TS_IN_FUTURE,
+            f"ts {msg.ts.isoformat()} is ahead of server time {received_at.isoformat()} "
+            f"by more than {limits.max_future.total_seconds():g} s",
+        )
+    if received_at - msg.ts > limits.max_age:
+        return dead(
+            Reason.TS_TOO_OLD,
+            f"ts {msg.ts.isoformat()} is older than {limits.max_age.total_seconds():g} s",
+        )
+    return _to_row(device_id, received_at, msg)
+
+
+def _to_row(device_id: str, received_at: datetime, msg: Any) -> Row:
+    if isinstance(msg, WaterTelemetry):
+        return TelemetryRow(
+            device_id, msg.seq, msg.ts, received_at, msg.pressure_kpa, msg.level_m,
+            msg.pump_running, msg.jockey_running, msg.room_temp_c,
+            None, None, None, None, None, None,
+        )  # fmt: skip
+    if isinstance(msg, EbikeShedTelemetry):
+        ports = sorted(msg.ports, key=lambda p: p.port)
+        return TelemetryRow(
+            device_id, msg.seq, msg.ts, received_at, None, None, None, None, None,
+            msg.ambient_c, msg.smoke,
+            [p.port for p in ports], [p.temp_c for p in ports],
+            [p.current_a for p in ports], [p.charging for p in ports],
+        )  # fmt: skip
+    if isinstance(msg, PanelEvent):
+        return EventRow(
+            device_id, msg.seq, msg.ts, received_at, msg.type.value, msg.system_type,
+            msg.system_addr, msg.component_type, msg.component_addr, msg.status,
+            decode_status(msg.type, msg.status), msg.operator, msg.description,
+        )  # fmt: skip
+    assert isinstance(msg, DeviceStatus)
+    return StatusRow(
+        device_id, msg.seq, msg.ts, received_at, msg.state, msg.firmware,
+        msg.battery_pct, msg.rssi_dbm, msg.reason,
+    )  # fmt: skip

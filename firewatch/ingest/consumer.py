@@ -1,0 +1,247 @@
+"""The MQTT side of ingest: one paho-mqtt 2 client, MQTT 5, persistent session, shared
+subscription, QoS 1 with manual acknowledgement.
+
+All paho calls happen on one network thread owned by :class:`MqttConsumer`; other threads
+hand acknowledgements over through a deque. The broker never has more than
+``ingest_max_inflight`` unacknowledged messages out to us (MQTT 5 Receive Maximum), which
+is what bounds our memory: when the database is slow we stop acknowledging, so the broker
+stops sending and queues for us instead.
+
+An acknowledgement is tied to the connection the message arrived on. After a reconnect the
+broker resends every unacknowledged message, and packet ids may be reused, so acks for the
+old connection are dropped instead of being sent on the new one (they would risk
+acknowledging a different, uncommitted message).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from firewatch.core.backoff import Backoff
+from firewatch.ingest.metrics import IngestMetrics
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUrlError(ValueError):
+    """The MQTT URL is not ``mqtt://[user[:password]@]host[:port]``."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise BrokerUrlError(f"unsupported MQTT URL {url!r}: use mqtt://host:port")
+        return cls(
+            parts.hostname,
+            parts.port or 1883,
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AckToken:
+    """Identifies one received QoS 1 message on one connection."""
+
+    generation: int
+    mid: int
+
+
+Handler = Callable[[str, bytes, AckToken | None], None]
+
+
+class MqttConsumer:
+    """Context manager owning the MQTT connection and its network thread.
+
+    ``handler(topic, payload, token)`` runs on the network thread for every message while
+    intake is open; ``token`` is None for QoS 0 (nothing to acknowledge). The handler may
+    block (that is backpressure towards the broker) but must not raise.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_id: str,
+        subscription: str,
+        handler: Handler,
+        metrics: IngestMetrics,
+        backoff: Backoff,
+        session_expiry_s: int,
+        receive_maximum: int,
+        keepalive: int = 30,
+    ) -> None:
+        self._addr = BrokerAddress.parse(url)
+        self._subscription = subscription
+        self._handler = handler
+        self._metrics = metrics
+        self._backoff = backoff
+        self._keepalive = keepalive
+        self._acks: deque[AckToken] = deque()
+        self._stop = threading.Event()
+        self._intake_open = True
+        self.generation = 0
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.acks_sent = 0
+        self.acks_dropped = 0
+        self.ignored_after_close = 0
+
+        self._props = Properties(PacketTypes.CONNECT)
+        self._props.SessionExpiryInterval = session_expiry_s
+        self._props.ReceiveMaximum = receive_maximum
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if self._addr.username:
+            client.username_pw_set(self._addr.username, self._addr.password)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        self._client = client
+        self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> MqttConsumer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close_intake(self) -> None:
+        """Stop taking messages: later arrivals are neither queued nor acknowledged, so the
+        broker redelivers them to the next session. The connection stays up for acks."""
+        self._intake_open = False
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send pending acks (up to ``timeout``), disconnect keeping the session, join."""
+        self._intake_open = False
+        deadline = time.monotonic() + timeout
+        while self._acks and self.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self._stop.set()
+        self._thread.join(timeout=timeout + 5)
+
+    # --- acknowledgements --------------------------------------------------------------------
+    def ack(self, tokens: list[AckToken | None]) -> None:
+        """Queue acknowledgements (thread-safe); sent in order by the network thread."""
+        self._acks.extend(t for t in tokens if t is not None)
+
+    def pending_acks(self) -> int:
+        return len(self._acks)
+
+    def _send_acks(self) -> None:
+        while self._acks:
+            token = self._acks.popleft()
+            if token.generation == self.generation and self.connected.is_set():
+                self._client.ack(token.mid, 1)
+                self.acks_sent += 1
+            else:
+                self.acks_dropped += 1  # old connection: the broker redelivers it
+            self._metrics.inflight.dec()
+
+    # --- network thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        client = self._client
+        first = True
+        while not self._stop.is_set():
+            try:
+                if first:
+                    client.connect(
+                        self._addr.host, self._addr.port, keepalive=self._keepalive,
+                        clean_start=False, properties=self._props,
+                    )
+                    first = False
+                else:
+                    client.reconnect()
+            except (OSError, mqtt.WebsocketConnectionError) as err:
+                self._retry_wait(f"broker {self._addr.host}:{self._addr.port} unreachable: {err}")
+                continue
+            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            while not self._stop.is_set() and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                rc = client.loop(timeout=0.01)
+                if self._acks:
+                    self._send_acks()
+                    client.loop_write()
+            if self._stop.is_set():
+                break
+            self._lost_connection(f"connection lost ({rc.name})")
+            self._retry_wait("reconnecting")
+        self._send_acks()
+        client.loop_write()
+        props = Properties(PacketTypes.DISCONNECT)
+        props.SessionExpiryInterval = self._props.SessionExpiryInterval
+        client.disconnect(properties=props)
+        client.loop(timeout=0.1)
+
+    def _lost_connection(self, why: str) -> None:
+        if self.connected.is_set():
+            log.warning("MQTT %s", why)
+        self.connected.clear()
+        self.subscribed.clear()
+        self.generation += 1
+
+    def _retry_wait(self, why: str) -> None:
+        self._metrics.reconnects.labels("mqtt").inc()
+        delay = self._backoff.next()
+        log.warning("%s; retrying in %.2fs", why, delay)
+        self._stop.wait(delay)
+
+    # --- paho callbacks (network thread) ---------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            client.disconnect()
+            return
+        self._backoff.reset()
+        self.connected.set()
+        log.info(
+            "connected to %s:%d (session present: %s)",
+            self._addr.host, self._addr.port, flags.session_present,
+        )
+        client.subscribe(self._subscription, options=SubscribeOptions(qos=1))
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("subscription %s refused: %s", self._subscription, reasons)
+            return
+        self.subscribed.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._lost_connection(f"disconnected: {reason}")
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if not self._intake_open:
+            self.ignored_after_close += 1
+            return
+        token = AckToken(self.generation, msg.mid) if msg.qos > 0 else None
+        if token is not None:
+            self._metrics.inflight.inc()
+        self._metrics.received.inc()
+        self._handler(msg.topic, msg.payload, token)

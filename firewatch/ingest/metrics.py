@@ -1,0 +1,52 @@
+"""Prometheus metrics of one ingest worker (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class IngestMetrics:
+    """Counters and gauges exported on ``/metrics`` (see README, "Metrics")."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            "firewatch_ingest_messages_received", "MQTT messages received", registry=r
+        )
+        self.stored = Counter(
+            "firewatch_ingest_rows_stored", "Rows committed, by table", ["table"], registry=r
+        )
+        self.duplicates = Counter(
+            "firewatch_ingest_duplicates",
+            "Messages already stored (redelivery or repeat), by table",
+            ["table"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "firewatch_ingest_dead_letters", "Messages dead-lettered, by reason", ["reason"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "firewatch_ingest_batch_size", "Messages per flush",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000), registry=r,
+        )
+        self.flush_seconds = Histogram(
+            "firewatch_ingest_flush_seconds", "Time to COPY and commit one batch",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "firewatch_ingest_inflight", "Messages received but not yet acknowledged", registry=r
+        )
+        self.reconnects = Counter(
+            "firewatch_ingest_reconnects", "Reconnect attempts, by target", ["target"], registry=r
+        )
+        self.flush_errors = Counter(
+            "firewatch_ingest_flush_errors", "Failed flush attempts (retried)", registry=r
+        )
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve ``/metrics`` on ``host:port`` in a daemon thread; return the bound port."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_address[1])

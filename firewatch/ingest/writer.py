@@ -1,0 +1,235 @@
+"""Batching writer: COPY accepted rows into PostgreSQL, idempotently, then hand back the acks.
+
+One transaction per batch: every row of the batch (data rows and dead letters) is committed,
+or none is. Rows go by binary COPY into per-connection temporary staging tables, then
+``INSERT … SELECT … ON CONFLICT DO NOTHING`` into the real tables, so a redelivered message
+(same device, ts, seq) adds nothing and the batch still commits. Only after COMMIT returns
+are the batch's MQTT acknowledgements released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from firewatch.core.backoff import Backoff
+from firewatch.ingest.codec import DeadLetter, EventRow, Reason, Row, StatusRow, TelemetryRow
+from firewatch.ingest.metrics import IngestMetrics
+
+log = logging.getLogger(__name__)
+
+_COLUMNS: dict[str, tuple[Sequence[str], Sequence[str]]] = {
+    # table: (columns in row-tuple order, binary COPY types)
+    "telemetry": (
+        TelemetryRow._fields,
+        ("text", "int8", "timestamptz", "timestamptz", "float4", "float4", "bool", "bool",
+         "float4", "float4", "bool", "int2[]", "float4[]", "float4[]", "bool[]"),
+    ),
+    "events": (
+        EventRow._fields,
+        ("text", "int8", "timestamptz", "timestamptz", "text", "int2", "int2", "int2", "int8",
+         "int4", "text[]", "int2", "text"),
+    ),
+    "device_status": (
+        StatusRow._fields,
+        ("text", "int8", "timestamptz", "timestamptz", "text", "text", "float4", "float4",
+         "text"),
+    ),
+}  # fmt: skip
+_TABLE_OF: dict[type, str] = {
+    TelemetryRow: "telemetry",
+    EventRow: "events",
+    StatusRow: "device_status",
+}
+
+# The newest status per device wins; an older or equal (redelivered) one changes nothing.
+_UPSERT_STATE = """
+INSERT INTO device_state (device_id, state, ts, seq, firmware, battery_pct, updated_at)
+SELECT DISTINCT ON (device_id) device_id, state, ts, seq, firmware, battery_pct, now()
+FROM _stage_device_status ORDER BY device_id, ts DESC, seq DESC
+ON CONFLICT (device_id) DO UPDATE SET
+    state = EXCLUDED.state, ts = EXCLUDED.ts, seq = EXCLUDED.seq,
+    firmware = COALESCE(EXCLUDED.firmware, device_state.firmware),
+    battery_pct = COALESCE(EXCLUDED.battery_pct, device_state.battery_pct),
+    updated_at = now()
+WHERE (device_state.ts, device_state.seq) < (EXCLUDED.ts, EXCLUDED.seq)
+"""
+
+_INSERT_DEAD = """
+INSERT INTO dead_letters (received_at, topic, payload, reason, detail, payload_sha256)
+SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bytea[], %s::text[], %s::text[],
+                     %s::bytea[])
+ON CONFLICT (topic, payload_sha256) DO NOTHING
+"""
+
+
+class DatabaseUnavailable(Exception):
+    """The writer gave up reaching the database because it was told to stop."""
+
+
+@dataclass
+class Batch:
+    """Decoded messages waiting for one flush, in arrival order, with their ack tokens."""
+
+    rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in _COLUMNS})
+    dead: list[DeadLetter] = field(default_factory=list)
+    acks: list[Any] = field(default_factory=list)
+    first_at: float = 0.0
+
+    def add(self, item: Row | DeadLetter, ack: Any) -> None:
+        if not self.acks:
+            self.first_at = time.monotonic()
+        if isinstance(item, DeadLetter):
+            self.dead.append(item)
+        else:
+            self.rows[_TABLE_OF[type(item)]].append(item)
+        self.acks.append(ack)
+
+    def __len__(self) -> int:
+        return len(self.acks)
+
+
+@dataclass
+class FlushResult:
+    stored: dict[str, int]
+    duplicates: dict[str, int]
+    dead_letters: int
+    seconds: float
+
+
+class BatchWriter:
+    """Owns one database connection; flushes batches, reconnecting with jittered backoff.
+
+    Use as a context manager. :meth:`flush` retries until it succeeds or ``stop`` is set,
+    in which case it raises :class:`DatabaseUnavailable` and the batch stays unacknowledged
+    (the broker will redeliver it).
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        metrics: IngestMetrics,
+        backoff: Backoff,
+        stop: threading.Event,
+        on_connect: Callable[[psycopg.Connection[Any]], None] | None = None,
+    ) -> None:
+        self._conninfo = conninfo
+        self._metrics = metrics
+        self._backoff = backoff
+        self._stop = stop
+        self._on_connect = on_connect
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def connection(self) -> psycopg.Connection[Any]:
+        """The live connection, (re)connecting with backoff; raises DatabaseUnavailable."""
+        while self._conn is None or self._conn.closed or self._conn.broken:
+            self.close()
+            try:
+                conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+                for table in _COLUMNS:
+                    conn.execute(
+                        f"CREATE TEMP TABLE IF NOT EXISTS _stage_{table} "
+                        f"(LIKE {table}) ON COMMIT DELETE ROWS"
+                    )
+                if self._on_connect:
+                    self._on_connect(conn)
+                self._conn = conn
+                self._backoff.reset()
+            except psycopg.OperationalError as err:
+                self._wait(f"database unreachable: {err}".strip())
+        return self._conn
+
+    def _wait(self, why: str) -> None:
+        self._metrics.reconnects.labels("database").inc()
+        delay = self._backoff.next()
+        log.warning("%s; retrying in %.2fs", why, delay)
+        if self._stop.wait(delay):
+            raise DatabaseUnavailable(why)
+
+    def flush(self, batch: Batch) -> FlushResult:
+        """Commit the batch (idempotently). Retries through outages; see class docstring."""
+        while True:
+            conn = self.connection()
+            started = time.perf_counter()
+            try:
+                result = self._write(conn, batch)
+            except psycopg.OperationalError as err:
+                self._metrics.flush_errors.inc()
+                self._wait(f"flush failed: {err}".strip())
+                continue
+            result.seconds = time.perf_counter() - started
+            return result
+
+    @staticmethod
+    def _write(conn: psycopg.Connection[Any], batch: Batch) -> FlushResult:
+        stored: dict[str, int] = {}
+        dups: dict[str, int] = {}
+        dead = 0
+        with conn.transaction(), conn.cursor() as cur:
+            for table, rows in batch.rows.items():
+                if not rows:
+                    continue
+                cols, types = _COLUMNS[table]
+                collist = ", ".join(cols)
+                with cur.copy(
+                    f"COPY _stage_{table} ({collist}) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(list(types))
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(
+                    f"INSERT INTO {table} ({collist}) SELECT {collist} FROM _stage_{table} "
+                    "ON CONFLICT DO NOTHING"
+                )
+                stored[table] = cur.rowcount
+                dups[table] = len(rows) - cur.rowcount
+                if table == "device_status":
+                    cur.execute(_UPSERT_STATE)
+            if batch.dead:
+                cur.execute(
+                    _INSERT_DEAD,
+                    (
+                        [d.received_at for d in batch.dead],
+                        [d.topic for d in batch.dead],
+                        [d.payload for d in batch.dead],
+                        [d.reason.value for d in batch.dead],
+                        [d.detail for d in batch.dead],
+                        [hashlib.sha256(d.payload).digest()
+                         for d in batch.dead],
+                    ),
+                )
+                dead = cur.rowcount
+        return FlushResult(stored, dups, dead, 0.0)
+
+
+def recheck_unknown(batch: Batch, redecode: Callable[[DeadLetter], Row | DeadLetter]) -> None:
+    """Re-decode unknown-device dead letters after a registry reload (a device registered
+    moments ago must not be dead-lettered). Keeps arrival order of acks unchanged."""
+    keep: list[DeadLetter] = []
+    for d in batch.dead:
+        if d.reason is Reason.UNKNOWN_DEVICE:
+            item = redecode(d)
+            if not isinstance(item, DeadLetter):
+                batch.rows[_TABLE_OF[type(item)]].append(item)
+                continue
+            d = item
+        keep.append(d)
+    batch.dead = keep

@@ -1,0 +1,59 @@
+"""Time-partition upkeep: make partitions ahead, drop them after retention (plain PostgreSQL),
+or keep TimescaleDB's retention policies in line with Settings. Idempotent; run at ingest
+start-up, hourly by ingest, and by ``firewatch db maintain``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+
+import psycopg
+
+from firewatch.core.settings import Settings
+from firewatch.storage.migrate import current_flavour
+
+STREAMS = ("telemetry", "events", "device_status")
+
+
+@dataclass(frozen=True)
+class MaintenanceResult:
+    created: int
+    dropped: int
+    dead_letters_deleted: int
+
+
+def maintain(conn: psycopg.Connection[tuple[object, ...]], settings: Settings) -> MaintenanceResult:
+    """Bring partitions / policies in line with settings. Raises psycopg errors unchanged."""
+    flavour = current_flavour(conn)
+    if flavour is None:
+        raise RuntimeError("database is not migrated: run `firewatch db upgrade` first")
+    created = dropped = 0
+    # Cover every device time that validation accepts, plus a few days ahead.
+    past_days = ceil(settings.max_backlog_age_s / 86_400) + 1
+    ahead_days = settings.partition_premake_days
+    with conn.transaction():
+        for table in STREAMS:
+            retention = (
+                settings.telemetry_retention_days
+                if table == "telemetry"
+                else settings.record_retention_days
+            )
+            if flavour == "postgres":
+                row = conn.execute(
+                    "SELECT * FROM firewatch_maintain_partitions(%s::regclass, %s, %s, %s)",
+                    (table, past_days, ahead_days, retention),
+                ).fetchone()
+                assert row is not None
+                created += int(str(row[0]))
+                dropped += int(str(row[1]))
+            else:
+                conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table,))
+                conn.execute(
+                    "SELECT add_retention_policy(%s, make_interval(days => %s))",
+                    (table, retention),
+                )
+        cur = conn.execute(
+            "DELETE FROM dead_letters WHERE received_at < now() - make_interval(days => %s)",
+            (settings.record_retention_days,),
+        )
+    return MaintenanceResult(created, dropped, cur.rowcount)

@@ -1,0 +1,124 @@
+"""Load a city (regions, units, devices) from a TOML seed file: ``firewatch db seed FILE``.
+
+Idempotent: rows are upserted by id, so loading the same file twice changes nothing and an
+edited file updates names, contacts and metadata. The full registry API comes later.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+from pydantic import BaseModel, ConfigDict, Field
+
+from firewatch.core.contract import ID_PATTERN
+from firewatch.core.domain import DeviceKind
+
+DEFAULT_SEED = "xuchang.toml"
+Id = str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreetSeed(_Strict):
+    id: Id = Field(pattern=ID_PATTERN)
+    name: str
+
+
+class DistrictSeed(_Strict):
+    id: Id = Field(pattern=ID_PATTERN)
+    name: str
+    streets: list[StreetSeed]
+
+
+class DeviceSeed(_Strict):
+    id: Id = Field(pattern=ID_PATTERN)
+    kind: DeviceKind
+    vendor: str = ""
+    model: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class UnitSeed(_Strict):
+    id: Id = Field(pattern=ID_PATTERN)
+    name: str
+    street: Id
+    supervision: Literal["high_risk", "key", "general"]
+    category: str
+    building_class: str
+    address: str = ""
+    contacts: dict[str, Any] = Field(default_factory=dict)
+    devices: list[DeviceSeed] = Field(default_factory=list)
+
+
+class CitySeed(_Strict):
+    id: Id = Field(pattern=ID_PATTERN)
+    name: str
+    districts: list[DistrictSeed]
+    units: list[UnitSeed]
+
+
+def read_seed(path: Path | None = None) -> CitySeed:
+    """Parse and validate a seed file (the bundled Xuchang demo city if ``path`` is None).
+
+    Raises ``pydantic.ValidationError`` / ``tomllib.TOMLDecodeError`` with the offending field.
+    """
+    if path is None:
+        text = resources.files("firewatch.storage").joinpath("seeds", DEFAULT_SEED).read_text("utf-8")
+    else:
+        text = path.read_text("utf-8")
+    return CitySeed.model_validate(tomllib.loads(text))
+
+
+def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
+    """Upsert the city into the registry tables in one transaction; return counts."""
+    streets = {s.id for d in city.districts for s in d.streets}
+    for unit in city.units:
+        if unit.street not in streets:
+            raise ValueError(f"unit {unit.id}: unknown street {unit.street!r}")
+    upsert_region = (
+        "INSERT INTO regions (id, parent_id, level, name) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET parent_id = EXCLUDED.parent_id, name = EXCLUDED.name"
+    )
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(upsert_region, (city.id, None, "city", city.name))
+        for d in city.districts:
+            cur.execute(upsert_region, (d.id, city.id, "district", d.name))
+            cur.executemany(upsert_region, [(s.id, d.id, "street", s.name) for s in d.streets])
+        cur.executemany(
+            "INSERT INTO units (id, name, region_id, supervision, category, building_class,"
+            " address, contacts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+            " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, region_id = EXCLUDED.region_id,"
+            " supervision = EXCLUDED.supervision, category = EXCLUDED.category,"
+            " building_class = EXCLUDED.building_class, address = EXCLUDED.address,"
+            " contacts = EXCLUDED.contacts",
+            [
+                (u.id, u.name, u.street, u.supervision, u.category, u.building_class,
+                 u.address, json.dumps(u.contacts, ensure_ascii=False))
+                for u in city.units
+            ],
+        )
+        cur.executemany(
+            "INSERT INTO devices (id, unit_id, kind, vendor, model, metadata)"
+            " VALUES (%s, %s, %s, %s, %s, %s::jsonb)"
+            " ON CONFLICT (id) DO UPDATE SET unit_id = EXCLUDED.unit_id, kind = EXCLUDED.kind,"
+            " vendor = EXCLUDED.vendor, model = EXCLUDED.model, metadata = EXCLUDED.metadata",
+            [
+                (dev.id, u.id, dev.kind.value, dev.vendor, dev.model,
+                 json.dumps(dev.metadata, ensure_ascii=False))
+                for u in city.units
+                for dev in u.devices
+            ],
+        )
+    return {
+        "districts": len(city.districts),
+        "streets": len(streets),
+        "units": len(city.units),
+        "devices": sum(len(u.devices) for u in city.units),
+    }
