@@ -85,7 +85,9 @@ def cmd_db_stats(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
     else:
         for table, info in stats.items():
-            extra = f"  newest {info['newest_received_at']}" if info.get("newest_received_at") else ""
+            extra = (
+                f"  newest {info['newest_received_at']}" if info.get("newest_received_at") else ""
+            )
             print(f"{table:<14} {info['rows']:>12}{extra}")
     return 0
 

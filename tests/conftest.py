@@ -35,7 +35,7 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
-    server = pgserver.get_server(base / "data", cleanup_mode="delete")
+    server = pgserver.get_server(base / "data", cleanup_mode="delete")  # type: ignore[attr-defined]
     yield str(server.get_uri())
     server.cleanup()
 

@@ -77,8 +77,16 @@ OPERATION_BITS: dict[int, str] = {
 
 #: Flags that mean the panel reports trouble (used by later alerting).
 ALARM_FLAGS = frozenset(
-    {"fire", "fault", "isolated", "supervisory", "power_fault", "mains_power_fault",
-     "backup_power_fault", "bus_fault"}
+    {
+        "fire",
+        "fault",
+        "isolated",
+        "supervisory",
+        "power_fault",
+        "mains_power_fault",
+        "backup_power_fault",
+        "bus_fault",
+    }
 )
 
 
@@ -93,7 +101,9 @@ def decode_status(event_type: PanelEventType, word: int) -> list[str]:
         return [name for bit, name in OPERATION_BITS.items() if word >> bit & 1]
     if not 0 <= word <= 0xFFFF:
         raise ValueError(f"status word {word} does not fit in 16 bits")
-    bits = SYSTEM_STATUS_BITS if event_type is PanelEventType.SYSTEM_STATUS else COMPONENT_STATUS_BITS
+    bits = (
+        SYSTEM_STATUS_BITS if event_type is PanelEventType.SYSTEM_STATUS else COMPONENT_STATUS_BITS
+    )
     flags = [] if word & 1 else ["test"]
     flags += [name for bit, name in bits.items() if word >> bit & 1]
     if event_type is PanelEventType.SYSTEM_STATUS and word >> 11 & 1:

@@ -170,9 +170,7 @@ def decode(
         return DeadLetter(received_at, topic, payload, reason, detail)
 
     if len(payload) > limits.max_payload_bytes:
-        return dead(
-            Reason.OVERSIZED, f"{len(payload)} bytes > limit {limits.max_payload_bytes}"
-        )
+        return dead(Reason.OVERSIZED, f"{len(payload)} bytes > limit {limits.max_payload_bytes}")
     prefix = root + "/"
     if not topic.startswith(prefix):
         return dead(Reason.BAD_TOPIC, f"topic is not under {root}/")

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -68,6 +68,14 @@ class AckToken:
     mid: int
 
 
+def _properties(packet_type: int, **values: int) -> Properties:
+    """MQTT 5 properties for one packet type (paho sets them as attributes)."""
+    props = Properties(packet_type)  # type: ignore[no-untyped-call]
+    for name, value in values.items():
+        setattr(props, name, value)
+    return props
+
+
 Handler = Callable[[str, bytes, AckToken | None], None]
 
 
@@ -108,9 +116,12 @@ class MqttConsumer:
         self.acks_dropped = 0
         self.ignored_after_close = 0
 
-        self._props = Properties(PacketTypes.CONNECT)
-        self._props.SessionExpiryInterval = session_expiry_s
-        self._props.ReceiveMaximum = receive_maximum
+        self._session_expiry_s = session_expiry_s
+        self._props = _properties(
+            PacketTypes.CONNECT,
+            SessionExpiryInterval=session_expiry_s,
+            ReceiveMaximum=receive_maximum,
+        )
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -174,8 +185,11 @@ class MqttConsumer:
             try:
                 if first:
                     client.connect(
-                        self._addr.host, self._addr.port, keepalive=self._keepalive,
-                        clean_start=False, properties=self._props,
+                        self._addr.host,
+                        self._addr.port,
+                        keepalive=self._keepalive,
+                        clean_start=False,
+                        properties=self._props,
                     )
                     first = False
                 else:
@@ -195,8 +209,7 @@ class MqttConsumer:
             self._retry_wait("reconnecting")
         self._send_acks()
         client.loop_write()
-        props = Properties(PacketTypes.DISCONNECT)
-        props.SessionExpiryInterval = self._props.SessionExpiryInterval
+        props = _properties(PacketTypes.DISCONNECT, SessionExpiryInterval=self._session_expiry_s)
         client.disconnect(properties=props)
         client.loop(timeout=0.1)
 
@@ -223,7 +236,9 @@ class MqttConsumer:
         self.connected.set()
         log.info(
             "connected to %s:%d (session present: %s)",
-            self._addr.host, self._addr.port, flags.session_present,
+            self._addr.host,
+            self._addr.port,
+            flags.session_present,
         )
         client.subscribe(self._subscription, options=SubscribeOptions(qos=1))
 
@@ -244,4 +259,4 @@ class MqttConsumer:
         if token is not None:
             self._metrics.inflight.inc()
         self._metrics.received.inc()
-        self._handler(msg.topic, msg.payload, token)
+        self._handler(msg.topic, cast(bytes, msg.payload), token)

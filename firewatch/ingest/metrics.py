@@ -24,15 +24,20 @@ class IngestMetrics:
             registry=r,
         )
         self.dead_letters = Counter(
-            "firewatch_ingest_dead_letters", "Messages dead-lettered, by reason", ["reason"],
+            "firewatch_ingest_dead_letters",
+            "Messages dead-lettered, by reason",
+            ["reason"],
             registry=r,
         )
         self.batch_size = Histogram(
-            "firewatch_ingest_batch_size", "Messages per flush",
-            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000), registry=r,
+            "firewatch_ingest_batch_size",
+            "Messages per flush",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000),
+            registry=r,
         )
         self.flush_seconds = Histogram(
-            "firewatch_ingest_flush_seconds", "Time to COPY and commit one batch",
+            "firewatch_ingest_flush_seconds",
+            "Time to COPY and commit one batch",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )

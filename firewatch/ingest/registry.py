@@ -32,6 +32,19 @@ class DeviceRegistry:
         """Seconds since the last reload."""
         return time.monotonic() - self.loaded_at
 
+    def refresh_ids(self, conn: psycopg.Connection[Any], ids: set[str]) -> int:
+        """Look up ``ids`` the snapshot does not know (registered since the last reload);
+        add those found. One indexed query; returns how many were added."""
+        rows = conn.execute(
+            "SELECT id, unit_id, kind FROM devices WHERE id = ANY(%s)", (list(ids),)
+        ).fetchall()
+        if rows:
+            self._devices = {
+                **self._devices,
+                **{r[0]: DeviceInfo(r[1], DeviceKind(r[2])) for r in rows},
+            }
+        return len(rows)
+
     def reload(self, conn: psycopg.Connection[Any]) -> None:
         """Replace the snapshot with the database's devices. Raises psycopg errors."""
         rows = conn.execute("SELECT id, unit_id, kind FROM devices").fetchall()

@@ -22,7 +22,7 @@ import psycopg
 from firewatch.core.backoff import Backoff
 from firewatch.core.contract import subscription
 from firewatch.core.settings import Settings
-from firewatch.ingest.codec import DeadLetter, Limits, Row, decode
+from firewatch.ingest.codec import DeadLetter, Limits, Reason, Row, decode
 from firewatch.ingest.consumer import AckToken, MqttConsumer
 from firewatch.ingest.metrics import IngestMetrics
 from firewatch.ingest.registry import DeviceRegistry
@@ -32,7 +32,6 @@ from firewatch.storage.maintenance import maintain
 log = logging.getLogger(__name__)
 
 MAINTENANCE_EVERY_S = 3600.0
-_UNKNOWN_RECHECK_AGE_S = 1.0
 
 Item = tuple[Row | DeadLetter, AckToken | None]
 
@@ -88,8 +87,12 @@ class IngestService:
     # --- network thread ------------------------------------------------------------------
     def _decode(self, topic: str, payload: bytes, received_at: datetime) -> Row | DeadLetter:
         return decode(
-            topic, payload, received_at,
-            root=self.settings.topic_root, lookup=self.registry.lookup, limits=self._limits,
+            topic,
+            payload,
+            received_at,
+            root=self.settings.topic_root,
+            lookup=self.registry.lookup,
+            limits=self._limits,
         )
 
     def _handle(self, topic: str, payload: bytes, token: AckToken | None) -> None:
@@ -124,9 +127,11 @@ class IngestService:
             batch.add(item, token)
 
     def _flush(self, writer: BatchWriter, consumer: MqttConsumer, batch: Batch) -> None:
-        conn = writer.connection()
-        if batch.dead and self.registry.age() > _UNKNOWN_RECHECK_AGE_S:
-            self.registry.reload(conn)
+        unknown = {d.topic.split("/")[-2] for d in batch.dead if d.reason is Reason.UNKNOWN_DEVICE}
+        found = 0
+        if unknown:
+            found = writer.call(lambda conn: self.registry.refresh_ids(conn, unknown))
+        if found:
             recheck_unknown(batch, lambda d: self._decode(d.topic, d.payload, d.received_at))
         result = writer.flush(batch)
         m = self.metrics
@@ -152,8 +157,11 @@ class IngestService:
             self.metrics_port = self.metrics.serve(s.ingest_metrics_host, s.ingest_metrics_port)
         flush_after = s.ingest_flush_interval_ms / 1000
         writer = BatchWriter(
-            self.database_url, self.metrics, Backoff(s.backoff_initial_s, s.backoff_max_s),
-            stop, on_connect=self._on_db_connect,
+            self.database_url,
+            self.metrics,
+            Backoff(s.backoff_initial_s, s.backoff_max_s),
+            stop,
+            on_connect=self._on_db_connect,
         )
         consumer = MqttConsumer(
             self.mqtt_url,
@@ -201,12 +209,7 @@ class IngestService:
 
     def _periodic(self, writer: BatchWriter) -> None:
         """Idle-time upkeep: registry refresh and hourly partition maintenance."""
-        try:
-            if self.registry.age() > self.settings.ingest_registry_refresh_s:
-                self.registry.reload(writer.connection())
-            if time.monotonic() - self._last_maintenance > MAINTENANCE_EVERY_S:
-                self._maintain(writer.connection())
-        except psycopg.OperationalError as err:
-            # Not fatal: the next flush reconnects with backoff.
-            log.warning("periodic upkeep failed: %s", err)
-            writer.close()
+        if self.registry.age() > self.settings.ingest_registry_refresh_s:
+            writer.call(self.registry.reload)
+        if time.monotonic() - self._last_maintenance > MAINTENANCE_EVERY_S:
+            writer.call(self._maintain)

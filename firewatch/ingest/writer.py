@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -24,6 +24,7 @@ from firewatch.ingest.codec import DeadLetter, EventRow, Reason, Row, StatusRow,
 from firewatch.ingest.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _COLUMNS: dict[str, tuple[Sequence[str], Sequence[str]]] = {
     # table: (columns in row-tuple order, binary COPY types)
@@ -164,19 +165,25 @@ class BatchWriter:
         if self._stop.wait(delay):
             raise DatabaseUnavailable(why)
 
-    def flush(self, batch: Batch) -> FlushResult:
-        """Commit the batch (idempotently). Retries through outages; see class docstring."""
+    def call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``fn(conn)``, reconnecting and retrying through connection failures until it
+        succeeds or ``stop`` is set (then :class:`DatabaseUnavailable`). ``fn`` must be
+        safe to repeat: a failed attempt's transaction was rolled back."""
         while True:
             conn = self.connection()
-            started = time.perf_counter()
             try:
-                result = self._write(conn, batch)
+                return fn(conn)
             except psycopg.OperationalError as err:
                 self._metrics.flush_errors.inc()
-                self._wait(f"flush failed: {err}".strip())
-                continue
-            result.seconds = time.perf_counter() - started
-            return result
+                self.close()
+                self._wait(f"database call failed: {err}".strip())
+
+    def flush(self, batch: Batch) -> FlushResult:
+        """Commit the batch (idempotently). Retries through outages; see class docstring."""
+        started = time.perf_counter()
+        result = self.call(lambda conn: self._write(conn, batch))
+        result.seconds = time.perf_counter() - started
+        return result
 
     @staticmethod
     def _write(conn: psycopg.Connection[Any], batch: Batch) -> FlushResult:
@@ -212,8 +219,7 @@ class BatchWriter:
                         [d.payload for d in batch.dead],
                         [d.reason.value for d in batch.dead],
                         [d.detail for d in batch.dead],
-                        [hashlib.sha256(d.payload).digest()
-                         for d in batch.dead],
+                        [hashlib.sha256(d.payload).digest() for d in batch.dead],
                     ),
                 )
                 dead = cur.rowcount

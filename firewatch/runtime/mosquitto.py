@@ -56,8 +56,9 @@ def write_config(data_dir: Path, port: int, host: str = "127.0.0.1") -> Path:
 
 
 @contextmanager
-def mosquitto(data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
-              timeout: float = 10.0) -> Iterator[str]:
+def mosquitto(
+    data_dir: Path, port: int | None = None, host: str = "127.0.0.1", timeout: float = 10.0
+) -> Iterator[str]:
     """Start Mosquitto; yield its ``mqtt://host:port`` URL; stop it (SIGTERM, then kill).
 
     Raises :class:`BrokerStartError` if the binary is missing or it does not come up.

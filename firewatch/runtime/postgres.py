@@ -27,9 +27,11 @@ def embedded_url(pgdata: Path) -> str:
         warnings.simplefilter("ignore")  # platformdirs warns about runtime dirs it picks
         import pgserver
     try:
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     except Exception as err:  # pgserver raises bare subprocess/assert errors
-        raise EmbeddedDatabaseError(f"embedded PostgreSQL failed to start in {pgdata}: {err}") from err
+        raise EmbeddedDatabaseError(
+            f"embedded PostgreSQL failed to start in {pgdata}: {err}"
+        ) from err
     return str(server.get_uri())
 
 

@@ -12,12 +12,14 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
+from typing import Literal, cast
 
 import psycopg
 
 Flavour = Literal["postgres", "timescale"]
-_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)(?:\.(?P<flavour>postgres|timescale))?\.sql$")
+_NAME = re.compile(
+    r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)(?:\.(?P<flavour>postgres|timescale))?\.sql$"
+)
 _LOCK_KEY = 0x46495245  # "FIRE": serialises concurrent upgrades
 
 
@@ -50,7 +52,7 @@ def load_migrations() -> list[Migration]:
         m = _NAME.match(entry.name)
         if m is None:
             raise MigrationError(f"bad migration file name: {entry.name}")
-        flavour = m["flavour"]
+        flavour = cast(Flavour | None, m["flavour"])
         found.append(Migration(int(m["version"]), m["name"], flavour, entry.read_text("utf-8")))
     found.sort(key=lambda m: (m.version, m.flavour is not None, m.flavour or ""))
     return found

@@ -70,7 +70,9 @@ def read_seed(path: Path | None = None) -> CitySeed:
     Raises ``pydantic.ValidationError`` / ``tomllib.TOMLDecodeError`` with the offending field.
     """
     if path is None:
-        text = resources.files("firewatch.storage").joinpath("seeds", DEFAULT_SEED).read_text("utf-8")
+        text = (
+            resources.files("firewatch.storage").joinpath("seeds", DEFAULT_SEED).read_text("utf-8")
+        )
     else:
         text = path.read_text("utf-8")
     return CitySeed.model_validate(tomllib.loads(text))
@@ -99,8 +101,16 @@ def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
             " building_class = EXCLUDED.building_class, address = EXCLUDED.address,"
             " contacts = EXCLUDED.contacts",
             [
-                (u.id, u.name, u.street, u.supervision, u.category, u.building_class,
-                 u.address, json.dumps(u.contacts, ensure_ascii=False))
+                (
+                    u.id,
+                    u.name,
+                    u.street,
+                    u.supervision,
+                    u.category,
+                    u.building_class,
+                    u.address,
+                    json.dumps(u.contacts, ensure_ascii=False),
+                )
                 for u in city.units
             ],
         )
@@ -110,8 +120,14 @@ def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
             " ON CONFLICT (id) DO UPDATE SET unit_id = EXCLUDED.unit_id, kind = EXCLUDED.kind,"
             " vendor = EXCLUDED.vendor, model = EXCLUDED.model, metadata = EXCLUDED.metadata",
             [
-                (dev.id, u.id, dev.kind.value, dev.vendor, dev.model,
-                 json.dumps(dev.metadata, ensure_ascii=False))
+                (
+                    dev.id,
+                    u.id,
+                    dev.kind.value,
+                    dev.vendor,
+                    dev.model,
+                    json.dumps(dev.metadata, ensure_ascii=False),
+                )
                 for u in city.units
                 for dev in u.devices
             ],

@@ -1,0 +1,164 @@
+"""Test helpers: waiting on conditions with deadlines, publishing over real MQTT, running
+an ingest worker in a thread or a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+from firewatch.core.settings import Settings
+from firewatch.ingest.consumer import BrokerAddress
+from firewatch.ingest.service import IngestService, IngestStats
+
+ROOT = Path(__file__).resolve().parents[1]
+WATER_TOPIC = "firewatch/v1/U-WD-001/D-WD-001-W1/telemetry"
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str = "condition") -> None:
+    """Poll ``cond`` until true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def water(seq: int, pressure: float = 350.0, ts: str | None = None) -> bytes:
+    return orjson.dumps(
+        {
+            "seq": seq,
+            "ts": ts or now_iso(),
+            "pressure_kpa": pressure,
+            "level_m": 3.5,
+            "pump_running": False,
+            "jockey_running": True,
+            "room_temp_c": 12.5,
+        }
+    )
+
+
+@contextmanager
+def publisher(url: str, client_id: str | None = None) -> Iterator[mqtt.Client]:
+    """A connected MQTT 5 client with its network loop running."""
+    addr = BrokerAddress.parse(url)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id or f"pub-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(addr.host, addr.port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish_all(
+    url: str,
+    messages: Sequence[tuple[str, bytes]],
+    timeout: float = 60.0,
+    rate: float | None = None,
+) -> None:
+    """Publish at QoS 1 and wait until the broker acknowledged every message."""
+    with publisher(url) as client:
+        infos = []
+        started = time.monotonic()
+        for i, (topic, payload) in enumerate(messages):
+            if rate:
+                ahead = i / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)  # pacing the offered load, not synchronisation
+            infos.append(client.publish(topic, payload, qos=1))
+        deadline = time.monotonic() + timeout
+        for info in infos:
+            info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
+            assert info.is_published(), "broker did not acknowledge a publish in time"
+
+
+class ThreadedIngest:
+    """An in-process ingest worker on a thread; ``stop()`` returns its stats."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.database_url
+        assert settings.mqtt_url
+        self.service = IngestService(settings, settings.database_url, settings.mqtt_url)
+        self._stop = threading.Event()
+        self._stats: IngestStats | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._stats = self.service.run(self._stop)
+        except BaseException as err:  # surfaced by stop()
+            self._error = err
+
+    def __enter__(self) -> ThreadedIngest:
+        self._thread.start()
+        wait_until(self.service.ready.is_set, 30, "ingest ready")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> IngestStats:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        assert not self._thread.is_alive(), "ingest did not shut down"
+        if self._error:
+            raise self._error
+        assert self._stats is not None
+        return self._stats
+
+
+def ingest_subprocess(settings: Settings, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """``python -m firewatch ingest`` as a real child process."""
+    assert settings.database_url
+    assert settings.mqtt_url
+    child_env = dict(os.environ)
+    child_env.update(
+        FIREWATCH_DATABASE_URL=settings.database_url,
+        FIREWATCH_MQTT_URL=settings.mqtt_url,
+        FIREWATCH_INGEST_CLIENT_ID=settings.ingest_client_id,
+        FIREWATCH_INGEST_METRICS_PORT="0",
+        FIREWATCH_BACKOFF_INITIAL_S="0.05",
+        FIREWATCH_BACKOFF_MAX_S="0.5",
+        FIREWATCH_DATA_DIR=str(settings.data_dir),
+        **env,
+    )
+    with log.open("ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "firewatch", "ingest"],
+            env=child_env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+
+def scalar(conn: psycopg.Connection[Any], sql: str, *params: object) -> Any:
+    row = conn.execute(sql, params or None).fetchone()
+    assert row is not None
+    return row[0]

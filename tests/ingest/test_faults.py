@@ -1,0 +1,159 @@
+"""Fault injection against real processes: a consumer killed with SIGKILL, a database
+stopped under load, and a burst into a consumer slower than its publisher. In every case
+each published message must end up stored exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from firewatch.core.settings import Settings
+from firewatch.storage.maintenance import maintain
+from firewatch.storage.migrate import upgrade
+from firewatch.storage.seed import load_seed, read_seed
+from tests.helpers import (
+    WATER_TOPIC,
+    ThreadedIngest,
+    ingest_subprocess,
+    publish_all,
+    scalar,
+    wait_until,
+    water,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _stream(n: int) -> list[tuple[str, bytes]]:
+    return [(WATER_TOPIC, water(seq, 300.0 + seq % 50)) for seq in range(1, n + 1)]
+
+
+def _assert_exactly_once(conn: psycopg.Connection[Any], n: int) -> None:
+    count, distinct, lo, hi = conn.execute(
+        "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM telemetry"
+    ).fetchone() or (0, 0, 0, 0)
+    assert (count, distinct, lo, hi) == (n, n, 1, n)
+
+
+def _publish_in_background(url: str, msgs: list[tuple[str, bytes]], rate: float) -> threading.Thread:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            publish_all(url, msgs, rate=rate, timeout=120)
+        except BaseException as err:
+            errors.append(err)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.errors = errors  # type: ignore[attr-defined]
+    return t
+
+
+def test_sigkill_mid_stream_then_restart_stores_everything_once(
+    settings: Settings, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    n = 6000
+    log = tmp_path / "ingest.log"
+    proc = ingest_subprocess(settings, log)
+    try:
+        # The worker's persistent session must exist before publishing starts.
+        wait_until(lambda: "connected to" in log.read_text(), 30, "worker connected")
+        pub = _publish_in_background(settings.mqtt_url or "", _stream(n), rate=1500)
+        wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") >= 1000, 60, "progress")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed_at = scalar(db, "SELECT count(*) FROM telemetry")
+        pub.join(timeout=120)
+        assert not pub.errors  # type: ignore[attr-defined]
+        assert killed_at < n, "the kill must land mid-stream"
+        proc = ingest_subprocess(settings, log)  # same client id: same broker session
+        wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") >= n, 90, "all rows")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _assert_exactly_once(db, n)
+    assert "ingest stopped after" in log.read_text()  # the one-line shutdown summary
+
+
+@pytest.fixture
+def own_pg(tmp_path: Path) -> Iterator[Any]:
+    """A PostgreSQL server this test owns, so it can stop and start it."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="delete")  # type: ignore[attr-defined]
+    yield server
+    server.cleanup()
+
+
+def test_database_outage_under_load_loses_nothing(
+    own_pg: Any, mqtt_url: str, tmp_path: Path
+) -> None:
+    from pgserver._commands import pg_ctl  # the server binary's own control tool
+
+    name = f"fw_{uuid.uuid4().hex[:8]}"
+    admin = str(own_pg.get_uri())
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(admin, dbname=name)
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=url, mqtt_url=mqtt_url,
+        ingest_client_id=f"outage-{uuid.uuid4().hex[:6]}", ingest_metrics_port=0,
+        backoff_initial_s=0.05, backoff_max_s=0.5, ingest_max_inflight=500,
+    )  # fmt: skip
+    with psycopg.connect(url, autocommit=True) as conn:
+        upgrade(conn)
+        load_seed(conn, read_seed())
+        maintain(conn, settings)
+
+    def stored() -> int:
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=2) as c:
+                return int(scalar(c, "SELECT count(*) FROM telemetry"))
+        except psycopg.OperationalError:
+            return -1
+
+    n = 4000
+    with ThreadedIngest(settings) as ingest:
+        pub = _publish_in_background(mqtt_url, _stream(n), rate=1000)
+        wait_until(lambda: stored() >= 500, 60, "rows before the outage")
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=own_pg.pgdata, user=own_pg.system_user)
+        m = ingest.service.metrics
+        wait_until(lambda: m.flush_errors._value.get() + m.reconnects.labels("database")._value.get() >= 3,
+                   30, "the writer to notice the outage")  # fmt: skip
+        assert m.inflight._value.get() <= settings.ingest_max_inflight  # bounded while down
+        own_pg.ensure_postgres_running()
+        pub.join(timeout=120)
+        assert not pub.errors  # type: ignore[attr-defined]
+        wait_until(lambda: stored() >= n, 90, "all rows after the outage")
+    with psycopg.connect(url, autocommit=True) as conn:
+        _assert_exactly_once(conn, n)
+
+
+def test_burst_into_a_slower_consumer_loses_nothing(
+    settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    # Tiny batches and a small in-flight window make the consumer much slower than the
+    # publisher, so most of the burst has to wait in the broker's queue for this session
+    # (Mosquitto's default max_queued_messages of 1000 would drop most of it).
+    slow = settings.model_copy(update={"ingest_batch_size": 50, "ingest_max_inflight": 100})
+    n = 20_000
+    with ThreadedIngest(slow):
+        publish_all(settings.mqtt_url or "", _stream(n), timeout=120)
+        assert scalar(db, "SELECT count(*) FROM telemetry") < n - 1000, "consumer kept up"
+        wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") >= n, 180, "all rows")
+    _assert_exactly_once(db, n)
