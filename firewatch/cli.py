@@ -106,20 +106,24 @@ def cmd_ingest(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.simulators.publisher import run_publisher
+    from firewatch.simulators.publisher import PublisherError, run_publisher
 
     if not settings.mqtt_url:
         print("FIREWATCH_MQTT_URL is not set (firewatch up starts a broker)", file=sys.stderr)
         return 2
     stop = _stop_on_signals()
-    result = run_publisher(
-        settings,
-        settings.mqtt_url,
-        seed_file=args.seed_file,
-        interval_s=args.interval,
-        duration_s=args.duration,
-        stop=stop,
-    )
+    try:
+        result = run_publisher(
+            settings,
+            settings.mqtt_url,
+            seed_file=args.seed_file,
+            interval_s=args.interval,
+            duration_s=args.duration,
+            stop=stop,
+        )
+    except PublisherError as err:
+        print(f"simulate: {err}", file=sys.stderr)
+        return 1
     print(result.summary())
     return 0
 

@@ -34,9 +34,16 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="PostgreSQL/TimescaleDB URL.")
     mqtt_url: str | None = Field(default=None, description="mqtt://[user:pass@]host:port")
 
+    embedded_mqtt_port: int = Field(
+        default=1883, ge=0, description="Embedded broker port (a free one if taken)."
+    )
+    up_seed: bool = Field(default=True, description="`firewatch up` loads the demo city.")
+
     # --- the device contract -------------------------------------------------------------
     topic_root: str = Field(default="firewatch/v1", description="Versioned topic prefix.")
-    max_payload_bytes: int = Field(default=16_384, gt=0)
+    max_payload_bytes: int = Field(
+        default=65_536, gt=0, description="Larger payloads are dead letters (256 ports fit)."
+    )
     max_clock_skew_future_s: Seconds = Field(
         default=300.0, description="Device timestamps further ahead of server time are refused."
     )

@@ -213,7 +213,10 @@ def decode(
             f"ts {msg.ts.isoformat()} is ahead of server time {received_at.isoformat()} "
             f"by more than {limits.max_future.total_seconds():g} s",
         )
-    if received_at - msg.ts > limits.max_age:
+    # A last will (status, seq 0) carries its connection's start time, which may be weeks old
+    # for a long-lived connection: the backlog limit does not apply to it.
+    is_will = channel is Channel.STATUS and msg.seq == 0
+    if received_at - msg.ts > limits.max_age and not is_will:
         return dead(
             Reason.TS_TOO_OLD,
             f"ts {msg.ts.isoformat()} is older than {limits.max_age.total_seconds():g} s",

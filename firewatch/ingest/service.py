@@ -154,7 +154,10 @@ class IngestService:
         """Consume until ``stop`` is set. Raises only on programming errors."""
         s = self.settings
         if s.ingest_metrics_port:
-            self.metrics_port = self.metrics.serve(s.ingest_metrics_host, s.ingest_metrics_port)
+            try:
+                self.metrics_port = self.metrics.serve(s.ingest_metrics_host, s.ingest_metrics_port)
+            except OSError as err:  # keep ingesting: losing /metrics must not lose data
+                log.error("cannot serve /metrics on port %d: %s", s.ingest_metrics_port, err)
         flush_after = s.ingest_flush_interval_ms / 1000
         writer = BatchWriter(
             self.database_url,

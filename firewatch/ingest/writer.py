@@ -50,17 +50,26 @@ _TABLE_OF: dict[type, str] = {
     StatusRow: "device_status",
 }
 
-# The newest status per device wins; an older or equal (redelivered) one changes nothing.
-_UPSERT_STATE = """
-INSERT INTO device_state (device_id, state, ts, seq, firmware, battery_pct, updated_at)
-SELECT DISTINCT ON (device_id) device_id, state, ts, seq, firmware, battery_pct, now()
-FROM _stage_device_status ORDER BY device_id, ts DESC, seq DESC
-ON CONFLICT (device_id) DO UPDATE SET
-    state = EXCLUDED.state, ts = EXCLUDED.ts, seq = EXCLUDED.seq,
-    firmware = COALESCE(EXCLUDED.firmware, device_state.firmware),
-    battery_pct = COALESCE(EXCLUDED.battery_pct, device_state.battery_pct),
-    updated_at = now()
-WHERE (device_state.ts, device_state.seq) < (EXCLUDED.ts, EXCLUDED.seq)
+# Device status rows are inserted by this statement rather than the generic one: only rows
+# actually inserted (not redeliveries) move device_state, and the latest *received* status
+# wins. Server receive order, not device time, because a last will carries its connect time.
+_INSERT_STATUS = """
+WITH inserted AS (
+    INSERT INTO device_status ({cols}) SELECT {cols} FROM _stage_device_status
+    ON CONFLICT DO NOTHING RETURNING *
+), latest AS (
+    SELECT DISTINCT ON (device_id) * FROM inserted ORDER BY device_id, received_at DESC, seq DESC
+), upsert AS (
+    INSERT INTO device_state (device_id, state, ts, seq, firmware, battery_pct, updated_at)
+    SELECT device_id, state, ts, seq, firmware, battery_pct, received_at FROM latest
+    ON CONFLICT (device_id) DO UPDATE SET
+        state = EXCLUDED.state, ts = EXCLUDED.ts, seq = EXCLUDED.seq,
+        firmware = COALESCE(EXCLUDED.firmware, device_state.firmware),
+        battery_pct = COALESCE(EXCLUDED.battery_pct, device_state.battery_pct),
+        updated_at = EXCLUDED.updated_at
+    WHERE device_state.updated_at <= EXCLUDED.updated_at
+)
+SELECT count(*) FROM inserted
 """
 
 _INSERT_DEAD = """
@@ -202,14 +211,17 @@ class BatchWriter:
                     copy.set_types(list(types))
                     for row in rows:
                         copy.write_row(row)
-                cur.execute(
-                    f"INSERT INTO {table} ({collist}) SELECT {collist} FROM _stage_{table} "
-                    "ON CONFLICT DO NOTHING"
-                )
-                stored[table] = cur.rowcount
-                dups[table] = len(rows) - cur.rowcount
                 if table == "device_status":
-                    cur.execute(_UPSERT_STATE)
+                    counted = cur.execute(_INSERT_STATUS.format(cols=collist)).fetchone()
+                    inserted = int(counted[0]) if counted else 0
+                else:
+                    cur.execute(
+                        f"INSERT INTO {table} ({collist}) SELECT {collist} FROM _stage_{table} "
+                        "ON CONFLICT DO NOTHING"
+                    )
+                    inserted = cur.rowcount
+                stored[table] = inserted
+                dups[table] = len(rows) - inserted
             if batch.dead:
                 cur.execute(
                     _INSERT_DEAD,

@@ -143,7 +143,12 @@ class _DeviceLink:
     """One simulated device: its value model, seq counter and MQTT connection."""
 
     def __init__(
-        self, index: int, unit_id: str, model: DeviceModel, root: str, addr: BrokerAddress,
+        self,
+        index: int,
+        unit_id: str,
+        model: DeviceModel,
+        root: str,
+        addr: BrokerAddress,
         tally: _Tally,
     ) -> None:
         self.index = index
@@ -214,9 +219,7 @@ class _DeviceLink:
             self.refused = str(reason)
             log.warning("%s: broker refused the connection: %s", self.model.device_id, reason)
             return
-        self.publish(
-            Channel.STATUS, self.model.online_status(), device_now(), unless_stopping=True
-        )
+        self.publish(Channel.STATUS, self.model.online_status(), device_now(), unless_stopping=True)
         self.connected.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -229,6 +232,19 @@ class _DeviceLink:
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
         self.tally.acked(self.index, mid, not reason.is_failure)
+
+
+def _await_connections(
+    links: list[_DeviceLink], stop: threading.Event, timeout: float
+) -> list[_DeviceLink]:
+    """Wait until every link is connected, ``stop`` is set or ``timeout`` passes (``stop`` is
+    checked every 0.1 s); return the links still not connected."""
+    deadline = time.monotonic() + timeout
+    for link in links:
+        while not link.connected.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+            if stop.is_set() or time.monotonic() >= deadline:
+                return [link for link in links if not link.connected.is_set()]
+    return []
 
 
 def _schedule(
@@ -257,10 +273,10 @@ def _close(links: list[_DeviceLink], tally: _Tally) -> None:
         link.shutdown()
     if not tally.drain(DRAIN_TIMEOUT_S):
         log.warning("some messages were not acknowledged within %.0fs", DRAIN_TIMEOUT_S)
-    for link in links:
-        link.client.disconnect()
+    # disconnect() answers MQTT_ERR_NO_CONN for a link that is not connected: nothing to await.
+    sent = [link for link in links if link.client.disconnect() == MQTTErrorCode.MQTT_ERR_SUCCESS]
     deadline = time.monotonic() + DISCONNECT_TIMEOUT_S
-    for link in links:
+    for link in sent:
         link.disconnected.wait(max(0.0, deadline - time.monotonic()))
     for link in links:
         link.client.loop_stop()
@@ -292,26 +308,29 @@ def run_publisher(
     city = read_seed(seed_file)
     tally = _Tally()
     links = [
-        _DeviceLink(i, unit.id, model_for(dev, settings.simulate_seed, interval),
-                    settings.topic_root, addr, tally)
+        _DeviceLink(
+            i,
+            unit.id,
+            model_for(dev, settings.simulate_seed, interval),
+            settings.topic_root,
+            addr,
+            tally,
+        )
         for i, (unit, dev) in enumerate((u, d) for u in city.units for d in u.devices)
     ]
     started = time.monotonic()
     try:
         for link in links:
             link.start()
-        deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        for link in links:
-            link.connected.wait(max(0.0, deadline - time.monotonic()))
-        missing = [link for link in links if not link.connected.is_set()]
-        if missing:
+        missing = _await_connections(links, stop, CONNECT_TIMEOUT_S)
+        if missing and not stop.is_set():
             why = missing[0].refused or "no connection"
             raise PublisherError(
                 f"{len(missing)} of {len(links)} simulated devices did not connect to "
                 f"{addr.host}:{addr.port} within {CONNECT_TIMEOUT_S:.0f}s ({why})"
             )
         started = time.monotonic()
-        if links:
+        if links and not stop.is_set():
             _schedule(links, interval, duration_s, stop)
     finally:
         seconds = time.monotonic() - started

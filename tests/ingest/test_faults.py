@@ -45,7 +45,9 @@ def _assert_exactly_once(conn: psycopg.Connection[Any], n: int) -> None:
     assert (count, distinct, lo, hi) == (n, n, 1, n)
 
 
-def _publish_in_background(url: str, msgs: list[tuple[str, bytes]], rate: float) -> threading.Thread:
+def _publish_in_background(
+    url: str, msgs: list[tuple[str, bytes]], rate: float
+) -> threading.Thread:
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -103,7 +105,7 @@ def own_pg(tmp_path: Path) -> Iterator[Any]:
 def test_database_outage_under_load_loses_nothing(
     own_pg: Any, mqtt_url: str, tmp_path: Path
 ) -> None:
-    from pgserver._commands import pg_ctl  # the server binary's own control tool
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
     name = f"fw_{uuid.uuid4().hex[:8]}"
     admin = str(own_pg.get_uri())
@@ -132,10 +134,17 @@ def test_database_outage_under_load_loses_nothing(
         pub = _publish_in_background(mqtt_url, _stream(n), rate=1000)
         wait_until(lambda: stored() >= 500, 60, "rows before the outage")
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=own_pg.pgdata, user=own_pg.system_user)
-        m = ingest.service.metrics
-        wait_until(lambda: m.flush_errors._value.get() + m.reconnects.labels("database")._value.get() >= 3,
-                   30, "the writer to notice the outage")  # fmt: skip
-        assert m.inflight._value.get() <= settings.ingest_max_inflight  # bounded while down
+        reg = ingest.service.metrics.registry
+
+        def failures() -> float:
+            return (reg.get_sample_value("firewatch_ingest_flush_errors_total") or 0) + (
+                reg.get_sample_value("firewatch_ingest_reconnects_total", {"target": "database"})
+                or 0
+            )
+
+        wait_until(lambda: failures() >= 3, 30, "the writer to notice the outage")
+        inflight = reg.get_sample_value("firewatch_ingest_inflight") or 0
+        assert inflight <= settings.ingest_max_inflight  # bounded while the database is down
         own_pg.ensure_postgres_running()
         pub.join(timeout=120)
         assert not pub.errors  # type: ignore[attr-defined]
@@ -156,4 +165,22 @@ def test_burst_into_a_slower_consumer_loses_nothing(
         publish_all(settings.mqtt_url or "", _stream(n), timeout=120)
         assert scalar(db, "SELECT count(*) FROM telemetry") < n - 1000, "consumer kept up"
         wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") >= n, 180, "all rows")
+    _assert_exactly_once(db, n)
+
+
+def test_broker_restart_keeps_the_session_and_its_queued_messages(
+    settings: Settings, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    from firewatch.runtime.mosquitto import free_port, mosquitto
+
+    broker_dir, port = tmp_path / "own-broker", free_port()
+    n = 500
+    with mosquitto(broker_dir, port=port) as url:
+        s = settings.model_copy(update={"mqtt_url": url})
+        with ThreadedIngest(s):  # creates the persistent session, then leaves
+            pass
+        publish_all(url, _stream(n))  # queued for the absent worker
+    assert scalar(db, "SELECT count(*) FROM telemetry") == 0
+    with mosquitto(broker_dir, port=port) as url, ThreadedIngest(s):
+        wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") >= n, 60, "rows")
     _assert_exactly_once(db, n)

@@ -125,7 +125,7 @@ def _bad_cases() -> list[tuple[str, str, bytes, str]]:
         ("future", WATER_TOPIC, w(ts=(now + timedelta(hours=2)).isoformat()), "ts_in_future"),
         ("too_old", WATER_TOPIC, w(ts=(now - timedelta(days=30)).isoformat()), "ts_too_old"),
         ("naive_ts", WATER_TOPIC, w(ts=now.replace(tzinfo=None).isoformat()), "invalid"),
-        ("oversized", WATER_TOPIC, w(pad="x" * 20_000), "oversized"),
+        ("oversized", WATER_TOPIC, w(pad="x" * 70_000), "oversized"),
         ("unknown_device", "firewatch/v1/U-WD-001/NOPE-1/telemetry", w(), "unknown_device"),
         ("wrong_unit", "firewatch/v1/U-JA-001/D-WD-001-W1/telemetry", w(), "topic_mismatch"),
         ("payload_device", WATER_TOPIC, w(device_id="D-OTHER"), "topic_mismatch"),
@@ -195,3 +195,23 @@ def test_backlogged_readings_land_in_their_day_partition(
     part = scalar(db, "SELECT tableoid::regclass::text FROM telemetry")
     day = (datetime.now(UTC) - timedelta(days=old_ts_days)).strftime("%Y%m%d")
     assert part == f"telemetry_p{day}"
+
+
+def test_last_will_marks_the_device_offline_even_with_an_old_connect_time(
+    settings: Settings, db: psycopg.Connection[Any]
+) -> None:
+    connected = datetime.now(UTC) - timedelta(days=30)  # a month-long connection
+    online = {"seq": 1, "ts": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+              "state": "online"}  # fmt: skip
+    will = {"seq": 0, "ts": connected.isoformat(), "state": "offline", "reason": "will"}
+    topic = f"{PANEL}/status"
+    with ThreadedIngest(settings) as ingest:
+        publish_all(settings.mqtt_url or "", [(topic, orjson.dumps(online))])
+        wait_until(lambda: scalar(db, "SELECT count(*) FROM device_state") == 1, 20, "online")
+        publish_all(settings.mqtt_url or "", [(topic, orjson.dumps(will))])
+        wait_until(lambda: scalar(db, "SELECT count(*) FROM device_status") == 2, 20, "will")
+        # A redelivered stale "online" must not flip the state back.
+        publish_all(settings.mqtt_url or "", [(topic, orjson.dumps(online))])
+        wait_until(lambda: ingest.service.stats.received == 3, 20, "the redelivery")
+    assert scalar(db, "SELECT state FROM device_state WHERE device_id = 'D-WD-001-P1'") == "offline"
+    assert scalar(db, "SELECT count(*) FROM dead_letters") == 0

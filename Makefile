@@ -1,0 +1,26 @@
+# The two commands: `make up` (the whole system on embedded defaults) and `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: up test lint bootstrap format clean
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+up: bootstrap
+	$(BIN)/firewatch up
+
+lint: bootstrap
+	$(BIN)/ruff check firewatch tests mosquitto
+	$(BIN)/ruff format --check firewatch tests mosquitto
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+format: bootstrap
+	$(BIN)/ruff format firewatch tests mosquitto
+	$(BIN)/ruff check --fix firewatch tests mosquitto
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

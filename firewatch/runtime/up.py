@@ -1,0 +1,151 @@
+"""``firewatch up``: the whole system on embedded defaults, supervised in one process tree.
+
+Order of start: database (embedded pgserver unless ``FIREWATCH_DATABASE_URL``), broker
+(Mosquitto child unless ``FIREWATCH_MQTT_URL``), migrations + partitions + demo city, then
+the ingest worker and the simulator as child processes (restarted with backoff if they
+die). Shutdown is the reverse: simulator, ingest (SIGTERM: flush, ack, close), broker,
+database, then one summary line.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import psycopg
+
+from firewatch.core.backoff import Backoff
+from firewatch.core.settings import Settings, child_env
+from firewatch.runtime.mosquitto import free_port, mosquitto, wait_for_port
+from firewatch.runtime.postgres import resolve_database_url
+from firewatch.storage.maintenance import maintain
+from firewatch.storage.migrate import current_flavour, upgrade
+from firewatch.storage.seed import load_seed, read_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    """A supervised ``python -m firewatch <command>`` child process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    backoff: Backoff = field(default_factory=lambda: Backoff(0.5, 30.0))
+    next_start: float = 0.0
+
+    def start(self) -> None:
+        # Own session: a terminal's Ctrl-C reaches only `firewatch up`, which then stops the
+        # children in order instead of all of them at once.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "firewatch", *self.argv], env=self.env, start_new_session=True
+        )
+
+    def check(self, now: float) -> None:
+        """Restart the child (after a jittered delay) if it exited on its own."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        if self.proc is not None:
+            code = self.proc.returncode
+            self.proc = None
+            delay = self.backoff.next()
+            self.next_start = now + delay
+            log.warning("%s exited with %s; restarting in %.1fs", self.name, code, delay)
+            return
+        if now >= self.next_start:
+            self.restarts += 1
+            self.start()
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait (then SIGKILL); returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log.error("%s did not stop in %.0fs; killing it", self.name, timeout)
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def _broker_port(settings: Settings) -> int:
+    """The configured embedded broker port, or a free one if something else holds it."""
+    port = settings.embedded_mqtt_port
+    if port and not wait_for_port("127.0.0.1", port, 0.05):
+        return port
+    chosen = free_port()
+    log.warning("port %s is taken; the embedded broker uses %d instead", port, chosen)
+    return chosen
+
+
+def prepare_database(settings: Settings, url: str) -> str:
+    """Migrate, make partitions and load the demo city; return the schema flavour."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        upgrade(conn)
+        maintain(conn, settings)
+        if settings.up_seed:
+            load_seed(conn, read_seed())
+        return current_flavour(conn) or "?"
+
+
+def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> int:
+    """Run everything until ``stop`` is set. Returns the process exit code."""
+    started = time.monotonic()
+    with ExitStack() as stack:
+        embedded_db = settings.database_url is None
+        db_url = resolve_database_url(settings)
+        mqtt_url = settings.mqtt_url
+        if mqtt_url is None:
+            mqtt_url = stack.enter_context(
+                mosquitto(settings.mosquitto_dir, port=_broker_port(settings))
+            )
+        flavour = prepare_database(settings, db_url)
+        resolved = settings.model_copy(update={"database_url": db_url, "mqtt_url": mqtt_url})
+        env = child_env(resolved)
+        children = [Child("ingest", ["ingest"], env)]
+        if simulate:
+            children.append(Child("simulator", ["simulate"], env))
+        for child in children:
+            child.start()
+        metrics = (
+            f"http://{settings.ingest_metrics_host}:{settings.ingest_metrics_port}/metrics"
+            if settings.ingest_metrics_port
+            else "disabled"
+        )
+        print(
+            "Firewatch is up:\n"
+            f"  database   {'embedded pgserver, ' if embedded_db else ''}{db_url} [{flavour}]\n"
+            f"  broker     {'embedded mosquitto, ' if settings.mqtt_url is None else ''}"
+            f"{mqtt_url}\n"
+            f"  ingest     pid {children[0].proc.pid if children[0].proc else '?'}, "
+            f"metrics {metrics}\n"
+            f"  simulator  {'running (demo city of Xuchang)' if simulate else 'off'}\n"
+            f"  data dir   {settings.data_dir.resolve()}\n"
+            "  stats      .venv/bin/firewatch db stats   (Ctrl-C stops everything)",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            now = time.monotonic()
+            for child in children:
+                child.check(now)
+        codes = {c.name: c.stop() for c in reversed(children)}
+    print(
+        f"firewatch up stopped after {time.monotonic() - started:.0f}s: "
+        + ", ".join(
+            f"{name} exit {code} ({c.restarts} restarts)"
+            for c, (name, code) in zip(reversed(children), codes.items(), strict=True)
+        ),
+        flush=True,
+    )
+    return 0
