@@ -149,6 +149,7 @@ class MqttConsumer:
         """Stop taking messages: later arrivals are neither queued nor acknowledged, so the
         broker redelivers them to the next session. The connection stays up for acks."""
         self._intake_open = False
+        self._metrics.ready.set(0)
 
     def close(self, timeout: float = 5.0) -> None:
         """Send pending acks (up to ``timeout``), disconnect keeping the session, join."""
@@ -218,6 +219,7 @@ class MqttConsumer:
             log.warning("MQTT %s", why)
         self.connected.clear()
         self.subscribed.clear()
+        self._metrics.ready.set(0)
         self.generation += 1
 
     def _retry_wait(self, why: str) -> None:
@@ -247,6 +249,7 @@ class MqttConsumer:
             log.error("subscription %s refused: %s", self._subscription, reasons)
             return
         self.subscribed.set()
+        self._metrics.ready.set(1)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self._lost_connection(f"disconnected: {reason}")

@@ -5,6 +5,14 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 
+#: Fine buckets up to 2 s (percentiles are interpolated within a bucket), coarse beyond.
+LAG_BUCKETS = (
+    *(i / 1000 for i in (2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 120, 140)),
+    *(i / 1000 for i in (160, 180, 200, 225, 250, 300, 350, 400, 500, 600, 800, 1000)),
+    1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+
+
 class IngestMetrics:
     """Counters and gauges exported on ``/metrics`` (see README, "Metrics")."""
 
@@ -46,6 +54,15 @@ class IngestMetrics:
         )
         self.reconnects = Counter(
             "firewatch_ingest_reconnects", "Reconnect attempts, by target", ["target"], registry=r
+        )
+        self.commit_lag = Histogram(
+            "firewatch_ingest_commit_lag_seconds",
+            "Device timestamp to commit, per stored row (device clock permitting)",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.ready = Gauge(
+            "firewatch_ingest_ready", "1 while subscribed and taking messages", registry=r
         )
         self.flush_errors = Counter(
             "firewatch_ingest_flush_errors", "Failed flush attempts (retried)", registry=r

@@ -149,6 +149,11 @@ class IngestService:
         m.batch_size.observe(len(batch))
         m.flush_seconds.observe(result.seconds)
         consumer.ack(batch.acks)  # only now: the rows are committed
+        committed = time.time()
+        observe = m.commit_lag.observe
+        for rows in batch.rows.values():
+            for row in rows:
+                observe(committed - row.ts.timestamp())
 
     def run(self, stop: threading.Event) -> IngestStats:
         """Consume until ``stop`` is set. Raises only on programming errors."""
