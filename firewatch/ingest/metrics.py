@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-
 #: Fine buckets up to 2 s (percentiles are interpolated within a bucket), coarse beyond.
 LAG_BUCKETS = (
     *(i / 1000 for i in (2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 120, 140)),
