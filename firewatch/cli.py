@@ -128,6 +128,24 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.simulators.bench import BenchConfig, format_result, run_ingest_bench
+
+    cfg = BenchConfig(
+        rate=args.rate,
+        devices=args.devices,
+        duration=args.duration,
+        workers=args.workers,
+        generators=args.generators,
+    )
+    result = run_ingest_bench(settings, cfg, log_dir=args.logs)
+    print(format_result(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.runtime.up import run_up
 
@@ -166,6 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--interval", type=float, help="seconds between reports per device")
     sim.add_argument("--duration", type=float, help="stop after this many seconds")
     sim.set_defaults(func=cmd_simulate)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
+        dest="bench_command", required=True
+    )
+    bi = bench.add_parser("ingest", help="offer MQTT load, measure storage rate and latency")
+    bi.add_argument("--rate", type=float, default=5000, help="offered messages/s")
+    bi.add_argument("--devices", type=int, default=1000)
+    bi.add_argument("--duration", type=float, default=20, help="seconds of load")
+    bi.add_argument("--workers", type=int, default=1, help="ingest worker processes")
+    bi.add_argument("--generators", type=int, default=0, help="load processes (0: by rate)")
+    bi.add_argument("--json", type=Path, help="write the result document here")
+    bi.add_argument("--logs", type=Path, help="keep worker logs in this directory")
+    bi.set_defaults(func=cmd_bench_ingest)
 
     up = sub.add_parser("up", help="everything together on embedded defaults")
     up.add_argument("--no-simulate", action="store_true", help="do not start the simulator")

@@ -1,0 +1,287 @@
+"""``firewatch bench ingest``: offer a known load, measure what was stored and how fast.
+
+One run: a fresh database (created on the configured or embedded server, dropped after), a
+fresh Mosquitto (unless ``FIREWATCH_MQTT_URL``), K ingest workers as real processes sharing
+the subscription, and load generators as separate processes. It reports offered vs achieved
+publish rate, stored rows/s, lost (broker-acknowledged but not stored) and duplicated rows,
+publish → committed latency percentiles (from the workers' commit-lag histograms), each
+worker's CPU and peak RSS, and the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+from prometheus_client.parser import text_string_to_metric_families
+from psycopg.conninfo import make_conninfo
+
+from firewatch.core.settings import Settings
+from firewatch.runtime.mosquitto import free_port, mosquitto
+from firewatch.runtime.postgres import resolve_database_url
+from firewatch.simulators.loadgen import register_bench_devices
+from firewatch.storage.maintenance import maintain
+from firewatch.storage.migrate import upgrade
+
+#: One Python publisher process sustains roughly this many QoS 1 msg/s on this hardware.
+RATE_PER_GENERATOR = 6000.0
+
+
+class BenchError(Exception):
+    """The benchmark could not run (workers not ready, generator failed)."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    rate: float
+    devices: int
+    duration: float
+    workers: int = 1
+    generators: int = 0  # 0 = enough for the rate
+    drain_timeout: float = 60.0
+
+
+def _metrics(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def _sample(port: int, family: str, sample: str, **labels: str) -> float:
+    fam = _metrics(port).get(family)
+    if fam is None:
+        return 0.0
+    for s in fam.samples:
+        if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+            return float(s.value)
+    return 0.0
+
+
+def _lag_buckets(ports: list[int]) -> list[tuple[float, float]]:
+    """Merged cumulative (upper bound, count) buckets of the workers' commit-lag histograms."""
+    merged: dict[float, float] = {}
+    for port in ports:
+        fam = _metrics(port).get("firewatch_ingest_commit_lag_seconds")
+        for s in fam.samples if fam else []:
+            if s.name.endswith("_bucket"):
+                le = float(s.labels["le"])
+                merged[le] = merged.get(le, 0.0) + float(s.value)
+    return sorted(merged.items())
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Quantile from cumulative buckets, linear within a bucket (as Prometheus does)."""
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    rank = q * buckets[-1][1]
+    prev_le, prev_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if math.isinf(le):
+                return prev_le
+            width = count - prev_count
+            return prev_le + (le - prev_le) * ((rank - prev_count) / width if width else 1.0)
+        prev_le, prev_count = le, count
+    return prev_le
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_ingest_bench(
+    settings: Settings, cfg: BenchConfig, log_dir: Path | None = None
+) -> dict[str, Any]:
+    """Run one benchmark; return the result document (see module docstring)."""
+    run_id = uuid.uuid4().hex[:6]
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fw-bench-")))
+        logs = log_dir or tmp
+        logs.mkdir(parents=True, exist_ok=True)
+        admin = resolve_database_url(settings)
+        dbname = f"fw_bench_{run_id}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+
+        def drop() -> None:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+        stack.callback(drop)
+        db_url = make_conninfo(admin, dbname=dbname)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            upgrade(conn)
+            maintain(conn, settings)
+            register_bench_devices(conn, cfg.devices)
+        mqtt_url = settings.mqtt_url or stack.enter_context(mosquitto(tmp / "broker"))
+
+        workers: list[tuple[subprocess.Popen[bytes], int]] = []
+        for k in range(cfg.workers):
+            port = free_port()
+            env = dict(os.environ)
+            env.update(
+                FIREWATCH_DATABASE_URL=db_url,
+                FIREWATCH_MQTT_URL=mqtt_url,
+                FIREWATCH_INGEST_CLIENT_ID=f"bench-{run_id}-{k}",
+                FIREWATCH_INGEST_METRICS_PORT=str(port),
+                FIREWATCH_INGEST_METRICS_HOST="127.0.0.1",
+                FIREWATCH_TOPIC_ROOT=settings.topic_root,
+            )
+            out = (logs / f"worker-{k}.log").open("wb")
+            stack.callback(out.close)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "firewatch", "ingest"], env=env, stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            stack.callback(_stop, proc)
+            workers.append((proc, port))
+        ports = [port for _, port in workers]
+        deadline = time.monotonic() + 60
+        while not all(_ready(p) for p in ports):
+            if time.monotonic() > deadline or any(w.poll() is not None for w, _ in workers):
+                raise BenchError(f"ingest workers did not become ready (logs in {logs})")
+            time.sleep(0.1)
+        procs = [psutil.Process(w.pid) for w, _ in workers]
+        cpu0 = [p.cpu_times() for p in procs]
+        psutil.cpu_percent(None)
+        wall0 = time.time()
+
+        gens = cfg.generators or max(1, math.ceil(cfg.rate / RATE_PER_GENERATOR))
+        generators = [
+            subprocess.Popen(
+                [sys.executable, "-m", "firewatch.simulators.loadgen", "--url", mqtt_url,
+                 "--root", settings.topic_root, "--devices", str(cfg.devices),
+                 "--shard", str(g), "--shards", str(gens), "--rate", str(cfg.rate / gens),
+                 "--duration", str(cfg.duration), "--client-id", f"bench-{run_id}-load-{g}"],
+                stdout=subprocess.PIPE,
+            )
+            for g in range(gens)
+        ]  # fmt: skip
+        loads = []
+        for g in generators:
+            out_bytes, _ = g.communicate(timeout=cfg.duration + 300)
+            if g.returncode != 0:
+                raise BenchError(f"load generator failed with exit code {g.returncode}")
+            loads.append(json.loads(out_bytes))
+        published = sum(int(x["acked"]) for x in loads)
+        attempted = sum(int(x["published"]) for x in loads)
+        publish_s = max(float(x["publish_seconds"]) for x in loads)
+        first_publish = min(float(x["started"]) for x in loads)
+
+        # Drain: wait until everything the broker acknowledged is stored, or no progress.
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            stored, last_change, done_at = -1, time.monotonic(), time.time()
+            while True:
+                row = conn.execute("SELECT count(*) FROM telemetry").fetchone()
+                now_stored = int(row[0]) if row else 0
+                if now_stored != stored:
+                    stored, last_change, done_at = now_stored, time.monotonic(), time.time()
+                if stored >= published or time.monotonic() - last_change > cfg.drain_timeout:
+                    break
+                time.sleep(0.1)
+            distinct_row = conn.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT device_id, seq FROM telemetry) d"
+            ).fetchone()
+            distinct = int(distinct_row[0]) if distinct_row else 0
+        wall = time.time() - wall0
+        system_cpu = psutil.cpu_percent(None)
+        buckets = _lag_buckets(ports)
+        absorbed = sum(
+            _sample(p, "firewatch_ingest_duplicates", "firewatch_ingest_duplicates_total",
+                    table="telemetry")
+            for p in ports
+        )  # fmt: skip
+        per_worker = []
+        for p, c0, (w, _) in zip(procs, cpu0, workers, strict=True):
+            c1 = p.cpu_times()
+            busy = (c1.user - c0.user) + (c1.system - c0.system)
+            per_worker.append(
+                {"pid": w.pid, "cpu_seconds": round(busy, 2),
+                 "cpu_percent": round(100 * busy / wall, 1),
+                 "peak_rss_mb": round(_peak_rss_mb(w.pid), 1)}
+            )  # fmt: skip
+
+    def ms(q: float) -> float | None:
+        v = quantile(buckets, q)
+        return None if v is None else round(v * 1000, 1)
+
+    stored_window = max(done_at - first_publish, 1e-9)
+    vm = psutil.virtual_memory()
+    return {
+        "benchmark": "ingest",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv) if sys.argv else "",
+        "offered_msgs_per_s": cfg.rate,
+        "achieved_msgs_per_s": round(attempted / publish_s, 1) if publish_s else 0.0,
+        "stored_rows_per_s": round(stored / stored_window, 1),
+        "published": published,
+        "stored": stored,
+        "lost": published - distinct,
+        "duplicated": stored - distinct,
+        "redeliveries_absorbed": int(absorbed),
+        "latency_ms": {"p50": ms(0.50), "p95": ms(0.95), "p99": ms(0.99)},
+        "workers": cfg.workers,
+        "generators": gens,
+        "devices": cfg.devices,
+        "duration_s": cfg.duration,
+        "drain_s": round(max(done_at - first_publish - publish_s, 0.0), 2),
+        "per_worker": per_worker,
+        "system_cpu_percent": system_cpu,
+        "cpu_count": os.cpu_count(),
+        "memory_gb": round(vm.total / 2**30, 1),
+        "keeps_up": bool(
+            published - distinct == 0
+            and attempted >= 0.97 * cfg.rate * cfg.duration
+            and stored / stored_window >= 0.95 * cfg.rate
+        ),
+    }
+
+
+def _ready(port: int) -> bool:
+    try:
+        return _sample(port, "firewatch_ingest_ready", "firewatch_ingest_ready") == 1.0
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def format_result(r: dict[str, Any]) -> str:
+    """A short human summary of one run."""
+    lat = r["latency_ms"]
+    cpu = ", ".join(f"{w['cpu_percent']}% CPU / {w['peak_rss_mb']} MB" for w in r["per_worker"])
+    return (
+        f"offered {r['offered_msgs_per_s']:.0f} msg/s, achieved {r['achieved_msgs_per_s']:.0f}, "
+        f"stored {r['stored_rows_per_s']:.0f} rows/s; published {r['published']}, stored "
+        f"{r['stored']}, lost {r['lost']}, duplicated {r['duplicated']}; latency p50 "
+        f"{lat['p50']} ms p95 {lat['p95']} ms p99 {lat['p99']} ms; workers {r['workers']} "
+        f"({cpu}); {'keeps up' if r['keeps_up'] else 'DOES NOT keep up'}"
+    )

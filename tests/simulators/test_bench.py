@@ -1,0 +1,38 @@
+"""The ingest benchmark: its percentile arithmetic and one short real run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from firewatch.core.settings import Settings
+from firewatch.simulators.bench import BenchConfig, quantile, run_ingest_bench
+
+
+def test_quantile_interpolates_within_buckets() -> None:
+    # 10 observations <= 0.01 s, 90 more <= 0.1 s, none above.
+    buckets = [(0.01, 10.0), (0.1, 100.0), (math.inf, 100.0)]
+    assert quantile(buckets, 0.05) == pytest.approx(0.005)
+    assert quantile(buckets, 0.10) == pytest.approx(0.01)
+    assert quantile(buckets, 0.55) == pytest.approx(0.01 + 0.09 * 0.5)
+    assert quantile(buckets, 1.0) == pytest.approx(0.1)
+    assert quantile([(0.1, 0.0), (math.inf, 0.0)], 0.5) is None
+
+
+@pytest.mark.slow
+def test_a_short_bench_run_reports_every_key_and_loses_nothing(
+    database_url: str, mqtt_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=database_url, mqtt_url=mqtt_url)
+    r = run_ingest_bench(settings, BenchConfig(rate=500, devices=50, duration=2))
+    for key in ("offered_msgs_per_s", "achieved_msgs_per_s", "stored_rows_per_s", "published",
+                "stored", "lost", "duplicated", "latency_ms", "workers", "cpu_count"):  # fmt: skip
+        assert key in r
+    assert r["published"] == 1000
+    assert r["stored"] == 1000
+    assert r["lost"] == 0
+    assert r["duplicated"] == 0
+    assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p99"]
+    assert r["per_worker"][0]["peak_rss_mb"] > 0
