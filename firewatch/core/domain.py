@@ -34,6 +34,15 @@ CHANNELS_BY_KIND: dict[DeviceKind, frozenset[Channel]] = {
 }
 
 
+class Severity(StrEnum):
+    """Four severity levels shared by fault labels, anomalies and alerts (highest first)."""
+
+    CRITICAL = "critical"  # life safety now: fire, thermal runaway, burst main
+    HIGH = "high"  # protection impaired: pump failure, closed valve, low pressure
+    MEDIUM = "medium"  # degrading: slow leak, drift, device offline
+    LOW = "low"  # nuisance or data quality: clock skew, malformed payloads
+
+
 class PanelEventType(StrEnum):
     """GB/T 26875.3 information-object type carried by a panel event."""
 
@@ -134,4 +143,15 @@ COMPONENT_TYPES: dict[int, str] = {
     91: "fire pump",
     92: "fire water tank",
     99: "pressure switch",
+}
+
+
+#: Minimum static pressure at the most unfavourable point, kPa, by building class
+#: (GB 50974-2014 / GB 55036-2022 as summarised in DESIGN.md; 0.10 MPa = 100 kPa).
+MIN_STATIC_PRESSURE_KPA: dict[str, float] = {
+    "class1_highrise_over_100m": 150.0,  # public buildings above 100 m
+    "class1_highrise": 100.0,  # class-1 high-rise public buildings
+    "class2_highrise": 70.0,
+    "multistorey": 70.0,
+    "sprinkler": 100.0,  # sprinkler systems
 }
