@@ -106,24 +106,45 @@ def cmd_ingest(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.simulators.publisher import PublisherError, run_publisher
+    from firewatch.simulators.city import units_for_devices
+    from firewatch.simulators.engine import Simulation, scenario_window
+    from firewatch.simulators.scenario import load_scenario
+    from firewatch.simulators.sinks import publish_mqtt, write_labels, write_stream
 
-    if not settings.mqtt_url:
-        print("FIREWATCH_MQTT_URL is not set (firewatch up starts a broker)", file=sys.stderr)
+    scenario = load_scenario(args.scenario)
+    if args.speedup:
+        scenario = scenario.model_copy(update={"speedup": args.speedup})
+    live = args.out is None
+    if live and not settings.mqtt_url:
+        print("FIREWATCH_MQTT_URL is not set (or use --out FILE for offline mode)", file=sys.stderr)
         return 2
-    stop = _stop_on_signals()
     try:
-        result = run_publisher(
-            settings,
-            settings.mqtt_url,
-            seed_file=args.seed_file,
-            interval_s=args.interval,
-            duration_s=args.duration,
-            stop=stop,
-        )
-    except PublisherError as err:
+        start, end = scenario_window(scenario, live=live, duration=args.duration)
+    except ValueError as err:
         print(f"simulate: {err}", file=sys.stderr)
-        return 1
+        return 2
+    units = args.units or (units_for_devices(scenario, args.devices) if args.devices else None)
+    sim = Simulation(
+        scenario, start=start, end=end, seed=args.seed, units=units, root=settings.topic_root
+    )
+    if args.register:
+        from firewatch.storage.seed import load_seed
+
+        with _connect(settings) as conn:
+            counts = load_seed(conn, sim.city)
+        print("registered " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    if args.labels_out:
+        n = write_labels(sim.labels, args.labels_out)
+        print(f"wrote {n} fault labels to {args.labels_out}")
+    if args.out:
+        result = write_stream(sim, args.out)
+    else:
+        assert settings.mqtt_url
+        try:
+            result = publish_mqtt(sim, settings.mqtt_url, _stop_on_signals(), scenario.speedup)
+        except OSError as err:
+            print(f"simulate: {err}", file=sys.stderr)
+            return 1
     print(result.summary())
     return 0
 
@@ -150,6 +171,15 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.runtime.up import run_up
 
     return run_up(settings, stop=_stop_on_signals(), simulate=not args.no_simulate)
+
+
+def _duration(text: str) -> float:
+    from firewatch.simulators.scenario import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,10 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_ingest
     )
 
-    sim = sub.add_parser("simulate", help="publish simulated telemetry for the seeded devices")
-    sim.add_argument("--seed-file", type=Path, help="city seed (default: bundled Xuchang)")
-    sim.add_argument("--interval", type=float, help="seconds between reports per device")
-    sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim = sub.add_parser(
+        "simulate", help="simulated city with labelled faults: live over MQTT, or to a file"
+    )
+    sim.add_argument(
+        "--scenario", default="builtin:demo", help="TOML file or builtin:NAME (demo, standard)"
+    )
+    sim.add_argument("--seed", type=int, help="overrides the scenario's seed")
+    sim.add_argument("--labels-out", type=Path, help="write ground-truth fault labels (JSONL)")
+    size = sim.add_mutually_exclusive_group()
+    size.add_argument("--units", type=int, help="generate a city of this many units")
+    size.add_argument("--devices", type=int, help="generate a city with at least N devices")
+    sim.add_argument("--duration", type=_duration, help="simulated span, e.g. 6h, 2d")
+    sim.add_argument("--speedup", type=float, help="simulated seconds per real second")
+    sim.add_argument("--out", type=Path, help="offline: write the stream here, no broker")
+    sim.add_argument("--register", action="store_true", help="load the city into the database")
     sim.set_defaults(func=cmd_simulate)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(

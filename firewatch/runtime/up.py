@@ -115,7 +115,7 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
         env = child_env(resolved)
         children = [Child("ingest", ["ingest"], env)]
         if simulate:
-            children.append(Child("simulator", ["simulate"], env))
+            children.append(Child("simulator", ["simulate", "--scenario", "builtin:demo"], env))
         for child in children:
             child.start()
         metrics = (
