@@ -61,17 +61,26 @@ def _unit_devices(unit_id: str, bclass: str, mix: MixSpec, rng: random.Random) -
     for p in range(1, mix.panels + 1):
         devices.append(
             DeviceSeed(
-                id=f"{base}-P{p}", kind=DeviceKind.PANEL, vendor=rng.choice(["gst", "tanda"]),
-                metadata={"loops": mix.loops, "detectors_per_loop": mix.detectors_per_loop,
-                          "zones_per_loop": mix.zones_per_loop},
+                id=f"{base}-P{p}",
+                kind=DeviceKind.PANEL,
+                vendor=rng.choice(["gst", "tanda"]),
+                metadata={
+                    "loops": mix.loops,
+                    "detectors_per_loop": mix.detectors_per_loop,
+                    "zones_per_loop": mix.zones_per_loop,
+                },
             )
-        )  # fmt: skip
+        )
     design = rng.choice([800, 1000, 1200, 1600])
 
     def water(dev_id: str, role: str) -> DeviceSeed:
         static = round(rng.uniform(max(2.5 * min_kpa, 250), 0.45 * design), -1)
-        meta: dict[str, object] = {"role": role, "design_kpa": design, "min_kpa": min_kpa,
-                                   "static_kpa": static}  # fmt: skip
+        meta: dict[str, object] = {
+            "role": role,
+            "design_kpa": design,
+            "min_kpa": min_kpa,
+            "static_kpa": static,
+        }
         if role == "tank":
             meta["tank_capacity_m"] = rng.choice([3.0, 4.0, 5.0, 6.0])
         return DeviceSeed(id=dev_id, kind=DeviceKind.WATER, vendor="acme", metadata=meta)
@@ -85,11 +94,16 @@ def _unit_devices(unit_id: str, bclass: str, mix: MixSpec, rng: random.Random) -
     if rng.random() < mix.shed_fraction:
         devices.append(
             DeviceSeed(
-                id=f"{base}-E1", kind=DeviceKind.EBIKE_SHED, vendor="volt",
-                metadata={"ports": mix.ports_per_shed, "port_rating_a": mix.port_rating_a,
-                          "allowed_hours": [6, 23]},
+                id=f"{base}-E1",
+                kind=DeviceKind.EBIKE_SHED,
+                vendor="volt",
+                metadata={
+                    "ports": mix.ports_per_shed,
+                    "port_rating_a": mix.port_rating_a,
+                    "allowed_hours": [6, 23],
+                },
             )
-        )  # fmt: skip
+        )
     return devices
 
 
@@ -98,12 +112,15 @@ def generate_city(units: int, streets_per_district: int, mix: MixSpec, seed: int
     rng = random.Random(f"city:{seed}")
     districts = [
         DistrictSeed(
-            id=did, name=name,
-            streets=[StreetSeed(id=f"{did}-s{s}", name=f"{name}第{s}街道")
-                     for s in range(1, streets_per_district + 1)],
+            id=did,
+            name=name,
+            streets=[
+                StreetSeed(id=f"{did}-s{s}", name=f"{name}第{s}街道")
+                for s in range(1, streets_per_district + 1)
+            ],
         )
         for did, _code, name in DISTRICTS
-    ]  # fmt: skip
+    ]
     weights = [c[3] for c in CATEGORIES]
     unit_seeds: list[UnitSeed] = []
     for i in range(units):
@@ -114,13 +131,17 @@ def generate_city(units: int, streets_per_district: int, mix: MixSpec, seed: int
         unit_id = f"U-{code}-{i + 1:05d}"
         unit_seeds.append(
             UnitSeed(
-                id=unit_id, name=f"{dname}{category}#{i + 1}", street=street,
-                supervision=supervision, category=category, building_class=bclass,
+                id=unit_id,
+                name=f"{dname}{category}#{i + 1}",
+                street=street,
+                supervision=supervision,
+                category=category,
+                building_class=bclass,
                 address=f"{dname}{street}号{rng.randint(1, 300)}",
                 contacts={"responsible": _person(rng), "maintenance": _person(rng)},
                 devices=_unit_devices(unit_id, bclass, mix, rng),
             )
-        )  # fmt: skip
+        )
     return CitySeed(id="xuchang", name="许昌市", districts=districts, units=unit_seeds)
 
 
@@ -138,9 +159,13 @@ def units_for_devices(scenario: Scenario, devices: int) -> int:
     """The smallest unit count whose generated city has at least ``devices`` devices."""
     mix = scenario.mix
     per_unit = max(
-        mix.panels + mix.water_points + mix.tank_fraction + mix.pump_room_fraction
-        + mix.shed_fraction, 0.5,
-    )  # fmt: skip
+        mix.panels
+        + mix.water_points
+        + mix.tank_fraction
+        + mix.pump_room_fraction
+        + mix.shed_fraction,
+        0.5,
+    )
     units = max(1, int(devices / per_unit))
     while sum(len(u.devices) for u in city_for(scenario, units).units) < devices:
         units += max(1, units // 50)
