@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,9 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     if args.speedup:
         scenario = scenario.model_copy(update={"speedup": args.speedup})
+    if args.start:
+        start_value = "auto" if args.start == "auto" else datetime.fromisoformat(args.start)
+        scenario = scenario.model_copy(update={"start": start_value})
     live = args.out is None
     if live and not settings.mqtt_url:
         print("FIREWATCH_MQTT_URL is not set (or use --out FILE for offline mode)", file=sys.stderr)
@@ -222,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--devices", type=int, help="generate a city with at least N devices")
     sim.add_argument("--duration", type=_duration, help="simulated span, e.g. 6h, 2d")
     sim.add_argument("--speedup", type=float, help="simulated seconds per real second")
+    sim.add_argument(
+        "--start", help="'auto' (live: end at now) or an ISO time with offset; default: scenario"
+    )
     sim.add_argument("--out", type=Path, help="offline: write the stream here, no broker")
     sim.add_argument("--register", action="store_true", help="load the city into the database")
     sim.set_defaults(func=cmd_simulate)
