@@ -25,6 +25,11 @@ class DeviceRegistry:
     def lookup(self, device_id: str) -> DeviceInfo | None:
         return self._devices.get(device_id)
 
+    def snapshot(self) -> object:
+        """The current snapshot's identity: a new object after every change (the dict is
+        replaced, never mutated), so caches keyed on it know when to start over."""
+        return self._devices
+
     def __len__(self) -> int:
         return len(self._devices)
 

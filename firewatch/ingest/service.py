@@ -1,20 +1,20 @@
 """The ingest worker: MQTT consumer -> bounded queue -> batching writer -> acks.
 
-Threads: the MQTT network thread decodes and validates each message and puts it on a
-bounded queue; the calling thread runs the writer loop (flush by size or after
-``ingest_flush_interval_ms``), commits, then releases the acks. Shutdown is one sequence:
-stop taking messages, flush what was taken, send the acks, disconnect (keeping the broker
-session), close the database, log one summary line.
+Threads: the MQTT network thread decodes and validates the messages of each socket read and
+puts them on a bounded queue in one step; the calling thread runs the writer loop (flush by
+size or after ``ingest_flush_interval_ms``), commits, then releases the acks. Shutdown is
+one sequence: stop taking messages, flush what was taken, send the acks, disconnect (keeping
+the broker session), close the database, log one summary line.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -22,8 +22,8 @@ import psycopg
 from firewatch.core.backoff import Backoff
 from firewatch.core.contract import subscription
 from firewatch.core.settings import Settings
-from firewatch.ingest.codec import DeadLetter, Limits, Reason, Row, decode
-from firewatch.ingest.consumer import AckToken, MqttConsumer
+from firewatch.ingest.codec import DeadLetter, Decoder, Limits, Reason, Row
+from firewatch.ingest.consumer import AckToken, Message, MqttConsumer
 from firewatch.ingest.metrics import IngestMetrics
 from firewatch.ingest.registry import DeviceRegistry
 from firewatch.ingest.writer import Batch, BatchWriter, DatabaseUnavailable, recheck_unknown
@@ -34,6 +34,58 @@ log = logging.getLogger(__name__)
 MAINTENANCE_EVERY_S = 3600.0
 
 Item = tuple[Row | DeadLetter, AckToken | None]
+
+
+class Inbox:
+    """Bounded FIFO between the network thread (:meth:`put_many`, one call per socket read)
+    and the writer (:meth:`take`). ``queue.Queue`` costs a lock round trip and a notify per
+    item; this costs one per read and one per batch. It remembers when each read arrived,
+    so that a batch's flush deadline counts from its oldest message's arrival."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[Item] = deque()
+        self._arrivals: deque[list[float]] = deque()  # [items left of a read, monotonic time]
+        self._cond = threading.Condition(threading.Lock())
+        self._limit = limit
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_many(self, items: list[Item]) -> None:
+        """Append ``items``; blocks while the inbox is full (only if the broker ignores our
+        Receive Maximum: then the network thread stops reading, which is TCP backpressure)."""
+        if not items:
+            return
+        with self._cond:
+            while len(self._items) >= self._limit:
+                self._cond.wait()
+            self._items.extend(items)
+            self._arrivals.append([len(items), time.monotonic()])
+            self._cond.notify()
+
+    def take(self, limit: int, wait: float) -> tuple[list[Item], float]:
+        """Up to ``limit`` items, waiting up to ``wait`` seconds for the first; and when the
+        oldest of them arrived (``time.monotonic()``; 0.0 if none)."""
+        with self._cond:
+            items = self._items
+            if not items and wait > 0:
+                self._cond.wait(wait)
+            n = min(limit, len(items))
+            if not n:
+                return [], 0.0
+            popleft = items.popleft
+            out = [popleft() for _ in range(n)]
+            arrivals = self._arrivals
+            oldest = arrivals[0][1]
+            while n:
+                head = arrivals[0]
+                used = min(n, int(head[0]))
+                n -= used
+                head[0] -= used
+                if not head[0]:
+                    arrivals.popleft()
+            self._cond.notify()  # a producer blocked on a full inbox
+            return out, oldest
 
 
 @dataclass
@@ -76,29 +128,31 @@ class IngestService:
         self.stats = IngestStats()
         self.metrics_port: int | None = None
         self.ready = threading.Event()
-        self._queue: queue.Queue[Item] = queue.Queue(maxsize=2 * settings.ingest_max_inflight)
+        self._inbox = Inbox(2 * settings.ingest_max_inflight)
         self._limits = Limits(
             settings.max_payload_bytes,
             timedelta(seconds=settings.max_clock_skew_future_s),
             timedelta(seconds=settings.max_backlog_age_s),
         )
+        self._decoder = Decoder(
+            root=settings.topic_root,
+            lookup=self.registry.lookup,
+            snapshot=self.registry.snapshot,
+            limits=self._limits,
+        )
         self._last_maintenance = 0.0
 
     # --- network thread ------------------------------------------------------------------
     def _decode(self, topic: str, payload: bytes, received_at: datetime) -> Row | DeadLetter:
-        return decode(
-            topic,
-            payload,
-            received_at,
-            root=self.settings.topic_root,
-            lookup=self.registry.lookup,
-            limits=self._limits,
-        )
+        return self._decoder(topic, payload, received_at)
 
-    def _handle(self, topic: str, payload: bytes, token: AckToken | None) -> None:
-        item = self._decode(topic, payload, datetime.now(UTC))
-        # Blocks only if the broker ignores our Receive Maximum: then TCP backpressure.
-        self._queue.put((item, token))
+    def _handle(self, messages: list[Message], received_at: datetime) -> None:
+        """Decode one socket read's messages (``received_at``: when it was read) and queue
+        them in arrival order."""
+        decode_one = self._decoder
+        self._inbox.put_many(
+            [(decode_one(topic, payload, received_at), token) for topic, payload, token in messages]
+        )
 
     # --- writer thread (the caller's) ----------------------------------------------------------
     def _on_db_connect(self, conn: psycopg.Connection[Any]) -> None:
@@ -113,18 +167,10 @@ class IngestService:
 
     def _collect(self, batch: Batch, wait: float) -> None:
         """Add queued items to ``batch``: block up to ``wait`` for the first, then drain."""
-        limit = self.settings.ingest_batch_size
-        try:
-            item, token = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-        except queue.Empty:
-            return
-        batch.add(item, token)
-        while len(batch) < limit:
-            try:
-                item, token = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            batch.add(item, token)
+        room = self.settings.ingest_batch_size - len(batch)
+        if room > 0:
+            items, arrived = self._inbox.take(room, wait)
+            batch.extend(items, arrived)
 
     def _flush(self, writer: BatchWriter, consumer: MqttConsumer, batch: Batch) -> None:
         unknown = {d.topic.split("/")[-2] for d in batch.dead if d.reason is Reason.UNKNOWN_DEVICE}
@@ -141,8 +187,8 @@ class IngestService:
         for table, n in result.duplicates.items():
             m.duplicates.labels(table).inc(n)
             self.stats.duplicates += n
-        for d in batch.dead:
-            m.dead_letters.labels(d.reason.value).inc()
+        for reason, n in Counter(d.reason.value for d in batch.dead).items():
+            m.dead_letters.labels(reason).inc(n)
         self.stats.dead_letters += result.dead_letters
         self.stats.received += len(batch)
         self.stats.flushes += 1
@@ -150,10 +196,9 @@ class IngestService:
         m.flush_seconds.observe(result.seconds)
         consumer.ack(batch.acks)  # only now: the rows are committed
         committed = time.time()
-        observe = m.commit_lag.observe
-        for rows in batch.rows.values():
-            for row in rows:
-                observe(committed - row.ts.timestamp())
+        m.commit_lag.observe_many(
+            [committed - row.ts.timestamp() for rows in batch.rows.values() for row in rows]
+        )
 
     def run(self, stop: threading.Event) -> IngestStats:
         """Consume until ``stop`` is set. Raises only on programming errors."""
@@ -210,7 +255,7 @@ class IngestService:
                     batch = Batch()
                     self._collect(batch, 0.0)
             except DatabaseUnavailable:
-                self.stats.unflushed = len(batch) + self._queue.qsize()
+                self.stats.unflushed = len(batch) + len(self._inbox)
             consumer.close()
         log.info(self.stats.summary(consumer))
         return self.stats

@@ -102,6 +102,24 @@ class Batch:
             self.rows[_TABLE_OF[type(item)]].append(item)
         self.acks.append(ack)
 
+    def extend(self, items: Sequence[tuple[Row | DeadLetter, Any]], arrived: float) -> None:
+        """:meth:`add` for many items (the writer takes them from the inbox in bulk);
+        ``arrived``: when the oldest of them was received (``time.monotonic()``), from
+        which the flush deadline counts."""
+        if not items:
+            return
+        if not self.acks:
+            self.first_at = arrived
+        rows, dead, acks = self.rows, self.dead.append, self.acks.append
+        tables = _TABLE_OF
+        for item, ack in items:
+            table = tables.get(type(item))
+            if table is None:
+                dead(item)  # type: ignore[arg-type]
+            else:
+                rows[table].append(item)  # type: ignore[arg-type]
+            acks(ack)
+
     def __len__(self) -> int:
         return len(self.acks)
 

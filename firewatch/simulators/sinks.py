@@ -10,9 +10,9 @@ simulated time runs ``speedup`` times faster than the wall clock.
 from __future__ import annotations
 
 import base64
-import socket
 import contextlib
 import logging
+import socket
 import threading
 import time
 import uuid

@@ -1,0 +1,255 @@
+"""Unit tests of ingest's fast paths: the MQTT 5 wire format, the cached decoder (which must
+give exactly :func:`decode`'s answers), the bulk histogram and the connection-bound acks.
+The end-to-end behaviour over a real broker is in test_service.py and test_faults.py."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry, Histogram
+
+from firewatch.core.backoff import Backoff
+from firewatch.core.domain import DeviceKind
+from firewatch.ingest import mqtt5
+from firewatch.ingest.codec import DeadLetter, Decoder, DeviceInfo, Limits, decode
+from firewatch.ingest.consumer import MqttConsumer, ack_token
+from firewatch.ingest.metrics import LAG_BUCKETS, BulkHistogram, IngestMetrics
+from firewatch.ingest.registry import DeviceRegistry
+from firewatch.ingest.service import Inbox
+
+
+# --- wire format -----------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 16_383, 16_384, 2_097_151, 268_435_455])
+def test_varint_round_trips(n: int) -> None:
+    raw = mqtt5.varint(n)
+    assert mqtt5.read_varint(raw, 0) == (n, len(raw))
+
+
+def _publish(topic: str, payload: bytes, qos: int, mid: int, props: bytes = b"\x00") -> bytes:
+    body = mqtt5.utf8(topic) + (mid.to_bytes(2, "big") if qos else b"") + props + payload
+    return bytes([0x30 | qos << 1]) + mqtt5.varint(len(body)) + body
+
+
+def test_reader_reassembles_packets_split_anywhere() -> None:
+    big = b"x" * 70_000  # a multi-byte remaining length
+    stream = (
+        _publish("a/b", b"one", 1, 7)
+        + _publish("a/c", b"", 0, 0)
+        + _publish("t", big, 1, 65535, props=b"\x05\x01\x01\x02\x00\x00")  # 2 properties
+        + b"\xd0\x00"  # PINGRESP
+        + mqtt5.publish_packet(b"x/y", b"{}", 9)
+    )
+    expected = [
+        mqtt5.Publish("a/b", b"one", 1, 7, False),
+        mqtt5.Publish("a/c", b"", 0, 0, False),
+        mqtt5.Publish("t", big, 1, 65535, False),
+        mqtt5.Packet(0xD0, b""),
+        mqtt5.Publish("x/y", b"{}", 1, 9, False),
+    ]
+    assert mqtt5.PacketReader().feed(stream) == expected
+    rng = random.Random(3)
+    for _ in range(20):
+        reader, got, pos = mqtt5.PacketReader(), [], 0
+        while pos < len(stream):
+            step = rng.choice([1, 2, 3, 50, 4096, 100_000])
+            got += reader.feed(stream[pos : pos + step])
+            pos += step
+        assert got == expected
+        assert reader.pending() == 0
+
+
+def test_reader_refuses_qos2_and_bad_utf8_topics() -> None:
+    with pytest.raises(mqtt5.ProtocolError):
+        mqtt5.PacketReader().feed(_publish("a", b"p", 2, 1))
+    body = b"\x00\x02\xff\xfe" + b"\x00\x01\x00"
+    with pytest.raises(mqtt5.ProtocolError):
+        mqtt5.PacketReader().feed(b"\x32" + mqtt5.varint(len(body)) + body)
+
+
+def test_pubacks_and_connect_encoding() -> None:
+    assert mqtt5.pubacks([1, 258]) == b"\x40\x02\x00\x01\x40\x02\x01\x02"
+    pkt = mqtt5.connect_packet(
+        "cid", keepalive=30, clean_start=False, session_expiry_s=604_800,
+        receive_maximum=10_000, username="u", password="p",
+    )  # fmt: skip
+    (parsed,) = mqtt5.PacketReader().feed(pkt)
+    assert isinstance(parsed, mqtt5.Packet)
+    assert parsed.kind == mqtt5.CONNECT
+    body = parsed.body
+    assert body[:7] == b"\x00\x04MQTT\x05"
+    assert body[7] == 0xC0  # username + password, clean start off
+    props, pos = mqtt5.parse_properties(body, 10)
+    assert props == {mqtt5.SESSION_EXPIRY_INTERVAL: 604_800, mqtt5.RECEIVE_MAXIMUM: 10_000}
+    assert body[pos:] == mqtt5.utf8("cid") + mqtt5.utf8("u") + mqtt5.utf8("p")
+
+
+# --- cached decoder == decode ----------------------------------------------------------------
+def _messages(now: datetime) -> list[tuple[str, bytes]]:
+    ok = {"seq": 1, "ts": now.isoformat(), "pressure_kpa": 300.0}
+
+    def w(**changes: Any) -> bytes:
+        return orjson.dumps({k: v for k, v in {**ok, **changes}.items() if v is not ...})
+
+    water = "firewatch/v1/U-1/W-1/telemetry"
+    panel = "firewatch/v1/U-1/P-1"
+    old = (now - timedelta(days=30)).isoformat()
+    will = {"seq": 0, "ts": old, "state": "offline"}
+    event = {"seq": 3, "ts": now.isoformat(), "type": "system_status", "system_type": 1,
+             "system_addr": 1, "status": 1}  # fmt: skip
+    return [
+        (water, w()),
+        (water, w(seq=2, level_m=3.5, pump_running=True)),
+        (water, b"{pressure: 3"),
+        (water, b"[1, 2]"),
+        (water, w(pressure_kpa="300")),
+        (water, w(seq=...)),
+        (water, b'{"seq": 1, "ts": "%s", "pressure_kpa": NaN}' % now.isoformat().encode()),
+        (water, w(pressure_kpa=99_999.0)),
+        (water, w(ts=(now + timedelta(hours=2)).isoformat())),
+        (water, w(ts=(now - timedelta(days=30)).isoformat())),
+        (water, w(ts=now.replace(tzinfo=None).isoformat())),
+        (water, w(pad="x" * 70_000)),
+        (water, w(device_id="OTHER")),
+        ("firewatch/v1/U-1/NOPE/telemetry", w()),
+        ("firewatch/v1/U-2/W-1/telemetry", w()),
+        ("firewatch/v1/U-1/W-1/event", w()),
+        ("firewatch/v1/U-1/W-1/weather", w()),
+        ("firewatch/v1/U 1/W-1/telemetry", w()),
+        ("firewatch/v1/U-1/W-1", w()),
+        ("other/v1/U-1/W-1/telemetry", w()),
+        (f"{panel}/status", orjson.dumps(will)),
+        (f"{panel}/status", orjson.dumps({**will, "seq": 1})),
+        (f"{panel}/event", orjson.dumps(event)),
+    ]
+
+
+def test_cached_decoder_answers_exactly_like_decode_across_registry_changes() -> None:
+    now = datetime.now(UTC)
+    limits = Limits(65_536, timedelta(seconds=300), timedelta(days=7))
+    registry = DeviceRegistry(
+        {"W-1": DeviceInfo("U-1", DeviceKind.WATER), "P-1": DeviceInfo("U-1", DeviceKind.PANEL)}
+    )
+    decoder = Decoder(
+        root="firewatch/v1", lookup=registry.lookup, snapshot=registry.snapshot, limits=limits
+    )
+
+    def same() -> set[str]:
+        outcomes = set()
+        for _ in range(2):  # second round: answered from the cache
+            for topic, payload in _messages(now):
+                expected = decode(
+                    topic, payload, now, root="firewatch/v1", lookup=registry.lookup,
+                    limits=limits,
+                )  # fmt: skip
+                assert decoder(topic, payload, now) == expected, (topic, payload[:60])
+                outcomes.add(expected.reason if isinstance(expected, DeadLetter) else "row")
+        return outcomes
+
+    assert len(same()) >= 12  # rows and most dead-letter reasons are compared
+    # The registry changes under the decoder: a new device, a device moved to another unit.
+    registry._devices = {  # what reload()/refresh_ids() do: swap in a new dict
+        "W-1": DeviceInfo("U-2", DeviceKind.WATER),
+        "P-1": DeviceInfo("U-1", DeviceKind.PANEL),
+        "NOPE": DeviceInfo("U-1", DeviceKind.WATER),
+    }
+    same()
+
+
+# --- bulk histogram --------------------------------------------------------------------------
+def test_bulk_histogram_exposes_what_prometheus_histogram_would() -> None:
+    values = [0.0, 0.002, 0.0021, 0.05, 0.25, 0.2500001, 1.0, 299.0, 1e6, -1.0]
+    ref_registry, bulk_registry = CollectorRegistry(), CollectorRegistry()
+    ref = Histogram("lag_seconds", "x", buckets=LAG_BUCKETS, registry=ref_registry)
+    for v in values:
+        ref.observe(v)
+    bulk = BulkHistogram("lag_seconds", "x", LAG_BUCKETS, bulk_registry)
+    bulk.observe_many(values[:4])
+    bulk.observe_many(values[4:])
+    for le in [*(repr(b) for b in LAG_BUCKETS), "+Inf"]:
+        labels = {"le": le}
+        assert bulk_registry.get_sample_value("lag_seconds_bucket", labels) == (
+            ref_registry.get_sample_value("lag_seconds_bucket", labels)
+        ), le
+    for sample in ("lag_seconds_count", "lag_seconds_sum"):
+        assert bulk_registry.get_sample_value(sample) == pytest.approx(
+            ref_registry.get_sample_value(sample)
+        )
+
+
+# --- acks belong to their connection ---------------------------------------------------------
+def test_acks_of_an_earlier_connection_are_dropped_not_sent() -> None:
+    metrics = IngestMetrics()
+    consumer = MqttConsumer(
+        "mqtt://127.0.0.1:1", client_id="t", subscription="s/#", handler=lambda m, r: None,
+        metrics=metrics, backoff=Backoff(0.1, 1), session_expiry_s=60, receive_maximum=10,
+    )  # fmt: skip
+    try:
+        metrics.inflight.inc(4)
+        consumer.generation = 3
+        consumer.connected.set()
+        consumer.ack([ack_token(2, 5), None, ack_token(3, 6), ack_token(3, 65535), ack_token(2, 6)])
+        consumer._take_acks()
+        assert bytes(consumer._out) == mqtt5.pubacks([6, 65535])
+        assert (consumer.acks_sent, consumer.acks_dropped) == (2, 2)
+        assert metrics.registry.get_sample_value("firewatch_ingest_inflight") == 0
+        # Not connected: nothing is sent, everything is dropped.
+        consumer.connected.clear()
+        consumer._out.clear()
+        consumer.ack([ack_token(3, 7)])
+        consumer._take_acks()
+        assert consumer._out == b""
+        assert consumer.acks_dropped == 3
+    finally:
+        consumer._wake_r.close()
+        consumer._wake_w.close()
+
+
+# --- inbox -----------------------------------------------------------------------------------
+def _items(prefix: str, n: int) -> list[Any]:
+    return [(f"{prefix}{i}", i) for i in range(n)]
+
+
+def _names(items: list[Any]) -> list[str]:
+    return [name for name, _ in items]
+
+
+def test_inbox_keeps_order_and_reports_the_oldest_arrival_of_what_it_hands_out() -> None:
+    inbox = Inbox(limit=10)
+    assert inbox.take(5, 0.0) == ([], 0.0)
+    before = time.monotonic()
+    inbox.put_many(_items("a", 3))
+    middle = time.monotonic()
+    inbox.put_many(_items("b", 3))
+    items, oldest = inbox.take(2, 0.0)
+    assert _names(items) == ["a0", "a1"]
+    assert before <= oldest <= middle
+    items, oldest = inbox.take(10, 0.0)
+    assert _names(items) == ["a2", "b0", "b1", "b2"]
+    assert before <= oldest <= middle  # a2 came with the first read
+    inbox.put_many(_items("c", 1))
+    _, oldest = inbox.take(10, 0.0)
+    assert oldest >= middle
+    assert len(inbox) == 0
+
+
+def test_a_full_inbox_blocks_the_producer_until_the_writer_takes() -> None:
+    inbox = Inbox(limit=2)
+    inbox.put_many(_items("x", 2))
+    done = threading.Event()
+
+    def produce() -> None:
+        inbox.put_many(_items("z", 1))
+        done.set()
+
+    threading.Thread(target=produce, daemon=True).start()
+    assert not done.wait(0.2)
+    items, _ = inbox.take(1, 0.0)
+    assert _names(items) == ["x0"]
+    assert done.wait(5)
+    assert _names(inbox.take(10, 0.0)[0]) == ["x1", "z0"]
