@@ -24,8 +24,8 @@ import psycopg
 
 from firewatch.core.contract import topic_for
 from firewatch.core.domain import Channel
-from firewatch.ingest import mqtt5
 from firewatch.ingest.consumer import BrokerAddress
+from firewatch.simulators import mqttwire as mqtt5
 
 BENCH_UNIT = "U-BENCH"
 

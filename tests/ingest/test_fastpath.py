@@ -16,12 +16,12 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from firewatch.core.backoff import Backoff
 from firewatch.core.domain import DeviceKind
-from firewatch.ingest import mqtt5
 from firewatch.ingest.codec import DeadLetter, Decoder, DeviceInfo, Limits, decode
 from firewatch.ingest.consumer import MqttConsumer, ack_token
 from firewatch.ingest.metrics import LAG_BUCKETS, BulkHistogram, IngestMetrics
 from firewatch.ingest.registry import DeviceRegistry
 from firewatch.ingest.service import Inbox
+from firewatch.simulators import mqttwire as mqtt5
 
 
 # --- wire format -----------------------------------------------------------------------------
@@ -189,25 +189,23 @@ def test_acks_of_an_earlier_connection_are_dropped_not_sent() -> None:
         "mqtt://127.0.0.1:1", client_id="t", subscription="s/#", handler=lambda m, r: None,
         metrics=metrics, backoff=Backoff(0.1, 1), session_expiry_s=60, receive_maximum=10,
     )  # fmt: skip
-    try:
-        metrics.inflight.inc(4)
-        consumer.generation = 3
-        consumer.connected.set()
-        consumer.ack([ack_token(2, 5), None, ack_token(3, 6), ack_token(3, 65535), ack_token(2, 6)])
-        consumer._take_acks()
-        assert bytes(consumer._out) == mqtt5.pubacks([6, 65535])
-        assert (consumer.acks_sent, consumer.acks_dropped) == (2, 2)
-        assert metrics.registry.get_sample_value("firewatch_ingest_inflight") == 0
-        # Not connected: nothing is sent, everything is dropped.
-        consumer.connected.clear()
-        consumer._out.clear()
-        consumer.ack([ack_token(3, 7)])
-        consumer._take_acks()
-        assert consumer._out == b""
-        assert consumer.acks_dropped == 3
-    finally:
-        consumer._wake_r.close()
-        consumer._wake_w.close()
+    sent: list[int] = []
+    # Record what would go to paho instead of a socket (no broker is involved here).
+    consumer._client.ack = lambda mid, qos: sent.append(mid)  # type: ignore[method-assign,assignment,return-value]
+    metrics.inflight.inc(4)
+    consumer.generation = 3
+    consumer.connected.set()
+    consumer.ack([ack_token(2, 5), None, ack_token(3, 6), ack_token(3, 65535), ack_token(2, 6)])
+    consumer._send_acks()
+    assert sent == [6, 65535]
+    assert (consumer.acks_sent, consumer.acks_dropped) == (2, 2)
+    assert metrics.registry.get_sample_value("firewatch_ingest_inflight") == 0
+    # Not connected: nothing is sent, everything is dropped.
+    consumer.connected.clear()
+    consumer.ack([ack_token(3, 7)])
+    consumer._send_acks()
+    assert sent == [6, 65535]
+    assert consumer.acks_dropped == 3
 
 
 # --- inbox -----------------------------------------------------------------------------------
