@@ -241,7 +241,7 @@ class MqttConsumer:
 
     def _lost_connection(self, why: str) -> None:
         if self.connected.is_set():
-            log.warning("MQTT %s", why)
+            log.log(logging.INFO if self._stop.is_set() else logging.WARNING, "MQTT %s", why)
         self.connected.clear()
         self.subscribed.clear()
         self._metrics.ready.set(0)

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from firewatch.runtime.process import stop_process
+
 CONF_D = Path(__file__).resolve().parents[2] / "mosquitto" / "conf.d"
 
 
@@ -87,12 +89,6 @@ def mosquitto(
             raise BrokerStartError(f"mosquitto did not start on {host}:{port}: {err.decode()}")
         yield f"mqtt://{host}:{port}"
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 10, "mosquitto")
         if proc.stderr:
             proc.stderr.close()

@@ -23,6 +23,7 @@ from firewatch.core.backoff import Backoff
 from firewatch.core.settings import Settings, child_env
 from firewatch.runtime.mosquitto import free_port, mosquitto, wait_for_port
 from firewatch.runtime.postgres import resolve_database_url
+from firewatch.runtime.process import stop_process
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import current_flavour, upgrade
 from firewatch.storage.seed import load_seed, read_seed
@@ -68,15 +69,7 @@ class Child:
         """SIGTERM and wait (then SIGKILL); returns the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                log.error("%s did not stop in %.0fs; killing it", self.name, timeout)
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, timeout, self.name)
 
 
 def _broker_port(settings: Settings) -> int:

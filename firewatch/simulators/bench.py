@@ -34,6 +34,7 @@ from psycopg.conninfo import make_conninfo
 from firewatch.core.settings import Settings
 from firewatch.runtime.mosquitto import free_port, mosquitto
 from firewatch.runtime.postgres import resolve_database_url
+from firewatch.runtime.process import stop_process
 from firewatch.simulators.loadgen import register_bench_devices
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import upgrade
@@ -317,13 +318,7 @@ def _ready(port: int) -> bool:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc, 30, "ingest worker")
 
 
 def format_result(r: dict[str, Any]) -> str:

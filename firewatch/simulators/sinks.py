@@ -61,9 +61,15 @@ class SinkResult:
         return (
             f"simulator sent {self.messages} messages ({chans}; wills {self.wills}, "
             f"reconnects {self.reconnects}) from {self.devices} devices over "
-            f"{self.connections} connections: {self.sim_seconds / 3600:.2f} simulated hours in "
+            f"{self.connections} connections: {_span(self.sim_seconds)} simulated in "
             f"{self.wall_seconds:.1f}s; {self.acknowledged} acknowledged"
         )
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def write_labels(labels: Iterable[Label], path: Path) -> int:
