@@ -177,6 +177,20 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     return run_up(settings, stop=_stop_on_signals(), simulate=not args.no_simulate)
 
 
+def cmd_analytics_score(_settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.analytics.score import SeriesFileError, score_csv
+
+    if not 0.0 < args.threshold <= 1.0:
+        print("analytics score: --threshold must be in (0, 1]", file=sys.stderr)
+        return 2
+    try:
+        print(score_csv(args.input, args.output, threshold=args.threshold))
+    except SeriesFileError as err:
+        print(f"analytics score: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _duration(text: str) -> float:
     from firewatch.simulators.scenario import parse_duration
 
@@ -245,6 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--json", type=Path, help="write the result document here")
     bi.add_argument("--logs", type=Path, help="keep worker logs in this directory")
     bi.set_defaults(func=cmd_bench_ingest)
+
+    analytics = sub.add_parser("analytics", help="offline analytics").add_subparsers(
+        dest="analytics_command", required=True
+    )
+    asc = analytics.add_parser(
+        "score", help="streaming anomaly scores for a timestamp,value CSV (no look-ahead)"
+    )
+    asc.add_argument("--input", type=Path, required=True, help="CSV with timestamp,value")
+    asc.add_argument("--output", type=Path, required=True, help="CSV with scores and flags")
+    asc.add_argument("--threshold", type=float, default=0.5, help="alert level on the score")
+    asc.set_defaults(func=cmd_analytics_score)
 
     up = sub.add_parser("up", help="everything together on embedded defaults")
     up.add_argument("--no-simulate", action="store_true", help="do not start the simulator")
