@@ -84,6 +84,25 @@ class Settings(BaseSettings):
     )
     partition_premake_days: int = Field(default=3, ge=1)
 
+    # --- analytics: rule thresholds (DESIGN.md; overridable per unit / device) --------------
+    analytics_min_pressure_kpa: dict[str, float] = Field(
+        default_factory=dict,
+        description="Override the static-pressure minimum per building class (JSON object).",
+    )
+    analytics_default_min_kpa: float = Field(default=100.0, gt=0)
+    analytics_tank_low_fraction: float = Field(
+        default=0.6, gt=0, lt=1, description="Tank low level as a share of its capacity."
+    )
+    analytics_room_min_c: float = Field(default=5.0, description="Pump room minimum, °C.")
+    analytics_port_alarm_c: float = Field(default=65.0, description="Charging-port alarm, °C.")
+    analytics_port_rating_a: float = Field(default=3.0, gt=0, description="Default port rating.")
+    analytics_over_current_factor: float = Field(default=1.2, gt=1)
+    analytics_charging_hours: tuple[float, float] = Field(
+        default=(6.0, 23.0), description="Default allowed charging window, local hours."
+    )
+    analytics_utc_offset_h: float = Field(default=8.0, description="The city's local time.")
+    analytics_false_alarms_per_day: int = Field(default=5, ge=1)
+
     # --- simulator ---------------------------------------------------------------------------
     simulate_interval_s: Seconds = Field(default=5.0, description="Per-device report interval.")
     simulate_seed: int = Field(default=1)

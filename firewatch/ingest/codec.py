@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
@@ -23,23 +22,12 @@ from firewatch.core.contract import (
     is_valid_id,
 )
 from firewatch.core.domain import CHANNELS_BY_KIND, Channel, DeviceKind, decode_status
+from firewatch.core.rows import DeadLetter, EventRow, Reason, Row, StatusRow, TelemetryRow
 
-
-class Reason(StrEnum):
-    """Why a message became a dead letter (the ``reason`` column and metric label)."""
-
-    OVERSIZED = "oversized"
-    BAD_TOPIC = "bad_topic"
-    NOT_JSON = "not_json"
-    WRONG_TYPE = "wrong_type"
-    MISSING_FIELD = "missing_field"
-    NOT_FINITE = "not_finite"
-    OUT_OF_RANGE = "out_of_range"
-    INVALID = "invalid"
-    UNKNOWN_DEVICE = "unknown_device"
-    TOPIC_MISMATCH = "topic_mismatch"
-    TS_IN_FUTURE = "ts_in_future"
-    TS_TOO_OLD = "ts_too_old"
+__all__ = [  # the row shapes live in core.rows; re-exported for ingest's callers
+    "DeadLetter", "Decoder", "DeviceInfo", "EventRow", "Limits", "Reason", "Route", "Row",
+    "StatusRow", "TelemetryRow", "decode", "route", "validate",
+]  # fmt: skip
 
 
 # pydantic error type -> our reason; the first error of a message decides.
@@ -69,63 +57,6 @@ class DeviceInfo:
     kind: DeviceKind
 
 
-class DeadLetter(NamedTuple):
-    """A message that could not be stored as data, kept with its raw bytes."""
-
-    received_at: datetime
-    topic: str
-    payload: bytes
-    reason: Reason
-    detail: str
-
-
-class TelemetryRow(NamedTuple):
-    device_id: str
-    seq: int
-    ts: datetime
-    received_at: datetime
-    pressure_kpa: float | None
-    level_m: float | None
-    pump_running: bool | None
-    jockey_running: bool | None
-    room_temp_c: float | None
-    ambient_c: float | None
-    smoke: bool | None
-    port_no: list[int] | None
-    port_temp_c: list[float] | None
-    port_current_a: list[float] | None
-    port_charging: list[bool] | None
-
-
-class EventRow(NamedTuple):
-    device_id: str
-    seq: int
-    ts: datetime
-    received_at: datetime
-    event_type: str
-    system_type: int
-    system_addr: int
-    component_type: int | None
-    component_addr: int | None
-    status_word: int
-    flags: list[str]
-    operator: int | None
-    description: str | None
-
-
-class StatusRow(NamedTuple):
-    device_id: str
-    seq: int
-    ts: datetime
-    received_at: datetime
-    state: str
-    firmware: str | None
-    battery_pct: float | None
-    rssi_dbm: float | None
-    reason: str | None
-
-
-Row = TelemetryRow | EventRow | StatusRow
 Lookup = Callable[[str], DeviceInfo | None]
 
 
