@@ -253,6 +253,7 @@ class BatchWriter:
                     ),
                 )
                 dead = cur.rowcount
+            cur.execute("SELECT pg_notify('firewatch_ingest', '')")  # delivered at COMMIT
         return FlushResult(stored, dups, dead, 0.0)
 
 
