@@ -191,6 +191,78 @@ def cmd_analytics_score(_settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analytics_run(settings: Settings, _args: argparse.Namespace) -> int:
+    from firewatch.analytics.service import AnalyticsService
+    from firewatch.runtime.postgres import resolve_database_url
+
+    stop = _stop_on_signals()
+    AnalyticsService(settings, resolve_database_url(settings)).run(stop)
+    return 0
+
+
+def cmd_analytics_evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.analytics.evaluate import evaluate_scenario
+
+    try:
+        run = evaluate_scenario(
+            args.scenario,
+            seed=args.seed,
+            settings=settings,
+            warmup_s=args.warmup,
+            batch_s=args.batch,
+            use_models=not args.no_models,
+        )
+    except (ValueError, OSError) as err:
+        print(f"analytics evaluate: {err}", file=sys.stderr)
+        return 2
+    print(run.format_text())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(run.to_json(), indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_analytics_train(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, timedelta
+
+    from firewatch.analytics.models import train_from_database
+    from firewatch.analytics.profiles import load_profiles
+
+    end = datetime.fromisoformat(args.to) if args.to else datetime.now(UTC)
+    start = datetime.fromisoformat(args.since) if args.since else end - timedelta(days=args.days)
+    with _connect(settings) as conn:
+        profiles = load_profiles(conn, settings)
+        models = train_from_database(conn, profiles, start=start, end=end, seed=args.seed)
+    if not models:
+        print(
+            f"analytics train: not enough history between {start.isoformat()} and "
+            f"{end.isoformat()} to train any model",
+            file=sys.stderr,
+        )
+        return 1
+    for m in models:
+        print(
+            f"trained {m.kind.value} model v{m.version} on {m.metrics.get('n_train')} windows "
+            f"({start.isoformat()} .. {end.isoformat()}), threshold {m.threshold:.4f}, "
+            f"held-out outlier fraction {m.metrics.get('holdout_outlier_fraction')}"
+        )
+    return 0
+
+
+def cmd_bench_analytics(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.analytics.bench import format_bench, run_analytics_bench
+
+    result = run_analytics_bench(
+        settings, units=args.units, duration_s=args.duration, batch_s=args.batch
+    )
+    print(format_bench(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def _duration(text: str) -> float:
     from firewatch.simulators.scenario import parse_duration
 
@@ -259,10 +331,43 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--json", type=Path, help="write the result document here")
     bi.add_argument("--logs", type=Path, help="keep worker logs in this directory")
     bi.set_defaults(func=cmd_bench_ingest)
-
-    analytics = sub.add_parser("analytics", help="offline analytics").add_subparsers(
-        dest="analytics_command", required=True
+    ba = bench.add_parser("analytics", help="detector throughput (points/s) on a simulated city")
+    ba.add_argument("--units", type=int, default=2000, help="units in the generated city")
+    ba.add_argument("--duration", type=_duration, default=1800.0, help="simulated span")
+    ba.add_argument(
+        "--batch",
+        type=_duration,
+        action="append",
+        help="simulated seconds per batch (repeat for several; default 1, 10, 60)",
     )
+    ba.add_argument("--json", type=Path, help="write the result document here")
+    ba.set_defaults(func=cmd_bench_analytics)
+
+    ana = sub.add_parser(
+        "analytics", help="anomaly detection: the service (default), evaluate, train, score"
+    )
+    ana.set_defaults(func=cmd_analytics_run)
+    analytics = ana.add_subparsers(dest="analytics_command", required=False)
+    analytics.add_parser(
+        "run", help="the detector service: feed -> detectors -> anomalies, until SIGTERM"
+    ).set_defaults(func=cmd_analytics_run)
+    ev = analytics.add_parser(
+        "evaluate", help="a simulator scenario through the detectors offline, vs its labels"
+    )
+    ev.add_argument("--scenario", default="builtin:standard", help="TOML file or builtin:NAME")
+    ev.add_argument("--seed", type=int, help="overrides the scenario's seed")
+    ev.add_argument("--json", type=Path, help="write the report here")
+    ev.add_argument("--warmup", type=_duration, default=2 * 86_400.0,
+                    help="fault-free history before the scored span (default 2d)")  # fmt: skip
+    ev.add_argument("--batch", type=_duration, default=60.0, help="simulated seconds per batch")
+    ev.add_argument("--no-models", action="store_true", help="without the learned models")
+    ev.set_defaults(func=cmd_analytics_evaluate)
+    tr = analytics.add_parser("train", help="train IsolationForest models from stored telemetry")
+    tr.add_argument("--days", type=float, default=7.0, help="history to train on (default 7)")
+    tr.add_argument("--since", help="start (ISO time with offset); overrides --days")
+    tr.add_argument("--to", help="end (ISO time with offset); default now")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(func=cmd_analytics_train)
     asc = analytics.add_parser(
         "score", help="streaming anomaly scores for a timestamp,value CSV (no look-ahead)"
     )

@@ -84,6 +84,32 @@ class Settings(BaseSettings):
     )
     partition_premake_days: int = Field(default=3, ge=1)
 
+    # --- analytics service ---------------------------------------------------------------
+    analytics_shard: str = Field(
+        default="0/1", description="k/n: this worker takes the units hashing to k of n."
+    )
+    analytics_batch_rows: int = Field(default=5_000, gt=0, description="Rows per table per read.")
+    analytics_poll_s: Seconds = Field(
+        default=1.0, description="Longest wait for new rows (NOTIFY wakes it sooner)."
+    )
+    analytics_checkpoint_s: Seconds = Field(
+        default=30.0, description="Detector state is saved at least this often."
+    )
+    analytics_registry_refresh_s: Seconds = Field(default=30.0)
+    analytics_model_refresh_s: Seconds = Field(default=60.0)
+    analytics_start: str = Field(
+        default="beginning",
+        pattern="^(beginning|latest)$",
+        description="Without a checkpoint: read all stored history, or only new rows.",
+    )
+    analytics_metrics_port: int = Field(default=9109, ge=0, description="0 disables /metrics.")
+    analytics_dropout_factor: float = Field(default=4.0, gt=1)
+    analytics_dropout_min_s: Seconds = Field(default=600.0)
+    analytics_skew_limit_s: Seconds = Field(default=120.0)
+    analytics_false_alarm_max_s: Seconds = Field(
+        default=900.0, description="A fire alarm cleared within this is a probable false alarm."
+    )
+
     # --- analytics: rule thresholds (DESIGN.md; overridable per unit / device) --------------
     analytics_min_pressure_kpa: dict[str, float] = Field(
         default_factory=dict,

@@ -1,0 +1,48 @@
+"""Prometheus metrics of one analytics worker (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class AnalyticsMetrics:
+    """The analytics worker's counters, gauges and histograms."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.rows = Counter("firewatch_analytics_rows_total", "Rows read from the feed",
+                            ["table"], registry=r)  # fmt: skip
+        self.points = Counter("firewatch_analytics_points_total", "Readings run through "
+                              "the detectors", registry=r)  # fmt: skip
+        self.anomalies = Counter(
+            "firewatch_analytics_anomaly_changes_total",
+            "Anomaly episode revisions written (opened, updated, closed)",
+            ["detector"],
+            registry=r,
+        )
+        self.open = Gauge("firewatch_analytics_open_anomalies", "Episodes open now",
+                          registry=r)  # fmt: skip
+        self.lag = Gauge(
+            "firewatch_analytics_lag_seconds",
+            "Server time minus the receive time of the newest row processed",
+            registry=r,
+        )
+        self.batch = Histogram(
+            "firewatch_analytics_batch_seconds",
+            "Detector time per batch",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.checkpoints = Counter("firewatch_analytics_checkpoints_total",
+                                   "Checkpoints saved", registry=r)  # fmt: skip
+        self.reconnects = Counter("firewatch_analytics_reconnects_total",
+                                  "Database reconnects", registry=r)  # fmt: skip
+        self.model_version = Gauge("firewatch_analytics_model_version",
+                                   "Loaded model version per kind", ["kind"],
+                                   registry=r)  # fmt: skip
+
+    def serve(self, host: str, port: int) -> None:
+        """Expose ``/metrics`` on ``host:port`` (a daemon thread); 0 disables."""
+        if port:
+            start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,220 @@
+"""Vectorised per-series state: stable integer ids for series keys and named numpy arrays.
+
+Detectors keep their state per *series* (one device's metric, or one charging port's)
+in columns of a :class:`SeriesTable`, indexed by a small integer id, so that a batch of
+points updates thousands of series with a handful of numpy operations. A batch may hold
+several points of one series; :func:`rounds` splits it into rounds in which each series
+appears at most once, in time order, so each round is one vectorised step.
+
+Tables grow by doubling; their whole state exports to plain numpy arrays and JSON-able
+keys (:meth:`SeriesTable.state`), which is what the checkpoint stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+SeriesKey = tuple[str, int]  # (device id, component: port number, 0 for the device itself)
+_COMP_SPAN = 1 << 20  # components (port numbers) per device in the integer key
+
+
+class _Codes(dict[str, int]):
+    """Device id -> small integer, assigning the next one to an unknown id (so a whole
+    column of ids maps through ``__getitem__`` at C speed)."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def __missing__(self, device: str) -> int:
+        code = self[device] = len(self.names)
+        self.names.append(device)
+        return code
+
+
+class SeriesTable:
+    """Named state columns for a growing set of series.
+
+    ``columns`` maps a column name to its initial value (a float; booleans are stored as
+    0.0/1.0 and integers as floats, so one dtype serves all). ``wide`` columns are 2-D
+    (``name -> (width, initial)``), e.g. 24 hour-of-day buckets.
+    """
+
+    def __init__(
+        self,
+        columns: Mapping[str, float],
+        wide: Mapping[str, tuple[int, float]] | None = None,
+        capacity: int = 64,
+    ) -> None:
+        self._init = dict(columns)
+        self._wide_init = dict(wide or {})
+        self.keys: list[SeriesKey] = []
+        self.index: dict[SeriesKey, int] = {}
+        self._names: list[str] = []
+        self._dev_codes = _Codes(self._names)
+        self._int_keys: list[int] = []
+        self._sorted_keys = np.zeros(0, np.int64)
+        self._sorted_sids = np.zeros(0, np.int64)
+        self._cap = max(1, capacity)
+        self.cols: dict[str, F64] = {k: np.full(self._cap, v) for k, v in self._init.items()}
+        self.wide: dict[str, F64] = {
+            k: np.full((self._cap, w), v) for k, (w, v) in self._wide_init.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, name: str) -> F64:
+        return self.cols[name] if name in self.cols else self.wide[name]
+
+    def ids(
+        self,
+        devices: Sequence[str],
+        components: Sequence[int] | I64 | None = None,
+        rows: I64 | None = None,
+    ) -> I64:
+        """Series ids for points, creating new series as needed.
+
+        Point ``i`` belongs to device ``devices[rows[i]]`` (``rows`` None: ``devices[i]``)
+        and component ``components[i]`` (None: 0). Costs one dict lookup per distinct
+        device and a vectorised search per point; only new series go through Python.
+        """
+        per_row = np.fromiter(map(self._dev_codes.__getitem__, devices), np.int64, len(devices))
+        codes = per_row if rows is None else per_row[rows]
+        comps = (
+            np.zeros(len(codes), np.int64)
+            if components is None
+            else np.asarray(components, np.int64)
+        )
+        keys = codes * _COMP_SPAN + comps
+        found = self._lookup(keys)
+        missing = found < 0
+        if missing.any():
+            for key in np.unique(keys[missing]).tolist():
+                self._add((self._names[key // _COMP_SPAN], int(key % _COMP_SPAN)))
+            self._reindex()
+            found = self._lookup(keys)
+        return found
+
+    def _lookup(self, keys: I64) -> I64:
+        """Series id per key, -1 where unknown (binary search in the sorted keys)."""
+        if len(self._sorted_keys) == 0:
+            return np.full(len(keys), -1, np.int64)
+        i = np.searchsorted(self._sorted_keys, keys).clip(0, len(self._sorted_keys) - 1)
+        hit = self._sorted_keys[i] == keys
+        return np.where(hit, self._sorted_sids[i], -1)
+
+    def _reindex(self) -> None:
+        keys = np.asarray(self._int_keys, np.int64)
+        order = np.argsort(keys, kind="stable")
+        self._sorted_keys, self._sorted_sids = keys[order], order.astype(np.int64)
+
+    def _add(self, key: SeriesKey) -> int:
+        sid = len(self.keys)
+        if sid >= self._cap:
+            self._grow(2 * self._cap)
+        self.keys.append(key)
+        self.index[key] = sid
+        self._int_keys.append(self._dev_codes[key[0]] * _COMP_SPAN + key[1])
+        return sid
+
+    def _grow(self, cap: int) -> None:
+        for k, v in self._init.items():
+            col = np.full(cap, v)
+            col[: self._cap] = self.cols[k]
+            self.cols[k] = col
+        for k, (w, v) in self._wide_init.items():
+            arr = np.full((cap, w), v)
+            arr[: self._cap] = self.wide[k]
+            self.wide[k] = arr
+        self._cap = cap
+
+    def state(self) -> dict[str, Any]:
+        """Arrays (trimmed to the used rows) and keys; see :meth:`restore`."""
+        n = len(self.keys)
+        return {
+            "keys": [[d, c] for d, c in self.keys],
+            "cols": {k: v[:n].copy() for k, v in self.cols.items()},
+            "wide": {k: v[:n].copy() for k, v in self.wide.items()},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Replace the contents with an exported :meth:`state`. Columns this version does
+        not know are ignored; columns the state lacks keep their initial values (so a
+        checkpoint from an older release still loads)."""
+        keys = [(str(d), int(c)) for d, c in state["keys"]]
+        self.keys, self.index, self._int_keys = [], {}, []
+        self._cap = max(64, len(keys))
+        self.cols = {k: np.full(self._cap, v) for k, v in self._init.items()}
+        self.wide = {k: np.full((self._cap, w), v) for k, (w, v) in self._wide_init.items()}
+        for key in keys:
+            self._add(key)
+        self._reindex()
+        n = len(keys)
+        for k, v in state.get("cols", {}).items():
+            if k in self.cols and len(v) == n:
+                self.cols[k][:n] = v
+        for k, v in state.get("wide", {}).items():
+            if k in self.wide and v.shape == (n, self.wide[k].shape[1]):
+                self.wide[k][:n] = v
+
+
+def rounds(sids: I64, t: F64) -> Iterator[I64]:
+    """Positions of the points, round by round: in each round every series appears at
+    most once, and a series' points come in time order across rounds (stable for ties)."""
+    if len(sids) == 0:
+        return
+    order = np.lexsort((t, sids))
+    s = sids[order]
+    starts = run_starts(s)
+    run = np.repeat(starts, np.diff(np.append(starts, len(s))))
+    rank = np.arange(len(s)) - run
+    top = int(rank.max())
+    if top == 0:
+        yield order
+        return
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[by_rank], np.arange(top + 2))
+    for r in range(top + 1):
+        yield order[by_rank[bounds[r] : bounds[r + 1]]]
+
+
+def nz(x: F64, value: float) -> F64:
+    """``x`` with NaN replaced by ``value`` (``np.nan_to_num`` is several times slower on
+    the small arrays of one round)."""
+    out: F64 = np.where(np.isnan(x), value, x)
+    return out
+
+
+def run_starts(sorted_ids: npt.NDArray[Any]) -> I64:
+    """Start positions of the runs of equal values in a sorted array."""
+    if len(sorted_ids) == 0:
+        return np.zeros(0, np.int64)
+    change = np.empty(len(sorted_ids), np.bool_)
+    change[0] = True
+    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
+def ewma(old: F64, new: F64, alpha: F64 | float) -> F64:
+    """``old + alpha * (new - old)``; where ``old`` is NaN the result is ``new``."""
+    out: F64 = np.where(np.isnan(old), new, old + alpha * (new - old))
+    return out
+
+
+def hour_weights(local_hours: F64, buckets: int = 24) -> tuple[I64, I64, F64]:
+    """Linear interpolation between hour-of-day bucket centres: (lower bucket, upper
+    bucket, weight of the upper) for each point's local hour in [0, 24)."""
+    pos = local_hours * (buckets / 24.0) - 0.5
+    lo = np.floor(pos)
+    w = pos - lo
+    lo_i = (lo.astype(np.int64)) % buckets
+    return lo_i, (lo_i + 1) % buckets, w

@@ -1,0 +1,246 @@
+"""The analytics worker: committed rows -> detectors -> anomaly episodes, checkpointed.
+
+Why a service of its own rather than detectors inside ingest: ingest workers share one
+MQTT subscription, so one device's messages are spread over all of them, while detectors
+need every point of a device (and of its unit, for false-alarm counts) in order, in one
+place. Analytics reads what ingest *committed*, through the feed (``storage/feed.py``:
+every row exactly once, never one of an unfinished transaction), sharded by unit
+(``FIREWATCH_ANALYTICS_SHARD=k/n``), woken by ingest's NOTIFY. Ingest stays as fast as it
+was, and a detector bug cannot lose a message.
+
+Each loop: read a batch after the cursor, run the engine, and in one transaction upsert
+the anomaly changes and — every ``analytics_checkpoint_s`` — the engine state with the
+cursor that produced it. After a crash the worker restarts from the last checkpoint and
+replays what followed it: detectors are deterministic for a given state and input, and
+every episode revision it writes again is refused by the revision guard, so nothing is
+written twice and no old anomaly fires again. The engine's clock is the server's time
+while the feed is caught up, and the newest receive time of the rows while it catches up
+(so replaying an hour of backlog does not look like an hour of silence).
+
+Shutdown: stop reading, save a final checkpoint, close, one summary line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from firewatch.analytics.checkpoint import STATE_FORMAT, CheckpointError
+from firewatch.analytics.engine import DetectorEngine
+from firewatch.analytics.frames import Batch, TelemetryFrame
+from firewatch.analytics.metrics import AnalyticsMetrics
+from firewatch.analytics.models import latest_versions, load_latest
+from firewatch.analytics.profiles import load_profiles
+from firewatch.core.backoff import Backoff
+from firewatch.core.settings import Settings
+from firewatch.storage.anomalies import load_checkpoint, save_checkpoint, upsert_anomalies
+from firewatch.storage.feed import FeedBatch, FeedCursor, Shard, listen, read_batch, wait_for_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalyticsStats:
+    """What one run did (the shutdown summary)."""
+
+    rows: int = 0
+    points: int = 0
+    changes: int = 0
+    batches: int = 0
+    checkpoints: int = 0
+    reconnects: int = 0
+    detector_seconds: float = 0.0
+
+    def summary(self, elapsed: float, open_now: int) -> str:
+        return (
+            f"analytics stopped after {elapsed:.0f}s: {self.rows} rows, {self.points} points "
+            f"in {self.batches} batches ({self.detector_seconds:.1f}s in detectors), "
+            f"{self.changes} anomaly changes, {open_now} open, {self.checkpoints} checkpoints, "
+            f"{self.reconnects} reconnects"
+        )
+
+
+class AnalyticsService:
+    """One analytics worker for one shard (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        conninfo: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.conninfo = conninfo
+        self.shard = Shard.parse(settings.analytics_shard)
+        self.clock = clock
+        self.metrics = AnalyticsMetrics()
+        self.stats = AnalyticsStats()
+        self.ready = threading.Event()  # set once the engine is loaded and reading
+        self.engine: DetectorEngine | None = None
+        self._cursor: FeedCursor | None = None
+        self._stream_now = 0.0
+        self._saved_at = 0.0
+        self._profiles_at = 0.0
+        self._models_at = 0.0
+        self._versions: dict[Any, int | None] = {}
+        self._rows_base = 0  # rows processed before the checkpoint this run resumed from
+
+    def run(self, stop: threading.Event) -> AnalyticsStats:
+        """Run until ``stop`` is set; reconnects with jittered backoff through database
+        outages (the engine then reloads from its last checkpoint)."""
+        started = time.monotonic()
+        self.metrics.serve(self.settings.ingest_metrics_host, self.settings.analytics_metrics_port)
+        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        while not stop.is_set():
+            try:
+                self._session(stop, backoff)
+            except psycopg.OperationalError as err:
+                # State may be ahead of what was committed: reload it from the checkpoint.
+                self.engine, self._cursor = None, None
+                self.stats.reconnects += 1
+                self.metrics.reconnects.inc()
+                delay = backoff.next()
+                log.warning("database: %s; retrying in %.2fs", str(err).strip(), delay)
+                stop.wait(delay)
+        open_now = len(self.engine.open_anomalies()) if self.engine else 0
+        log.info(self.stats.summary(time.monotonic() - started, open_now))
+        return self.stats
+
+    # -- one connection's lifetime ------------------------------------------------------
+
+    def _session(self, stop: threading.Event, backoff: Backoff) -> None:
+        with (
+            psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn,
+            psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as wake,
+        ):
+            listen(wake)
+            if self.engine is None or self._cursor is None:
+                self._load(conn)
+            backoff.reset()
+            self.ready.set()
+            while not stop.is_set():
+                self._refresh(conn)
+                caught_up = self._step(conn)
+                if caught_up and not stop.is_set():
+                    wait_for_rows(wake, self.settings.analytics_poll_s)
+            self._checkpoint(conn, force=True)
+
+    def _load(self, conn: psycopg.Connection[Any]) -> None:
+        s = self.settings
+        profiles = load_profiles(conn, s)
+        models = load_latest(conn)
+        engine = DetectorEngine(s, profiles, models)
+        self._versions = {k: m.version for k, m in models.items()}
+        cp = load_checkpoint(conn, str(self.shard))
+        cursor: FeedCursor
+        self._rows_base = cp.rows_processed if cp is not None else 0
+        if cp is not None:
+            cursor = FeedCursor.from_json(cp.cursor)
+            try:
+                engine.load(cp.state)
+                log.info("analytics %s: resumed from the checkpoint of %s (%d rows so far)",
+                         self.shard, cp.saved_at.isoformat(), cp.rows_processed)  # fmt: skip
+            except CheckpointError as err:
+                log.warning("analytics %s: %s; detectors start without history", self.shard, err)
+        elif s.analytics_start == "latest":
+            cursor = FeedCursor.at_horizon(conn)
+        else:
+            cursor = FeedCursor.start()
+        now = time.monotonic()
+        self.engine, self._cursor = engine, cursor
+        self._profiles_at = self._models_at = self._saved_at = now
+        for kind, v in self._versions.items():
+            self.metrics.model_version.labels(kind.value).set(v or 0)
+
+    def _refresh(self, conn: psycopg.Connection[Any]) -> None:
+        """Pick up registry edits and newly trained models."""
+        assert self.engine is not None
+        s, now = self.settings, time.monotonic()
+        if now - self._profiles_at >= s.analytics_registry_refresh_s:
+            self._profiles_at = now
+            profiles = load_profiles(conn, s)
+            if profiles != self.engine.profiles:
+                self.engine.set_profiles(profiles)
+        if now - self._models_at >= s.analytics_model_refresh_s:
+            self._models_at = now
+            versions = latest_versions(conn)
+            if versions != self._versions:
+                models = load_latest(conn)
+                self.engine.set_models(models)
+                self._versions = {k: m.version for k, m in models.items()}
+                log.info("analytics %s: loaded models %s", self.shard,
+                         {k.value: v for k, v in self._versions.items()})  # fmt: skip
+                for kind, v in self._versions.items():
+                    self.metrics.model_version.labels(kind.value).set(v or 0)
+
+    def _step(self, conn: psycopg.Connection[Any]) -> bool:
+        """One read-process-write round; True when the feed was caught up."""
+        assert self.engine is not None
+        assert self._cursor is not None
+        s = self.settings
+        fb = read_batch(conn, self._cursor, limit=s.analytics_batch_rows,
+                        max_age_s=s.max_backlog_age_s, shard=self.shard)  # fmt: skip
+        batch = self._batch(fb)
+        t0 = time.perf_counter()
+        changes = self.engine.process(batch) if len(batch) else self.engine.tick(batch.now)
+        took = time.perf_counter() - t0
+        with conn.transaction():
+            if changes:
+                upsert_anomalies(conn, changes)
+            self._cursor = fb.cursor
+            self._checkpoint(conn, force=False)
+        st, m = self.stats, self.metrics
+        st.rows += len(batch)
+        st.points += batch.points()
+        st.changes += len(changes)
+        st.batches += 1 if len(batch) else 0
+        st.detector_seconds += took
+        m.batch.observe(took)
+        m.points.inc(batch.points())
+        for table, rows in (
+            ("telemetry", fb.telemetry),
+            ("events", fb.events),
+            ("device_status", fb.statuses),
+            ("dead_letters", fb.dead_letters),
+        ):
+            if rows:
+                m.rows.labels(table).inc(len(rows))  # fmt: skip
+        for a in changes:
+            m.anomalies.labels(a.detector).inc()
+        if len(batch):
+            m.lag.set(max(0.0, self.clock() - self._stream_now))
+        return fb.caught_up
+
+    def _batch(self, fb: FeedBatch) -> Batch:
+        frame = TelemetryFrame.from_rows(fb.telemetry)
+        newest = [frame.received.max()] if len(frame) else []
+        newest += [e.received_at.timestamp() for e in fb.events]
+        newest += [s.received_at.timestamp() for s in fb.statuses]
+        newest += [d.received_at.timestamp() for d in fb.dead_letters]
+        if newest:
+            self._stream_now = max(self._stream_now, float(max(newest)))
+        # caught up: the server's clock (silence is real); behind: the rows' own time
+        now = self.clock() if fb.caught_up else self._stream_now
+        return Batch(now, frame, fb.events, fb.statuses, fb.dead_letters)
+
+    def _checkpoint(self, conn: psycopg.Connection[Any], *, force: bool) -> None:
+        """Save engine state and cursor if due (or ``force``); inside the caller's
+        transaction when there is one, so state, cursor and anomalies commit together."""
+        assert self.engine is not None
+        assert self._cursor is not None
+        now = time.monotonic()
+        if not force and now - self._saved_at < self.settings.analytics_checkpoint_s:
+            return
+        save_checkpoint(conn, str(self.shard), self._cursor.to_json(), self.engine.snapshot(),
+                        STATE_FORMAT, self._rows_base + self.stats.rows)  # fmt: skip
+        self._saved_at = now
+        self.stats.checkpoints += 1
+        self.metrics.checkpoints.inc()
+        self.metrics.open.set(len(self.engine.open_anomalies()))

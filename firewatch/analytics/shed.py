@@ -1,0 +1,307 @@
+"""E-bike charging-shed detectors (GB 42295-2022; DESIGN.md).
+
+Over 90 % of e-bike fires start while charging, and thermal runaway (> 1 °C/s) gives no
+time to act, so the useful warning is the slow heating before it. Per charging port:
+
+* **excess heat** — the port's temperature above what its current explains: a port at
+  steady current settles at ``ambient + k·I²`` (resistive heating through a first-order
+  thermal lag); ``k`` is learned per port from its own steady-state charging. A port
+  warming steadily above that line (a failing cell, a bad contact) is flagged long before
+  it reaches the alarm temperature;
+* **hotter than its peers** — the same excess compared with the other ports charging in
+  the same shed at the same moment (the median of at least two others);
+* **rate of rise** — the temperature rising faster than 1 °C/min beyond what a new
+  charging session explains, and thermal runaway itself (> 1 °C/s);
+* rules: port temperature at or above the alarm level (65 °C), current above rating ×
+  factor, charging outside the allowed hours; smoke (reported by the shed);
+* frozen port-temperature, current and ambient sensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from firewatch.analytics.episodes import EpisodeSpec
+from firewatch.analytics.frames import TelemetryFrame
+from firewatch.analytics.profiles import DeviceProfile
+from firewatch.analytics.series import F64, I64, ewma, nz, rounds, run_starts
+from firewatch.analytics.stats import FlagSeries, MeasuredSeries, MetricSpec, Rule, local_hours
+from firewatch.core.anomalies import Anomaly, Origin
+from firewatch.core.domain import Severity
+
+PORT_TEMP = MetricSpec(
+    metric="port_temp_c",
+    label="port temperature",
+    unit="°C",
+    resolution=0.1,
+    rel_floor=0.0,
+    rules=(
+        Rule(
+            "port_overheat",
+            "port_overheat",
+            False,
+            lambda p: p.thresholds.port_alarm_c,
+            Severity.CRITICAL,
+            "at or above the {thr} {unit} alarm level",
+            min_hits=1,
+        ),
+    ),
+    seasonal=False,
+    shift_limit=None,
+    extra_columns={"k": np.nan, "rate": 0.0, "steady": 0.0, "cur": np.nan, "teq": np.nan},
+)
+PORT_CURRENT = MetricSpec(
+    metric="port_current_a",
+    label="charging current",
+    unit="A",
+    digits=2,
+    resolution=0.01,
+    rel_floor=0.0,
+    rules=(
+        Rule(
+            "over_current",
+            "over_current",
+            False,
+            lambda p: p.thresholds.port_rating_a * p.thresholds.over_current_factor,
+            Severity.HIGH,
+            "above the port's {thr} {unit} limit (rating × factor)",
+        ),
+    ),
+    seasonal=False,
+    shift_limit=None,
+    stuck_min_abs=0.1,  # an idle port reads 0 A, a finished one trickles: repeats are natural
+    warmup=120,
+    profile_columns={
+        "allow_lo": lambda p: p.thresholds.allowed_hours[0],
+        "allow_hi": lambda p: p.thresholds.allowed_hours[1],
+    },
+)
+AMBIENT = MetricSpec(
+    metric="ambient_c",
+    label="shed temperature",
+    unit="°C",
+    resolution=0.1,
+    rel_floor=0.0,
+    seasonal=False,
+    shift_limit=None,
+)
+
+EXCESS_C = 4.0  # °C above the port's current-explained temperature
+PEER_C = 5.0  # °C above the median of the other charging ports
+RISE_C_PER_MIN = 1.0
+RUNAWAY_C_PER_MIN = 60.0  # 1 °C/s (thermal runaway itself)
+_K_DEFAULT = 1.0  # °C per A² until a port has learned its own
+TAU_S = 900.0  # thermal time constant of a port and its plug (typical)
+
+
+def group_median(groups: I64, x: F64) -> tuple[F64, I64]:
+    """Per point: the median of ``x`` over the points with the same group id, and the
+    group's size. NaNs are left out (a group of only NaN has median NaN, size 0)."""
+    n = len(x)
+    med = np.full(n, np.nan)
+    size = np.zeros(n, np.int64)
+    ok = np.flatnonzero(~np.isnan(x))
+    if len(ok) == 0:
+        return med, size
+    g, v = groups[ok], x[ok]
+    order = np.lexsort((v, g))
+    gs, vs = g[order], v[order]
+    starts = run_starts(gs)
+    sizes = np.diff(np.append(starts, len(gs)))
+    lo = vs[starts + (sizes - 1) // 2]
+    hi = vs[starts + sizes // 2]
+    gmed = 0.5 * (lo + hi)
+    run = np.repeat(np.arange(len(starts)), sizes)
+    med[ok[order]] = gmed[run]
+    size[ok[order]] = sizes[run]
+    return med, size
+
+
+class PortTemperatures(MeasuredSeries):
+    """Port temperatures: the generic detectors plus excess heat, peers and rate of rise."""
+
+    def __init__(self, profiles: Mapping[str, DeviceProfile], unit_of: Callable[[str], str]):
+        super().__init__(PORT_TEMP, profiles, unit_of, extra=[
+            EpisodeSpec("stat.port_excess", "abnormal_heating", "port_temp_c",
+                        min_hits=3, clear_hits=5),
+            EpisodeSpec("stat.port_peers", "hotter_than_peers", "port_temp_c",
+                        min_hits=3, clear_hits=5),
+            EpisodeSpec("stat.temp_rise", "rapid_temperature_rise", "port_temp_c",
+                        min_hits=2, clear_hits=3),
+        ])  # fmt: skip
+
+    def step(self, s: I64, t: F64, rx: F64, x: F64, ctx: Mapping[str, F64]) -> list[Anomaly]:
+        tb = self.table
+        last_t, last_x = tb["last_t"][s], tb["last_x"][s]
+        fresh = np.isnan(last_t) | (t > last_t)
+        keep = np.flatnonzero(fresh)
+        s, t, rx, x = s[keep], t[keep], rx[keep], x[keep]
+        cur, amb, row = ctx["current"][keep], ctx["ambient"][keep], ctx["row"][keep]
+        last_t, last_x = last_t[keep], last_x[keep]
+        if len(s) == 0:
+            return []
+        dt_min = np.clip(nz(t - last_t, 1.0), 1.0, None) / 60.0
+        inst = np.where(np.isnan(last_x), 0.0, (x - last_x) / dt_min)
+        rate = tb["rate"][s] + 0.5 * (inst - tb["rate"][s])  # °C/min, a few samples' memory
+        k = tb["k"][s]
+        learned = k[~np.isnan(k)]
+        k_fallback = float(np.median(learned)) if len(learned) else _K_DEFAULT
+        k_use = np.where(np.isnan(k), k_fallback, k)
+        # no ambient reading: excess is NaN and the excess/peer conditions stay false
+        # the temperature the current explains, through the port's thermal lag: after the
+        # current falls, a port cools over minutes, and that is not excess heat
+        target = amb + k_use * cur**2
+        teq_old = tb["teq"][s]
+        lag = 1.0 - np.exp(-dt_min * 60.0 / TAU_S)
+        teq = np.where(np.isnan(teq_old), target, teq_old + lag * (target - teq_old))
+        tb["teq"][s] = teq
+        excess = x - np.maximum(teq, target)
+        charging = cur > 1.0
+        peer_med, peer_n = group_median(row.astype(np.int64), np.where(charging, excess, np.nan))
+        # the median of the *others*: with the port itself among >= 3, its pull is small
+        peer = np.where(charging & (peer_n >= 3), excess - peer_med, np.nan)
+        warm = tb["n"][s] >= 30
+        prev_cur = tb["cur"][s]
+        # a session that just started or stepped its current up explains a fast rise
+        ramping = np.isnan(prev_cur) | (cur > nz(prev_cur, 0.0) + 0.2)
+        tb["steady"][s] = np.where(ramping, 0.0, tb["steady"][s] + 1)
+        out = super().step(s, t, rx, x, {})
+
+        heating = rate > -0.05  # a port that is cooling is not running away
+        cond = warm & (excess > EXCESS_C) & heating
+        score = np.clip(0.5 + excess / (4 * EXCESS_C), 0.0, 1.0)
+        out += self.detectors["stat.port_excess"].update(
+            s, cond, score, t, rx, self._describe_heat(x, amb, cur, excess, rate, "excess")
+        )
+        peer0 = nz(peer, 0.0)
+        cond = warm & (peer0 > PEER_C) & heating
+        score = np.clip(0.5 + peer0 / (4 * PEER_C), 0.0, 1.0)
+        out += self.detectors["stat.port_peers"].update(
+            s, cond, score, t, rx, self._describe_heat(x, amb, cur, peer, rate, "peers")
+        )
+        runaway = rate > RUNAWAY_C_PER_MIN
+        cond = warm & (runaway | ((rate > RISE_C_PER_MIN) & (tb["steady"][s] >= 10)
+                                  & (excess > 0)))  # fmt: skip
+        score = np.clip(rate / RUNAWAY_C_PER_MIN, 0.5, 1.0)
+        out += self.detectors["stat.temp_rise"].update(
+            s, cond, score, t, rx, self._describe_heat(x, amb, cur, excess, rate, "rise")
+        )
+        # learn k from steady charging: current held, temperature settled
+        settle = (cur > 1.0) & (tb["steady"][s] >= 20) & (np.abs(rate) < 0.05)
+        settle &= ~(tb["anomalous"][s] > 0)
+        k_obs = np.clip((x - amb) / np.maximum(cur, 1e-6) ** 2, 0.0, 20.0)
+        tb["k"][s] = np.where(settle & ~np.isnan(amb), ewma(k, k_obs, 0.05), k)
+        tb["rate"][s], tb["cur"][s] = rate, cur
+        del row
+        return out
+
+    def _describe_heat(
+        self, x: F64, amb: F64, cur: F64, stat: F64, rate: F64, what: str
+    ) -> Callable[[int, Anomaly | None], tuple[str, dict[str, Any], Severity]]:
+        def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
+            v, r, d, i = float(x[j]), float(rate[j]), float(stat[j]), float(cur[j])
+            if what == "excess":
+                text = (
+                    f"port at {v:.1f} °C, {d:.1f} °C hotter than {i:.1f} A explains "
+                    f"(rising {r:.2f} °C/min): possible battery or contact fault"
+                )
+            elif what == "peers":
+                text = (
+                    f"port at {v:.1f} °C, {d:.1f} °C hotter than the other charging "
+                    f"ports (rising {r:.2f} °C/min)"
+                )
+            else:
+                text = f"port temperature rising {r:.1f} °C/min at {v:.1f} °C, {i:.1f} A" + (
+                    ": thermal runaway" if r > RUNAWAY_C_PER_MIN else ""
+                )
+            sev = Severity.HIGH
+            if r > RUNAWAY_C_PER_MIN or v >= 55.0:
+                sev = Severity.CRITICAL
+            ev = {"temp_c": v, "ambient_c": None if np.isnan(amb[j]) else float(amb[j]),
+                  "current_a": i, "rate_c_per_min": round(r, 3), what: round(d, 2)}  # fmt: skip
+            return text, ev, sev
+
+        return describe
+
+
+class ShedDetectors:
+    """Every charging-shed detector, fed with the shed rows of a telemetry frame."""
+
+    def __init__(self, profiles: Mapping[str, DeviceProfile], unit_of: Callable[[str], str]):
+        self.profiles = profiles
+        self.temp = PortTemperatures(profiles, unit_of)
+        hours = EpisodeSpec("rule.charging_hours", "charging_outside_hours", "port_current_a",
+                            min_hits=2, clear_hits=2)  # fmt: skip
+        self.current = MeasuredSeries(PORT_CURRENT, profiles, unit_of, extra=[hours])
+        self.hours = self.current.detectors[hours.detector]
+        self.ambient = MeasuredSeries(AMBIENT, profiles, unit_of)
+        smoke = EpisodeSpec("rule.smoke", "smoke", "smoke", origin=Origin.REPORTED,
+                            clear_hits=2)  # fmt: skip
+        self.smoke = FlagSeries(smoke, "smoke detected in the charging shed",
+                                Severity.CRITICAL, unit_of)  # fmt: skip
+
+    def set_profiles(self, profiles: Mapping[str, DeviceProfile]) -> None:
+        self.profiles = profiles
+        for g in (self.temp, self.current, self.ambient):
+            g.set_profiles(profiles)
+
+    def process(self, f: TelemetryFrame) -> list[Anomaly]:
+        out: list[Anomaly] = []
+        out += self.ambient.process(f.device, None, f.ts, f.received, f.ambient)
+        out += self.smoke.process(f.device, f.ts, f.received, f.smoke)
+        if len(f.port_no) == 0:
+            return out
+        row = f.port_row
+        comps = f.port_no.astype(np.int64)
+        ts, rx = f.ts[row], f.received[row]
+        ctx = {"current": f.port_current, "ambient": f.ambient[row], "row": row.astype(np.float64)}
+        out += self.temp.process(f.device, comps, ts, rx, f.port_temp, ctx, rows=row)
+        out += self.current.process(f.device, comps, ts, rx, f.port_current, rows=row)
+        out += self._hours(f.device, row, comps, ts, rx, f.port_current, f.port_charging)
+        return out
+
+    def _hours(
+        self, devices: list[str], row: I64, comps: I64, t: F64, rx: F64, cur: F64, charging: Any
+    ) -> list[Anomaly]:
+        tb = self.current.table
+        sids = tb.ids(devices, comps, row)  # the current detector made them already
+        h = local_hours(t, tb["utc"][sids])
+        lo = nz(tb["allow_lo"][sids], 6.0)
+        hi = nz(tb["allow_hi"][sids], 23.0)
+        inside = np.where(lo < hi, (h >= lo) & (h < hi), (h >= lo) | (h < hi)) | (lo == hi)
+        on = (cur > 0.05) | np.asarray(charging, np.bool_)
+        cond = on & ~inside
+        out: list[Anomaly] = []
+
+        def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
+            text = (
+                f"port charging at {float(cur[j]):.2f} A at {h[j]:04.1f} h local time, "
+                f"outside the allowed {lo[j]:g}-{hi[j]:g} h"
+            )
+            return (
+                text,
+                {"current_a": float(cur[j]), "local_hour": round(float(h[j]), 2)},
+                Severity.LOW,
+            )
+
+        for pos in rounds(sids, t):
+
+            def at(j: int, a: Anomaly | None, p: I64 = pos) -> tuple[str, dict[str, Any], Severity]:
+                return describe(int(p[j]), a)
+
+            score = np.full(len(pos), 0.6)
+            out += self.hours.update(sids[pos], cond[pos], score, t[pos], rx[pos], at)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"temp": self.temp.state(), "current": self.current.state(),
+                "ambient": self.ambient.state(), "smoke": self.smoke.state()}  # fmt: skip
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.temp.restore(state["temp"])
+        self.current.restore(state["current"])
+        self.ambient.restore(state["ambient"])
+        self.smoke.restore(state["smoke"])
