@@ -93,6 +93,24 @@ def cmd_db_stats(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_anomalies(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.storage.anomalies import recent_anomalies
+
+    with _connect(settings) as conn:
+        rows = recent_anomalies(conn, limit=args.limit, open_only=args.open)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for r in rows:
+        state = "open" if r["ended_at"] is None else "ended"
+        where = f"{r['device_id']}" + (f" {r['component']}" if r["component"] else "")
+        print(f"{r['detected_at'][:19]}  {r['severity']:<8} {r['kind']:<24} {where:<28} "
+              f"{state:<5} {r['explanation']}")  # fmt: skip
+    if not rows:
+        print("no anomalies" + (" open" if args.open else ""))
+    return 0
+
+
 def cmd_ingest(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.ingest.service import IngestService
     from firewatch.runtime.postgres import resolve_database_url
@@ -294,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     stats = db.add_parser("stats", help="row counts and newest timestamps")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
     stats.set_defaults(func=cmd_db_stats)
+    anom = db.add_parser("anomalies", help="the newest anomaly episodes (what detectors found)")
+    anom.add_argument("--open", action="store_true", help="only episodes still open")
+    anom.add_argument("--limit", type=int, default=20)
+    anom.add_argument("--json", action="store_true", help="machine-readable output")
+    anom.set_defaults(func=cmd_db_anomalies)
 
     sub.add_parser("ingest", help="run the MQTT -> database consumer until SIGTERM").set_defaults(
         func=cmd_ingest

@@ -189,6 +189,7 @@ def test_expected_services_exist() -> None:
         "migrate",
         "ingest-1",
         "ingest-2",
+        "analytics-1",
         "simulator",
         "prometheus",
     }
@@ -198,7 +199,8 @@ def test_expected_services_exist() -> None:
     assert svcs["mosquitto"]["image"] == "eclipse-mosquitto:2"
     assert svcs["prometheus"]["image"].startswith("prom/prometheus")
     # The production stack starts without profiles; only the demo pieces need one.
-    for name in ("timescaledb", "mosquitto", "migrate", "ingest-1", "ingest-2", "prometheus"):
+    for name in ("timescaledb", "mosquitto", "migrate", "ingest-1", "ingest-2", "analytics-1",
+                 "prometheus"):  # fmt: skip
         assert "profiles" not in svcs[name], name
     assert svcs["simulator"]["profiles"] == ["demo"]
     assert "demo" in svcs.get("seed", {}).get("profiles", ["demo"])
@@ -209,6 +211,7 @@ def test_app_services_run_valid_firewatch_subcommands() -> None:
         "migrate": cli.cmd_db_upgrade,
         "ingest-1": cli.cmd_ingest,
         "ingest-2": cli.cmd_ingest,
+        "analytics-1": cli.cmd_analytics_run,
         "simulator": cli.cmd_simulate,
         "seed": cli.cmd_db_seed,
     }
@@ -371,8 +374,16 @@ def test_prometheus_scrapes_every_ingest_worker(monkeypatch: pytest.MonkeyPatch)
         )
         assert f":{port}/metrics" in " ".join(svc["healthcheck"]["test"]), name
         expected.add(f"{name}:{port}")
-    ingest_targets = {t for t in targets if t.split(":")[0] in services()}
-    assert ingest_targets == expected
+    for name, svc in services().items():
+        if name.startswith("analytics"):
+            with monkeypatch.context() as m:
+                s = settings_for(svc, m)
+            assert s.analytics_metrics_port > 0, f"{name}: metrics disabled"
+            assert s.ingest_metrics_host not in ("127.0.0.1", "localhost", "::1"), name
+            assert f":{s.analytics_metrics_port}/metrics" in " ".join(svc["healthcheck"]["test"])
+            expected.add(f"{name}:{s.analytics_metrics_port}")
+    app_targets = {t for t in targets if t.split(":")[0] in services()}
+    assert app_targets == expected
     mounts = {target: source for source, target, _ in bind_mounts(services()["prometheus"])}
     assert (ROOT / mounts["/etc/prometheus/prometheus.yml"]).resolve() == PROMETHEUS_YML
 

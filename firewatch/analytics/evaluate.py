@@ -55,7 +55,7 @@ EXPECTED_KINDS: dict[str, frozenset[str]] = {
     "closed_valve": frozenset({"low_pressure", "sudden_drop", "pressure_deviation"}),
     "tank_draining": frozenset({"low_tank_level", "unusual_behaviour"}),
     "stuck_sensor": frozenset({"stuck_sensor"}),
-    "sensor_drift": frozenset({"pressure_deviation", "temperature_deviation",
+    "sensor_drift": frozenset({"pressure_deviation", "temperature_deviation", "stuck_sensor",
                                "abnormal_heating", "hotter_than_peers", "unusual_behaviour"}),
     "dropout": frozenset({"device_silent"}),
     "thermal_runaway_precursor": frozenset({"abnormal_heating", "hotter_than_peers",

@@ -51,7 +51,17 @@ PORT_TEMP = MetricSpec(
     ),
     seasonal=False,
     shift_limit=None,
-    extra_columns={"k": np.nan, "rate": 0.0, "steady": 0.0, "cur": np.nan, "teq": np.nan},
+    stuck_ref_delta=1.5,  # a port reading that ignores a 1.5 °C change of its shed is frozen
+    extra_columns={
+        "k": np.nan,
+        "rate": 0.0,
+        "steady": 0.0,
+        "cur": np.nan,
+        "teq": np.nan,
+        "xe": 0.0,
+        "xspread": np.nan,
+        "idle_n": 0.0,
+    },
 )
 PORT_CURRENT = MetricSpec(
     metric="port_current_a",
@@ -91,6 +101,7 @@ AMBIENT = MetricSpec(
 
 EXCESS_C = 4.0  # °C above the port's current-explained temperature
 PEER_C = 5.0  # °C above the median of the other charging ports
+OFFSET_C = 1.5  # °C: an idle port's reading away from its shed's temperature
 RISE_C_PER_MIN = 1.0
 RUNAWAY_C_PER_MIN = 60.0  # 1 °C/s (thermal runaway itself)
 _K_DEFAULT = 1.0  # °C per A² until a port has learned its own
@@ -131,6 +142,8 @@ class PortTemperatures(MeasuredSeries):
                         min_hits=3, clear_hits=5),
             EpisodeSpec("stat.temp_rise", "rapid_temperature_rise", "port_temp_c",
                         min_hits=2, clear_hits=3),
+            EpisodeSpec("stat.port_offset", "temperature_deviation", "port_temp_c",
+                        min_hits=5, min_duration_s=1800.0, clear_hits=10),
         ])  # fmt: skip
 
     def step(self, s: I64, t: F64, rx: F64, x: F64, ctx: Mapping[str, F64]) -> list[Anomaly]:
@@ -168,7 +181,7 @@ class PortTemperatures(MeasuredSeries):
         # a session that just started or stepped its current up explains a fast rise
         ramping = np.isnan(prev_cur) | (cur > nz(prev_cur, 0.0) + 0.2)
         tb["steady"][s] = np.where(ramping, 0.0, tb["steady"][s] + 1)
-        out = super().step(s, t, rx, x, {})
+        out = super().step(s, t, rx, x, {"reference": amb})
 
         heating = rate > -0.05  # a port that is cooling is not running away
         cond = warm & (excess > EXCESS_C) & heating
@@ -177,7 +190,8 @@ class PortTemperatures(MeasuredSeries):
             s, cond, score, t, rx, self._describe_heat(x, amb, cur, excess, rate, "excess")
         )
         peer0 = nz(peer, 0.0)
-        cond = warm & (peer0 > PEER_C) & heating
+        # "much hotter than its peers" is a warning while it is getting hotter
+        cond = warm & (peer0 > PEER_C) & (rate > 0.1)
         score = np.clip(0.5 + peer0 / (4 * PEER_C), 0.0, 1.0)
         out += self.detectors["stat.port_peers"].update(
             s, cond, score, t, rx, self._describe_heat(x, amb, cur, peer, rate, "peers")
@@ -189,6 +203,25 @@ class PortTemperatures(MeasuredSeries):
         out += self.detectors["stat.temp_rise"].update(
             s, cond, score, t, rx, self._describe_heat(x, amb, cur, excess, rate, "rise")
         )
+        # An idle port that has cooled to its shed's temperature reads the shed's temperature:
+        # a persistent offset there is a drifting or miscalibrated sensor.
+        idle_n = np.where(cur < 0.05, tb["idle_n"][s] + 1, 0.0)
+        tb["idle_n"][s] = idle_n
+        # (an hour and a half idle: five thermal time constants after a charging session)
+        settled = (idle_n >= 90) & ~np.isnan(amb)
+        off = np.clip(nz(x - amb, 0.0), -20, 20)
+        xe_old = tb["xe"][s]
+        xe = np.where(settled, xe_old + 0.05 * (off - xe_old), xe_old)
+        xspread = tb["xspread"][s]
+        limit = np.maximum(8.0 * nz(xspread, 1.0), OFFSET_C)
+        cond = warm & settled & (np.abs(xe) > limit) & (tb["n"][s] >= 240)
+        score = np.clip(np.abs(xe) / (2 * limit), 0.3, 1.0)
+        out += self.detectors["stat.port_offset"].update(
+            s, cond, score, t, rx, self._describe_offset(x, amb, xe)
+        )
+        upd = settled & ~cond & ~(tb["anomalous"][s] > 0)
+        tb["xe"][s] = xe
+        tb["xspread"][s] = np.where(upd, ewma(xspread, np.abs(xe), 0.003), xspread)
         # learn k from steady charging: current held, temperature settled
         settle = (cur > 1.0) & (tb["steady"][s] >= 20) & (np.abs(rate) < 0.05)
         settle &= ~(tb["anomalous"][s] > 0)
@@ -197,6 +230,22 @@ class PortTemperatures(MeasuredSeries):
         tb["rate"][s], tb["cur"][s] = rate, cur
         del row
         return out
+
+    def _describe_offset(
+        self, x: F64, amb: F64, xe: F64
+    ) -> Callable[[int, Anomaly | None], tuple[str, dict[str, Any], Severity]]:
+        def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
+            v, d = float(x[j]), float(xe[j])
+            text = (f"idle port reads {v:.1f} °C, {abs(d):.1f} °C "
+                    f"{'above' if d > 0 else 'below'} its shed's {float(amb[j]):.1f} °C: "
+                    "sensor drift or a fault in the port")  # fmt: skip
+            return (
+                text,
+                {"temp_c": v, "ambient_c": float(amb[j]), "offset_c": round(d, 2)},
+                (Severity.MEDIUM if d > 0 else Severity.LOW),
+            )
+
+        return describe
 
     def _describe_heat(
         self, x: F64, amb: F64, cur: F64, stat: F64, rate: F64, what: str

@@ -77,6 +77,9 @@ class MetricSpec:
     stuck_kind: str = "stuck_sensor"
     warmup: int = 240  # points before statistics may alarm
     stuck_min_abs: float = 0.0  # repeats of values nearer 0 than this are natural (idle)
+    #: With a ``reference`` in the context (a port's shed temperature): also frozen when
+    #: the reference moved this much during a run of >= 20 repeats that the value ignored.
+    stuck_ref_delta: float | None = None
     extra_columns: Mapping[str, float] = field(default_factory=dict)
     #: per-series constants taken from the device profile (filled when a series appears)
     profile_columns: Mapping[str, Callable[[DeviceProfile], float]] = field(default_factory=dict)
@@ -111,7 +114,7 @@ class MeasuredSeries:
         cols: dict[str, float] = {
             "n": 0.0, "utc": 8.0, "last_t": np.nan, "last_x": np.nan,
             "run": 0.0, "prep": 0.5, "lvl": np.nan, "dabs": np.nan,
-            "e": 0.0, "espread": np.nan, "anomalous": 0.0,
+            "e": 0.0, "espread": np.nan, "anomalous": 0.0, "ref0": np.nan,
             **spec.extra_columns,
             **{k: np.nan for k in spec.profile_columns},
         }  # fmt: skip
@@ -264,6 +267,13 @@ class MeasuredSeries:
             prep = tb["prep"][s]
             log10p = run * np.log10(np.clip(prep, 0.02, 0.98))
             cond = warm & (run >= 5) & (log10p < _STUCK_LOG10) & ~idle
+            ref = ctx.get("reference")
+            if spec.stuck_ref_delta is not None and ref is not None:
+                ref0 = np.where(run == 0, ref, tb["ref0"][s])
+                tb["ref0"][s] = ref0
+                moved = np.abs(ref - ref0) >= spec.stuck_ref_delta
+                cond |= warm & (run >= 20) & moved & ~idle
+                log10p = np.where(moved & (run >= 20), np.minimum(log10p, -9.0), log10p)
             score = np.clip(-log10p / 18.0, 0.0, 1.0)
             out += self.detectors["stat.stuck"].update(
                 s, cond, score, t, rx, self._describe_stuck(s, t, x, run)

@@ -2,9 +2,9 @@
 
 Order of start: database (embedded pgserver unless ``FIREWATCH_DATABASE_URL``), broker
 (Mosquitto child unless ``FIREWATCH_MQTT_URL``), migrations + partitions + demo city, then
-the ingest worker and the simulator as child processes (restarted with backoff if they
-die). Shutdown is the reverse: simulator, ingest (SIGTERM: flush, ack, close), broker,
-database, then one summary line.
+the ingest worker, the analytics worker and the simulator as child processes (restarted
+with backoff if they die). Shutdown is the reverse: simulator, analytics (final
+checkpoint), ingest (SIGTERM: flush, ack, close), broker, database, then one summary line.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
         flavour = prepare_database(settings, db_url)
         resolved = settings.model_copy(update={"database_url": db_url, "mqtt_url": mqtt_url})
         env = child_env(resolved)
-        children = [Child("ingest", ["ingest"], env)]
+        children = [Child("ingest", ["ingest"], env), Child("analytics", ["analytics", "run"], env)]
         if simulate:
             children.append(Child("simulator", ["simulate", "--scenario", "builtin:demo"], env))
         for child in children:
@@ -116,6 +116,11 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             if settings.ingest_metrics_port
             else "disabled"
         )
+        analytics_metrics = (
+            f"http://{settings.ingest_metrics_host}:{settings.analytics_metrics_port}/metrics"
+            if settings.analytics_metrics_port
+            else "disabled"
+        )
         print(
             "Firewatch is up:\n"
             f"  database   {'embedded pgserver, ' if embedded_db else ''}{db_url} [{flavour}]\n"
@@ -123,9 +128,12 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             f"{mqtt_url}\n"
             f"  ingest     pid {children[0].proc.pid if children[0].proc else '?'}, "
             f"metrics {metrics}\n"
+            f"  analytics  pid {children[1].proc.pid if children[1].proc else '?'}, "
+            f"metrics {analytics_metrics}\n"
             f"  simulator  {'running (demo city of Xuchang)' if simulate else 'off'}\n"
             f"  data dir   {settings.data_dir.resolve()}\n"
-            "  stats      .venv/bin/firewatch db stats   (Ctrl-C stops everything)",
+            "  stats      .venv/bin/firewatch db stats   (Ctrl-C stops everything)\n"
+            "  anomalies  .venv/bin/firewatch db anomalies",
             flush=True,
         )
         while not stop.wait(0.5):

@@ -180,3 +180,31 @@ def load_checkpoint(conn: psycopg.Connection[Any], shard: str) -> Checkpoint | N
     name, cursor, state, state_format, rows_processed, saved_at = row
     return Checkpoint(name, cursor, bytes(state), int(state_format), int(rows_processed),
                       saved_at)  # fmt: skip
+
+
+_RECENT = """
+SELECT a.detected_at, a.severity, a.kind, a.device_id, a.unit_id, a.component, a.detector,
+       a.started_at, a.ended_at, a.explanation
+FROM anomalies a
+WHERE (NOT %(open_only)s OR a.ended_at IS NULL)
+ORDER BY a.detected_at DESC, a.id DESC
+LIMIT %(limit)s
+"""
+
+
+def recent_anomalies(
+    conn: psycopg.Connection[Any], *, limit: int = 20, open_only: bool = False
+) -> list[dict[str, Any]]:
+    """The newest anomaly episodes (or only the open ones), newest first, as dicts with
+    ISO times; for ``firewatch db anomalies``."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(_RECENT, {"limit": limit, "open_only": open_only}).fetchall()
+    names = ("detected_at", "severity", "kind", "device_id", "unit_id", "component",
+             "detector", "started_at", "ended_at", "explanation")  # fmt: skip
+    out = []
+    for row in rows:
+        d = dict(zip(names, row, strict=True))
+        for k in ("detected_at", "started_at", "ended_at"):
+            d[k] = d[k].isoformat() if d[k] is not None else None
+        out.append(d)
+    return out

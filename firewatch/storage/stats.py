@@ -34,6 +34,22 @@ def collect(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         "newest_received_at": newest.isoformat() if newest else None,
         "by_reason": by_reason,
     }
+    if conn.execute("SELECT to_regclass('anomalies')").fetchone() != (None,):
+        total, open_now, newest = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE ended_at IS NULL), max(detected_at)"
+            " FROM anomalies"
+        ).fetchone() or (0, 0, None)
+        by_kind = dict(
+            conn.execute(
+                "SELECT kind, count(*) FROM anomalies WHERE ended_at IS NULL GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        )
+        out["anomalies"] = {
+            "rows": total,
+            "open": open_now,
+            "newest_detected_at": newest.isoformat() if newest else None,
+            "open_by_kind": by_kind,
+        }
     for table in ("regions", "units", "devices", "device_state"):
         row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         out[table] = {"rows": row[0] if row else 0}

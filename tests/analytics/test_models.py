@@ -72,6 +72,7 @@ def _sim_rows(hours: float, seed: int, start: float = BASE) -> tuple[TelemetryRo
     """Telemetry of the Xuchang demo city (the seeded devices) at 60 s intervals."""
     sc = load_scenario("builtin:demo")
     iv = sc.intervals.model_copy(update={"water": 60.0, "shed": 60.0, "panel_status": 300.0})
+    sc = sc.model_copy(update={"faults": []})  # normal days: the demo's own faults removed
     sim = Simulation(sc.model_copy(update={"intervals": iv}), start=start,
                      end=start + hours * 3600, seed=seed)  # fmt: skip
     registry = {d.id: DeviceInfo(d.unit_id, d.kind) for d in sim.devices}
