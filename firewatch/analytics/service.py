@@ -90,7 +90,7 @@ class AnalyticsService:
         self._profiles_at = 0.0
         self._models_at = 0.0
         self._versions: dict[Any, int | None] = {}
-        self._rows_base = 0  # rows processed before the checkpoint this run resumed from
+        self._rows_base = 0  # the resumed checkpoint's rows_processed minus stats.rows then
 
     def run(self, stop: threading.Event) -> AnalyticsStats:
         """Run until ``stop`` is set; reconnects with jittered backoff through database
@@ -140,7 +140,10 @@ class AnalyticsService:
         self._versions = {k: m.version for k, m in models.items()}
         cp = load_checkpoint(conn, str(self.shard))
         cursor: FeedCursor
-        self._rows_base = cp.rows_processed if cp is not None else 0
+        # rows_processed = _rows_base + stats.rows; stats.rows keeps counting across
+        # reconnects (rows read before one are counted again when replayed), so subtract
+        # what it holds now: the checkpoint already counts every row up to its cursor.
+        self._rows_base = (cp.rows_processed if cp is not None else 0) - self.stats.rows
         if cp is not None:
             cursor = FeedCursor.from_json(cp.cursor)
             try:
