@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,7 +133,7 @@ def test_benchmark_reports_points_per_second() -> None:
     json.dumps(result)
 
 
-def run_analytics_bench_small() -> dict[str, object]:
+def run_analytics_bench_small() -> dict[str, Any]:
     from firewatch.core.settings import Settings
 
     return run_analytics_bench(Settings(), units=10, duration_s=600.0, batch_s=[10.0])
