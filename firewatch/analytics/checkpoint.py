@@ -56,12 +56,11 @@ def unpack(data: bytes) -> Any:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             doc = json.loads(bytes(z[_TREE]).decode())
             arrays = {k: z[k] for k in z.files if k != _TREE}
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+    except Exception as err:  # corrupt data: EOFError, BadZipFile, zlib.error, TypeError …
         raise CheckpointError(f"unreadable checkpoint: {err}") from err
-    if doc.get("format") != STATE_FORMAT:
-        raise CheckpointError(
-            f"checkpoint format {doc.get('format')} is not {STATE_FORMAT} (this release)"
-        )
+    if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise CheckpointError(f"checkpoint format {found} is not {STATE_FORMAT} (this release)")
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):

@@ -117,9 +117,17 @@ class LinkDetectors:
         if len(devices):
             sids = self.table.ids(devices)
             accepted = np.arange(len(devices)) < len(devices) - refused
+            # Clock skew is judged once per device and batch, on its newest message with a
+            # clock reading, once the batch's extremes are in: the old messages of a
+            # store-and-forward backlog must not be judged before its current newest one.
+            judge = np.zeros(len(devices), np.bool_)
+            clocked = np.flatnonzero(~np.isnan(all_skew))
+            if len(clocked):
+                order = clocked[np.lexsort((all_rx[clocked], sids[clocked]))]
+                judge[order[np.append(sids[order][1:] != sids[order][:-1], True)]] = True
             for pos in rounds(sids, all_rx):
                 out += self._arrivals(sids[pos], all_rx[pos], all_skew[pos],
-                                      accepted[pos] & ~is_will[pos])  # fmt: skip
+                                      accepted[pos] & ~is_will[pos], judge[pos])  # fmt: skip
         out += self._malformed(batch)
         return out
 
@@ -142,7 +150,7 @@ class LinkDetectors:
         skew.append(np.asarray(sk, np.float64))
         return len(dev)
 
-    def _arrivals(self, s: I64, rx: F64, skew: F64, accepted: Any) -> list[Anomaly]:
+    def _arrivals(self, s: I64, rx: F64, skew: F64, accepted: Any, judge: Any) -> list[Anomaly]:
         tb = self.table
         out: list[Anomaly] = []
         last = tb["last_rx"][s]
@@ -178,7 +186,10 @@ class LinkDetectors:
                 )
             return text, {"offset_s": round(o, 1)}, Severity.LOW
 
-        out += self.skew.update(s, cond, score, rx, rx, describe)
+        jx = np.flatnonzero(judge)
+        if len(jx):
+            off = off[jx]
+            out += self.skew.update(s[jx], cond[jx], score[jx], rx[jx], rx[jx], describe)
         for j in np.flatnonzero(acc).tolist():  # data closes offline and dropout episodes
             dev, t = self.table.keys[int(s[j])][0], float(rx[j])
             for store in (self.dropout, self.offline):

@@ -169,9 +169,7 @@ class PanelDetectors:
                 started_at=times[0],
                 detected_at=rx,
                 last_at=t,
-                explanation=(f"{len(times)} fire alarms cleared within "
-                             f"{self.false_alarm_max_s / 60:.0f} min at this unit in 24 h "
-                             f"(more than {limit}: a handling plan is required); latest {comp}"),
+                explanation=self._storm_text(len(times), limit, comp),
                 evidence={"count": len(times), "limit": limit},
             )  # fmt: skip
             self.unit_open[unit] = a
@@ -180,8 +178,14 @@ class PanelDetectors:
             a.last_at, a.revision = t, a.revision + 1
             a.score = max(a.score, min(1.0, len(times) / (2 * limit)))
             a.evidence = {"count": len(times), "limit": limit}
+            a.explanation = self._storm_text(len(times), limit, comp)
             return [dataclasses.replace(a)]
         return []
+
+    def _storm_text(self, count: int, limit: int, comp: str) -> str:
+        return (f"{count} fire alarms cleared within {self.false_alarm_max_s / 60:.0f} min at "
+                f"this unit in 24 h (more than {limit}: a handling plan is required); "
+                f"latest {comp}")  # fmt: skip
 
     def tick(self, now: float) -> list[Anomaly]:
         """Close unit episodes whose 24-hour count fell back to the limit."""

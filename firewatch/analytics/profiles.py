@@ -84,19 +84,23 @@ def resolve_thresholds(
         allowed = (float(hours[0]), float(hours[1]))
     except (TypeError, ValueError, IndexError, KeyError):
         allowed = settings.analytics_charging_hours
+
+    def get(key: str, default: float) -> float:
+        v = _num(merged.get(key))
+        return default if v is None else v  # an explicit 0 (a UTC city) is a value
+
     return Thresholds(
         min_kpa=min_kpa if kind is DeviceKind.WATER else None,
         design_kpa=_num(merged.get("design_kpa")) if kind is DeviceKind.WATER else None,
         tank_low_m=tank_low if kind is DeviceKind.WATER else None,
-        room_min_c=_num(merged.get("room_min_c")) or settings.analytics_room_min_c,
-        port_alarm_c=_num(merged.get("port_alarm_c")) or settings.analytics_port_alarm_c,
-        port_rating_a=_num(merged.get("port_rating_a")) or settings.analytics_port_rating_a,
-        over_current_factor=_num(merged.get("over_current_factor"))
-        or settings.analytics_over_current_factor,
+        room_min_c=get("room_min_c", settings.analytics_room_min_c),
+        port_alarm_c=get("port_alarm_c", settings.analytics_port_alarm_c),
+        port_rating_a=get("port_rating_a", settings.analytics_port_rating_a),
+        over_current_factor=get("over_current_factor", settings.analytics_over_current_factor),
         allowed_hours=allowed,
-        utc_offset_h=_num(merged.get("utc_offset_h")) or settings.analytics_utc_offset_h,
+        utc_offset_h=get("utc_offset_h", settings.analytics_utc_offset_h),
         false_alarms_per_day=int(
-            _num(merged.get("false_alarms_per_day")) or settings.analytics_false_alarms_per_day
+            get("false_alarms_per_day", settings.analytics_false_alarms_per_day)
         ),
     )
 

@@ -47,6 +47,7 @@ PORT_TEMP = MetricSpec(
             Severity.CRITICAL,
             "at or above the {thr} {unit} alarm level",
             min_hits=1,
+            at_or_above=True,
         ),
     ),
     seasonal=False,

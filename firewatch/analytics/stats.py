@@ -55,6 +55,7 @@ class Rule:
     text: str  # e.g. "below the {thr} kPa minimum for this building"
     min_hits: int = 2
     critical_below_frac: float | None = None  # low rules: critical below thr × this
+    at_or_above: bool = False  # high rules: a value equal to the threshold counts too
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +219,7 @@ class MeasuredSeries:
 
         for r in spec.rules:
             thr = tb[f"thr.{r.name}"][s]
-            cond = (x < thr) if r.low else (x > thr)
+            cond = (x < thr) if r.low else (x >= thr) if r.at_or_above else (x > thr)
             cond &= ~np.isnan(thr)
             gap = np.where(r.low, thr - x, x - thr)
             score = np.clip(0.6 + 0.4 * gap / np.maximum(np.abs(thr), 1e-9), 0.0, 1.0)
