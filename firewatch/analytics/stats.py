@@ -88,7 +88,8 @@ class MetricSpec:
 
 _ALPHA_MIN = 1.0 / 2000  # slowest learning rate of the baseline (about 2 days of minutes)
 _SHIFT_ALPHA = 0.1  # EWMA of residuals: ~10 points of memory
-_SPREAD_ALPHA = 0.003  # learned spread of that EWMA
+_SLOW_ALPHA = 0.01  # and ~100 points
+_SPREAD_ALPHA = 0.001  # learned spread of that EWMA (a running mean until ~1000 points)
 _STUCK_LOG10 = -9.0
 
 
@@ -115,7 +116,8 @@ class MeasuredSeries:
         cols: dict[str, float] = {
             "n": 0.0, "utc": 8.0, "last_t": np.nan, "last_x": np.nan,
             "run": 0.0, "prep": 0.5, "lvl": np.nan, "dabs": np.nan,
-            "e": 0.0, "espread": np.nan, "anomalous": 0.0, "ref0": np.nan,
+            "e": 0.0, "espread": np.nan, "es": 0.0, "esspread": np.nan, "nsp": 0.0,
+            "anomalous": 0.0, "ref0": np.nan,
             **spec.extra_columns,
             **{k: np.nan for k in spec.profile_columns},
         }  # fmt: skip
@@ -239,18 +241,31 @@ class MeasuredSeries:
         z = np.where(np.isnan(mu), 0.0, (x - mu) / scale)
 
         if spec.shift_limit is not None:
-            e = tb["e"][s] + _SHIFT_ALPHA * (np.clip(z, -4.0, 4.0) - tb["e"][s])
+            zc = np.clip(z, -4.0, 4.0)
+            e = tb["e"][s] + _SHIFT_ALPHA * (zc - tb["e"][s])
             spread = tb["espread"][s]
-            spread_ok = nz(spread, 0.25)
-            stat = e / np.maximum(spread_ok, 0.05)
+            stat = e / np.maximum(nz(spread, 0.25), 0.05)
+            # the same on a ten times longer memory: a slow drift clears its (smaller) spread
+            # hours before it clears the fast one's
+            es = tb["es"][s] + _SLOW_ALPHA * (zc - tb["es"][s])
+            sspread = tb["esspread"][s]
+            sstat = es / np.maximum(nz(sspread, 0.25), 0.02)
+            slow_warm = tb["n"][s] >= spec.warmup * 4
+            stat = np.where(slow_warm & (np.abs(sstat) > np.abs(stat)), sstat, stat)
             cond = warm & (np.abs(stat) > spec.shift_limit)
             score = np.clip(np.abs(stat) / (2 * spec.shift_limit), 0.0, 1.0)
             out += self.detectors["stat.shift"].update(
                 s, cond, score, t, rx, self._describe_shift(s, t, x, mu, stat)
             )
-            tb["e"][s] = e
-            upd = learn & ~cond
-            tb["espread"][s] = np.where(upd, ewma(spread, np.abs(e), _SPREAD_ALPHA), spread)
+            tb["e"][s], tb["es"][s] = e, es
+            # Spreads learn from clearly normal states only (a drift must not teach the
+            # detector that drifting is normal), as a running mean at first, then slowly.
+            nsp = tb["nsp"][s] + 1
+            alpha = np.maximum(1.0 / nsp, _SPREAD_ALPHA)
+            upd = learn & ~cond & ((np.abs(stat) < spec.shift_limit / 2) | (nsp < spec.warmup))
+            tb["nsp"][s] = np.where(upd, nsp, nsp - 1)
+            tb["espread"][s] = np.where(upd, ewma(spread, np.abs(e), alpha), spread)
+            tb["esspread"][s] = np.where(upd, ewma(sspread, np.abs(es), alpha), sspread)
 
         if spec.drop_frac is not None:
             dabs = tb["dabs"][s]
