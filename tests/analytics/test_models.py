@@ -469,3 +469,33 @@ def test_train_from_database_stores_versioned_models(
     for m in models:
         x = np.vstack([w.features for w in windows if w.kind is m.kind])
         np.testing.assert_array_equal(loaded[m.kind].score_samples(x), m.score_samples(x))
+
+
+def test_train_command_trains_and_reports(
+    db: psycopg.Connection[Any],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from firewatch.cli import main
+
+    assert settings.database_url
+    start = (time.time() // 86_400 - 1) * 86_400
+    rows = _sim_rows(16, seed=3, start=start)
+    cols = ", ".join(TelemetryRow._fields)
+    marks = ", ".join(["%s"] * len(TelemetryRow._fields))
+    with db.cursor() as cur:
+        cur.executemany(f"INSERT INTO telemetry ({cols}) VALUES ({marks})", rows)
+    monkeypatch.setenv("FIREWATCH_DATABASE_URL", settings.database_url)
+    since = datetime.fromtimestamp(start, UTC).isoformat()
+    to = datetime.fromtimestamp(start + 16 * 3600, UTC).isoformat()
+    assert main(["analytics", "train", "--since", since, "--to", to]) == 0
+    out = capsys.readouterr().out
+    assert "trained water model v" in out
+    assert "trained ebike_shed model v" in out
+    assert db.execute("SELECT count(*) FROM analytics_models").fetchone() == (2,)
+    # nothing to learn from: a clear message and exit code 1, no model stored
+    assert main(["analytics", "train", "--since", "2020-01-01T00:00:00+00:00",
+                 "--to", "2020-01-02T00:00:00+00:00"]) == 1  # fmt: skip
+    assert "not enough history" in capsys.readouterr().err
+    assert db.execute("SELECT count(*) FROM analytics_models").fetchone() == (2,)

@@ -3,6 +3,7 @@ real PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -261,3 +262,36 @@ def test_maintain_expires_only_closed_episodes_past_retention(
     left = [r[0] for r in conn.execute("SELECT metric FROM anomalies ORDER BY metric")]
     assert left == ["a", "c", "d"]
     assert maintain(conn, settings).anomalies_deleted == 0
+
+
+def test_db_anomalies_lists_the_newest_first(
+    db: psycopg.Connection[Any],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from firewatch.cli import main
+    from firewatch.core.anomalies import Anomaly, Origin
+    from firewatch.core.domain import Severity
+    from firewatch.storage.anomalies import upsert_anomalies
+
+    assert settings.database_url
+
+    def anomaly(device: str, t: float, ended: float | None) -> Anomaly:
+        return Anomaly(device_id=device, unit_id="U-WD-001", detector="rule.pressure_low",
+                       kind="low_pressure", metric="pressure_kpa", component="",
+                       origin=Origin.INFERRED, severity=Severity.HIGH, score=0.7, started_at=t,
+                       detected_at=t + 60, last_at=t + 60, ended_at=ended,
+                       explanation=f"pressure low at {device}")  # fmt: skip
+
+    upsert_anomalies(db, [anomaly("D-WD-001-W1", 1_795_000_000, None),
+                          anomaly("D-WD-001-W2", 1_795_000_600, 1_795_001_000)])  # fmt: skip
+    monkeypatch.setenv("FIREWATCH_DATABASE_URL", settings.database_url)
+    assert main(["db", "anomalies"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[3] for ln in lines] == ["D-WD-001-W2", "D-WD-001-W1"]
+    assert [ln.split()[4] for ln in lines] == ["ended", "open"]
+    assert main(["db", "anomalies", "--open", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["device_id"] for r in rows] == ["D-WD-001-W1"]
+    assert rows[0]["ended_at"] is None
