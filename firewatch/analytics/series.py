@@ -13,10 +13,13 @@ keys (:meth:`SeriesTable.state`), which is what the checkpoint stores.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:  # episodes.py imports this module
+    from firewatch.analytics.episodes import EpisodeTracker
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -165,6 +168,42 @@ class SeriesTable:
         for k, v in state.get("wide", {}).items():
             if k in self.wide and v.shape == (n, self.wide[k].shape[1]):
                 self.wide[k][:n] = v
+
+
+class Checkpointable(Protocol):
+    """Anything whose state goes into the checkpoint."""
+
+    def state(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...
+
+
+class Composite:
+    """State of a detector family = the states of its named parts (see :meth:`parts`)."""
+
+    def parts(self) -> Mapping[str, Checkpointable]:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        return {name: part.state() for name, part in self.parts().items()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        for name, part in self.parts().items():
+            part.restore(state[name])
+
+
+class TrackedTable:
+    """State of a detector with one series table and one episode tracker."""
+
+    table: SeriesTable
+    tracker: EpisodeTracker
+
+    def state(self) -> dict[str, Any]:
+        return {"table": self.table.state(), "open": self.tracker.state()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.table.restore(state["table"])
+        self.tracker.restore(state["open"])
 
 
 def rounds(sids: I64, t: F64) -> Iterator[I64]:

@@ -27,7 +27,16 @@ import numpy as np
 from firewatch.analytics.episodes import EpisodeSpec
 from firewatch.analytics.frames import TelemetryFrame
 from firewatch.analytics.profiles import DeviceProfile
-from firewatch.analytics.series import F64, I64, ewma, nz, rounds, run_starts
+from firewatch.analytics.series import (
+    F64,
+    I64,
+    Checkpointable,
+    Composite,
+    ewma,
+    nz,
+    rounds,
+    run_starts,
+)
 from firewatch.analytics.stats import FlagSeries, MeasuredSeries, MetricSpec, Rule, local_hours
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity
@@ -277,7 +286,7 @@ class PortTemperatures(MeasuredSeries):
         return describe
 
 
-class ShedDetectors:
+class ShedDetectors(Composite):
     """Every charging-shed detector, fed with the shed rows of a telemetry frame."""
 
     def __init__(self, profiles: Mapping[str, DeviceProfile], unit_of: Callable[[str], str]):
@@ -346,12 +355,6 @@ class ShedDetectors:
             out += self.hours.update(sids[pos], cond[pos], score, t[pos], rx[pos], at)
         return out
 
-    def state(self) -> dict[str, Any]:
-        return {"temp": self.temp.state(), "current": self.current.state(),
-                "ambient": self.ambient.state(), "smoke": self.smoke.state()}  # fmt: skip
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        self.temp.restore(state["temp"])
-        self.current.restore(state["current"])
-        self.ambient.restore(state["ambient"])
-        self.smoke.restore(state["smoke"])
+    def parts(self) -> Mapping[str, Checkpointable]:
+        return {"temp": self.temp, "current": self.current, "ambient": self.ambient,
+                "smoke": self.smoke}  # fmt: skip

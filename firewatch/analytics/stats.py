@@ -36,7 +36,17 @@ import numpy as np
 
 from firewatch.analytics.episodes import EpisodeSpec, EpisodeTracker, tracker_columns
 from firewatch.analytics.profiles import DeviceProfile
-from firewatch.analytics.series import F64, I64, B, SeriesTable, ewma, hour_weights, nz, rounds
+from firewatch.analytics.series import (
+    F64,
+    I64,
+    B,
+    SeriesTable,
+    TrackedTable,
+    ewma,
+    hour_weights,
+    nz,
+    rounds,
+)
 from firewatch.core.anomalies import Anomaly
 from firewatch.core.domain import Severity
 
@@ -422,7 +432,7 @@ def _dur(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-class FlagSeries:
+class FlagSeries(TrackedTable):
     """A condition a device reports as a boolean (the shed's smoke detector): an episode
     while the flag is set, per device."""
 
@@ -447,10 +457,3 @@ class FlagSeries:
             out += self.tracker.update(sids[pos], on[pos], np.ones(len(pos)), t[pos], rx[pos],
                                        describe)  # fmt: skip
         return out
-
-    def state(self) -> dict[str, Any]:
-        return {"table": self.table.state(), "open": self.tracker.state()}
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        self.table.restore(state["table"])
-        self.tracker.restore(state["open"])

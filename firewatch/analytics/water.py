@@ -19,7 +19,16 @@ import numpy as np
 from firewatch.analytics.episodes import EpisodeSpec, EpisodeTracker, tracker_columns
 from firewatch.analytics.frames import TelemetryFrame
 from firewatch.analytics.profiles import DeviceProfile
-from firewatch.analytics.series import F64, I64, SeriesTable, nz, rounds
+from firewatch.analytics.series import (
+    F64,
+    I64,
+    Checkpointable,
+    Composite,
+    SeriesTable,
+    TrackedTable,
+    nz,
+    rounds,
+)
 from firewatch.analytics.stats import MeasuredSeries, MetricSpec, Rule
 from firewatch.core.anomalies import Anomaly
 from firewatch.core.domain import Severity
@@ -93,7 +102,7 @@ _JOCKEY_FAST = 1.0 / 60  # starts/h memory: about an hour of one-minute samples
 _JOCKEY_SLOW = 1.0 / 3000  # the device's usual rate: about two days
 
 
-class JockeyCycling:
+class JockeyCycling(TrackedTable):
     """Jockey-pump starts per hour against the device's own usual rate.
 
     Per water device: the last jockey state, an hour-scale EWMA of starts per hour and a
@@ -161,15 +170,8 @@ class JockeyCycling:
         tb["n"][s] += 1
         return out
 
-    def state(self) -> dict[str, Any]:
-        return {"table": self.table.state(), "open": self.tracker.state()}
 
-    def restore(self, state: Mapping[str, Any]) -> None:
-        self.table.restore(state["table"])
-        self.tracker.restore(state["open"])
-
-
-class WaterDetectors:
+class WaterDetectors(Composite):
     """Every fire-water detector, fed with the water rows of a telemetry frame."""
 
     def __init__(self, profiles: Mapping[str, DeviceProfile], unit_of: Callable[[str], str]):
@@ -193,12 +195,6 @@ class WaterDetectors:
         return int(sum(np.count_nonzero(~np.isnan(c))
                        for c in (f.pressure, f.level, f.room_temp, f.jockey)))  # fmt: skip
 
-    def state(self) -> dict[str, Any]:
-        return {"pressure": self.pressure.state(), "level": self.level.state(),
-                "room": self.room.state(), "jockey": self.jockey.state()}  # fmt: skip
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        self.pressure.restore(state["pressure"])
-        self.level.restore(state["level"])
-        self.room.restore(state["room"])
-        self.jockey.restore(state["jockey"])
+    def parts(self) -> Mapping[str, Checkpointable]:
+        return {"pressure": self.pressure, "level": self.level, "room": self.room,
+                "jockey": self.jockey}  # fmt: skip
