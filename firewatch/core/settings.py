@@ -110,6 +110,41 @@ class Settings(BaseSettings):
         default=900.0, description="A fire alarm cleared within this is a probable false alarm."
     )
 
+    # --- alerting ----------------------------------------------------------------------------
+    alert_ack_timeout_s: dict[str, float] = Field(
+        default_factory=lambda: {"critical": 60.0, "high": 300.0, "medium": 900.0, "low": 3600.0},
+        description="Escalate an alert not acknowledged within this, by severity (JSON).",
+    )
+    alert_correlation_window_s: Seconds = Field(
+        default=300.0, description="Fire alarms of one zone this close make a likely real fire."
+    )
+    alert_offline_after_s: dict[str, float] = Field(
+        default_factory=lambda: {"panel": 900.0, "water": 300.0, "ebike_shed": 300.0},
+        description="A device silent this long is offline, by kind (JSON).",
+    )
+    alert_patrol_cycle_s: Seconds = Field(
+        default=7200.0, le=7200.0, description="GB 50440 patrol cycle: at most 2 h."
+    )
+    alert_tick_s: Seconds = Field(default=5.0, description="Escalation/offline checks period.")
+    alert_batch_rows: int = Field(default=2_000, gt=0)
+    webhook_command_center_url: str | None = Field(
+        default=None, description="Confirmed real fires are forwarded here (POST JSON)."
+    )
+    webhook_notify_url: str | None = Field(
+        default=None, description="Notification gateway: unit contacts (responsible, maintenance)."
+    )
+    webhook_supervisor_url: str | None = Field(default=None, description="Escalations go here.")
+    webhook_secret: str = Field(
+        default="firewatch-dev-secret", description="HMAC-SHA256 key of webhook signatures."
+    )
+    webhook_timeout_s: Seconds = Field(default=5.0)
+    outbox_max_attempts: int = Field(default=12, gt=0)
+    outbox_backoff_initial_s: Seconds = Field(default=1.0)
+    outbox_backoff_max_s: Seconds = Field(default=300.0)
+    alerting_metrics_port: int = Field(default=9110, ge=0, description="0 disables /metrics.")
+    api_host: str = Field(default="127.0.0.1")
+    api_port: int = Field(default=8080, ge=0)
+
     # --- analytics: rule thresholds (DESIGN.md; overridable per unit / device) --------------
     analytics_min_pressure_kpa: dict[str, float] = Field(
         default_factory=dict,

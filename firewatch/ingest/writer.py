@@ -72,6 +72,13 @@ WITH inserted AS (
 SELECT count(*) FROM inserted
 """
 
+_LAST_SEEN = """
+INSERT INTO device_last_seen (device_id, last_rx)
+SELECT device_id, max(received_at) FROM _stage_{table} {where} GROUP BY device_id
+ON CONFLICT (device_id) DO UPDATE SET last_rx = EXCLUDED.last_rx
+WHERE device_last_seen.last_rx < EXCLUDED.last_rx
+"""
+
 _INSERT_DEAD = """
 INSERT INTO dead_letters (received_at, topic, payload, reason, detail, payload_sha256)
 SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bytea[], %s::text[], %s::text[],
@@ -240,6 +247,11 @@ class BatchWriter:
                     inserted = cur.rowcount
                 stored[table] = inserted
                 dups[table] = len(rows) - inserted
+                # when each device was last heard from (a last will is the broker's word,
+                # not the device's): one statement per table and batch
+                cur.execute(_LAST_SEEN.format(
+                    table=table, where="WHERE state <> 'offline'" if table == "device_status"
+                    else ""))  # fmt: skip
             if batch.dead:
                 cur.execute(
                     _INSERT_DEAD,
