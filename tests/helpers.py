@@ -162,3 +162,52 @@ def scalar(conn: psycopg.Connection[Any], sql: str, *params: object) -> Any:
     row = conn.execute(sql, params or None).fetchone()
     assert row is not None
     return row[0]
+
+
+class ThreadedService:
+    """Any Firewatch service (``run(stop) -> stats``, a ``ready`` event) on a thread.
+
+    ``wait()`` fails at once, with the service's error, if the service died; ``stop()``
+    returns its stats (or raises its error)."""
+
+    def __init__(self, service: Any, name: str = "service") -> None:
+        self.service = service
+        self.name = name
+        self._stop = threading.Event()
+        self._stats: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._stats = self.service.run(self._stop)
+        except BaseException as err:  # surfaced by wait() and stop()
+            self._error = err
+
+    def __enter__(self) -> ThreadedService:
+        self._thread.start()
+        self.wait(self.service.ready.is_set, 20, f"{self.name} ready")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive() or self._error:
+            self.stop()
+
+    def wait(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
+        def check() -> bool:
+            if self._error is not None:
+                raise AssertionError(f"{self.name} died waiting for {what}") from self._error
+            if not self._thread.is_alive():
+                raise AssertionError(f"{self.name} stopped waiting for {what}")
+            return cond()
+
+        wait_until(check, timeout, what)
+
+    def stop(self) -> Any:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), f"{self.name} did not shut down"
+        if self._error:
+            err, self._error = self._error, None
+            raise err
+        return self._stats
