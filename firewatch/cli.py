@@ -124,6 +124,18 @@ def cmd_ingest(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerting(settings: Settings, _args: argparse.Namespace) -> int:
+    from firewatch.alerting.dispatcher import OutboxDispatcher
+    from firewatch.alerting.service import AlertingService
+    from firewatch.runtime.postgres import resolve_database_url
+    from firewatch.runtime.supervise import run_together
+
+    stop = _stop_on_signals()
+    url = resolve_database_url(settings)
+    with OutboxDispatcher(settings, url) as dispatcher:
+        return run_together(stop, [AlertingService(settings, url), dispatcher])
+
+
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.simulators.city import units_for_devices
     from firewatch.simulators.engine import Simulation, scenario_window
@@ -321,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ingest", help="run the MQTT -> database consumer until SIGTERM").set_defaults(
         func=cmd_ingest
     )
+
+    sub.add_parser(
+        "alerting",
+        help="alerts from anomalies (dedup, correlation, escalation, offline) and the "
+        "notification dispatcher, until SIGTERM",
+    ).set_defaults(func=cmd_alerting)
 
     sim = sub.add_parser(
         "simulate", help="simulated city with labelled faults: live over MQTT, or to a file"

@@ -320,9 +320,10 @@ class AlertingService:
 
     def tick(self, conn: psycopg.Connection[Any]) -> None:
         """Escalation and the offline/patrol checks as of the injected clock."""
-        now = datetime.fromtimestamp(self.clock(), UTC)
+        t = self.clock()  # one reading: the next tick counts from the time this one judged
+        now = datetime.fromtimestamp(t, UTC)
         self.stats.escalated += len(escalate_due(conn, self.settings, now=now))
         result = check_offline(conn, self.settings, now=now)
         self.stats.offline_opened += len(result.opened)
         self.stats.offline_resolved += len(result.resolved)
-        self._next_tick = self.clock() + self.settings.alert_tick_s
+        self._next_tick = t + self.settings.alert_tick_s

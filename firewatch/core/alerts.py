@@ -133,6 +133,7 @@ CATEGORY_OF_TYPE: dict[str, AlertCategory] = {
     "bus_fault": AlertCategory.FAULT,
     "device_offline": AlertCategory.OFFLINE,
     "patrol_failed": AlertCategory.OFFLINE,
+    "mass_offline": AlertCategory.OFFLINE,
     "false_alarm_storm": AlertCategory.UNIT,
 }
 

@@ -126,6 +126,10 @@ class Settings(BaseSettings):
         default=7200.0, le=7200.0, description="GB 50440 patrol cycle: at most 2 h."
     )
     alert_tick_s: Seconds = Field(default=5.0, description="Escalation/offline checks period.")
+    alert_mass_offline_fraction: float = Field(
+        default=0.2, gt=0, le=1, description="This share of devices silent at once is one outage."
+    )
+    alert_mass_offline_min: int = Field(default=50, ge=1)
     alert_batch_rows: int = Field(default=2_000, gt=0)
     webhook_command_center_url: str | None = Field(
         default=None, description="Confirmed real fires are forwarded here (POST JSON)."

@@ -48,8 +48,13 @@ class ChangeCursor:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | str) -> ChangeCursor:
-        obj = json.loads(data) if isinstance(data, str) else data
-        return cls(int(obj["xid"]), int(obj["id"]))
+        """Inverse of :meth:`to_json` (the dict or its JSON text); raises ValueError for
+        anything else."""
+        try:
+            obj = json.loads(data) if isinstance(data, str) else data
+            return cls(int(obj["xid"]), int(obj["id"]))
+        except (KeyError, TypeError) as err:  # json and int() raise ValueError themselves
+            raise ValueError(f"not a change cursor: {data!r} (expected xid and id)") from err
 
 
 @dataclass
@@ -87,6 +92,8 @@ def read_changes(
     for name in (table, xid_column, *(columns or ())):
         if not _IDENT.match(name):
             raise ValueError(f"not a plain SQL identifier: {name!r}")
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("read_changes needs a connection with no transaction open")
     cols = "*" if columns is None else ", ".join({"id", *columns})

@@ -1,0 +1,710 @@
+"""The outbox dispatcher: ``outbox`` rows -> signed webhooks, at least once, with retries.
+
+Alert changes write their notifications as ``outbox`` rows in their own transaction and
+``NOTIFY firewatch_outbox`` (delivered at commit). The dispatcher delivers each row as one
+HTTP POST to its channel's URL:
+
+* ``command_center`` (``FIREWATCH_WEBHOOK_COMMAND_CENTER_URL``): a confirmed real fire, for
+  the fire command center (GB 50440: within 3 s of the operator's confirmation);
+* ``supervisor`` (``FIREWATCH_WEBHOOK_SUPERVISOR_URL``): escalations;
+* ``notify`` (``FIREWATCH_WEBHOOK_NOTIFY_URL``): a notification gateway for the unit's
+  contacts (``recipient`` = ``{"role", "name", "phone"}``).
+
+**Claiming.** One autocommit statement takes due rows with ``FOR UPDATE SKIP LOCKED``, sets a
+lease (``lease_until``) and counts the attempt, and commits at once: no transaction is open
+while HTTP requests run (a long transaction would hold back the xmin horizon that the row
+feeds follow, ``storage/feed.py``). Any number of dispatchers (threads, processes, hosts) may
+run: SKIP LOCKED and the lease give each row to one of them. A dispatcher that dies
+mid-delivery leaves a lease that expires, and the row is tried again. Delivery is therefore
+*at least once*: receivers deduplicate by the outbox id (``X-Firewatch-Delivery``).
+
+All due, lease and retry times are the **database's** clock (``now()``), the one clock all
+dispatchers share whatever host they run on, and the clock of the ``available_at`` default of
+rows the writers insert. The injected ``clock`` only stamps signatures
+(``X-Firewatch-Timestamp``).
+
+**Delivery.** ``POST`` of the JSON envelope ``{"id", "channel", "alert_id", "recipient",
+"payload", "created_at", "attempt"}`` (compact, sorted keys; the exact bytes sent are the bytes
+signed) with the headers ``X-Firewatch-Delivery: <outbox id>``, ``X-Firewatch-Timestamp:
+<unix seconds>`` and ``X-Firewatch-Signature: sha256=<hex HMAC-SHA256(secret,
+"<timestamp>.<body>")>``; receivers check the last with :func:`verify`. Redirects are not
+followed (a signed fire report is not sent to wherever a 3xx points).
+
+**Results.** 2xx: ``delivered``. Anything else (another status, a timeout, a connection error):
+retried after a jittered exponential backoff (``outbox_backoff_initial_s * 2**(attempt-1)``,
+capped at ``outbox_backoff_max_s``, drawn from [delay/2, delay]) until
+``outbox_max_attempts``, then ``dead``. 4xx responses are retried too, deliberately: a 401
+(a rotated secret), 403 or 404 (a receiver being redeployed) is usually a configuration
+matter that someone fixes, and a confirmed fire must not be dropped at the first refusal; the
+cost of retrying a truly permanent refusal is at most ``outbox_max_attempts`` requests.
+``last_error`` says what happened ("HTTP 401: ..."). Every attempt writes an
+``outbox_deliveries`` row (attempt, url without credentials, status code, error, duration).
+A result is only applied while the row is still this dispatcher's claim (same attempt
+number); a late result of an expired lease is logged but does not override the newer claim,
+except a success, which always marks the row delivered.
+
+**A channel without a URL** is never claimed: its rows stay ``pending`` with their attempts
+untouched, and the dispatcher logs once per channel that rows wait for a URL. Configuring the
+URL later (and restarting) delivers that backlog. Rows of an unknown channel are treated the
+same way.
+
+**Latency.** :meth:`OutboxDispatcher.run` is woken by ``NOTIFY`` (polling every ``poll_s``
+for retries that became due) and keeps up to ``concurrency`` deliveries in flight *per
+channel*, claiming as soon as a slot frees: a hanging notification gateway fills only the
+``notify`` slots and a confirmed fire is claimed and sent at once beside them. It does not
+wait for a whole batch to finish, which is why it does not loop over :meth:`dispatch_once`
+(which claims one batch across all channels, ``command_center`` first, sends it
+concurrently, waits for every result and records them; it is for tests and one-shot use).
+
+Shutdown: stop claiming, finish the deliveries in flight, record their results, close, one
+summary line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import Counter as PromCounter
+
+from firewatch.core.backoff import Backoff
+from firewatch.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OUTBOX_CHANNEL = "firewatch_outbox"
+"""NOTIFY channel the outbox writers signal in the transaction that inserts rows."""
+
+COMMAND_CENTER = "command_center"
+SUPERVISOR = "supervisor"
+NOTIFY = "notify"
+CHANNELS = (COMMAND_CENTER, SUPERVISOR, NOTIFY)
+"""Known channels, in delivery priority order."""
+
+DELIVERY_HEADER = "X-Firewatch-Delivery"
+TIMESTAMP_HEADER = "X-Firewatch-Timestamp"
+SIGNATURE_HEADER = "X-Firewatch-Signature"
+
+SIGNATURE_TOLERANCE_S = 300.0
+"""How far a signature's timestamp may be from the receiver's clock (replay window)."""
+
+APPLICATION_NAME = "firewatch-dispatcher"
+LEASE_MARGIN_S = 10.0  # beyond the longest attempt: time to record the result
+PENDING_CHECK_S = 5.0  # pending gauge / "no URL" check period in run()
+_ERROR_BODY_BYTES = 300
+_ERROR_TEXT_CHARS = 500
+
+
+# -- signatures (senders and receivers) ---------------------------------------------------
+
+
+def sign(secret: str | bytes, timestamp: int | str, body: bytes | str) -> str:
+    """``sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>``: the signature header."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    raw = body.encode() if isinstance(body, str) else body
+    message = str(timestamp).encode("ascii") + b"." + raw
+    return "sha256=" + hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def verify(
+    secret: str | bytes,
+    timestamp: int | str,
+    body: bytes | str,
+    signature: str,
+    *,
+    tolerance_s: float = SIGNATURE_TOLERANCE_S,
+    now: float | None = None,
+) -> bool:
+    """For receivers: is ``signature`` (the ``X-Firewatch-Signature`` header) the sender's
+    signature of ``body`` (the raw request body) at ``timestamp`` (the
+    ``X-Firewatch-Timestamp`` header), and is that timestamp within ``tolerance_s`` of
+    ``now`` (default: this machine's clock)? Constant-time comparison; a stale or future
+    timestamp, or a malformed one, is refused. Deduplicate by ``X-Firewatch-Delivery``
+    besides: a delivery may be retried."""
+    text = str(timestamp).strip()
+    if not (text.isascii() and text.isdigit()):
+        return False
+    current = time.time() if now is None else now
+    if abs(current - int(text)) > tolerance_s:
+        return False
+    expected = sign(secret, text, body).encode("ascii")
+    return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
+
+
+def retry_delay(
+    attempt: int, initial: float, maximum: float, rng: random.Random | None = None
+) -> float:
+    """Seconds before the retry that follows failed attempt number ``attempt`` (1-based):
+    drawn from [c/2, c] with ``c = min(maximum, initial * 2**(attempt-1))``, the jittered
+    backoff of :class:`firewatch.core.backoff.Backoff`."""
+    backoff = Backoff(initial, maximum, rng)
+    backoff.attempts = max(0, attempt - 1)
+    return backoff.next()
+
+
+# -- rows, attempts, stats, metrics ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A claimed outbox row; ``attempt`` is its attempt number (``outbox.attempts`` after
+    the claim)."""
+
+    id: int
+    channel: str
+    alert_id: int | None
+    recipient: Any
+    payload: Any
+    created_at: datetime
+    attempt: int
+
+    def body(self) -> bytes:
+        """The request body: compact JSON with sorted keys (deterministic)."""
+        return orjson.dumps(
+            {
+                "id": self.id,
+                "channel": self.channel,
+                "alert_id": self.alert_id,
+                "recipient": self.recipient,
+                "payload": self.payload,
+                "created_at": self.created_at.astimezone(UTC).isoformat(),
+                "attempt": self.attempt,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of one delivery attempt."""
+
+    row: OutboxRow
+    url: str  # without credentials
+    status_code: int | None
+    error: str | None
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@dataclass
+class DispatchStats:
+    """What one dispatcher did (the shutdown summary)."""
+
+    claimed: int = 0
+    attempts: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    superseded: int = 0  # results of expired leases that a newer claim overrode
+    reconnects: int = 0
+    unrecorded: int = 0  # results lost at shutdown (database down): retried after the lease
+
+    def summary(self, elapsed: float) -> str:
+        extra = f", {self.unrecorded} results not recorded" if self.unrecorded else ""
+        return (
+            f"dispatcher stopped after {elapsed:.0f}s: delivered {self.delivered}, "
+            f"retried {self.retried}, dead {self.dead} ({self.attempts} attempts, "
+            f"{self.superseded} superseded, {self.reconnects} reconnects{extra})"
+        )
+
+
+class DispatcherMetrics:
+    """The dispatcher's Prometheus metrics (its own registry, so tests can run several)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.deliveries = PromCounter(
+            "firewatch_outbox_deliveries_total",
+            "Delivery attempts by outcome (delivered, retry, dead)",
+            ["channel", "result"],
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            "firewatch_outbox_delivery_seconds",
+            "Duration of one HTTP delivery attempt",
+            ["channel"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.latency = Histogram(
+            "firewatch_outbox_latency_seconds",
+            "From the outbox row's creation to its delivery being recorded",
+            ["channel"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 60, 300),
+            registry=r,
+        )
+        self.dead = PromCounter("firewatch_outbox_dead_total", "Rows given up on",
+                                ["channel"], registry=r)  # fmt: skip
+        self.pending = Gauge("firewatch_outbox_pending", "Rows waiting for delivery",
+                             ["channel"], registry=r)  # fmt: skip
+        self.reconnects = PromCounter("firewatch_outbox_reconnects_total",
+                                      "Database reconnects", registry=r)  # fmt: skip
+
+    def serve(self, host: str, port: int) -> None:
+        """Expose ``/metrics`` on ``host:port`` (a daemon thread); 0 disables."""
+        if port:
+            start_http_server(port, addr=host, registry=self.registry)
+
+
+# -- SQL ------------------------------------------------------------------------------------
+
+_CLAIM = """
+WITH due AS (
+    SELECT id FROM outbox
+    WHERE status = 'pending' AND channel = ANY(%(channels)s) AND available_at <= now()
+      AND (lease_until IS NULL OR lease_until < now())
+    ORDER BY {order}
+    LIMIT %(n)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox o SET lease_until = now() + make_interval(secs => %(lease)s),
+                    attempts = o.attempts + 1
+FROM due WHERE o.id = due.id
+RETURNING o.id, o.channel, o.alert_id, o.recipient, o.payload, o.created_at, o.attempts
+"""
+_CLAIM_ONE_CHANNEL = _CLAIM.format(order="available_at, id")  # the partial index's order
+_CLAIM_CHANNELS = _CLAIM.format(order="(channel = 'command_center') DESC, available_at, id")
+
+_DELIVERED = """
+UPDATE outbox SET status = 'delivered', delivered_at = now(), lease_until = NULL
+WHERE id = %s AND status = 'pending'
+RETURNING extract(epoch FROM now() - created_at)::float8
+"""
+_RETRY = """
+UPDATE outbox SET available_at = now() + make_interval(secs => %s), lease_until = NULL,
+                  last_error = %s
+WHERE id = %s AND status = 'pending' AND attempts = %s
+"""
+_DEAD = """
+UPDATE outbox SET status = 'dead', lease_until = NULL, last_error = %s
+WHERE id = %s AND status = 'pending' AND attempts = %s
+"""
+_LOG = """
+INSERT INTO outbox_deliveries (outbox_id, attempt, url, status_code, error, duration_ms)
+SELECT %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM outbox WHERE id = %s)
+"""
+
+
+def _redact(url: str) -> str:
+    """The URL without user:password (for the delivery log)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return url
+    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
+
+
+# -- the dispatcher -----------------------------------------------------------------------
+
+
+class OutboxDispatcher:
+    """Delivers outbox rows (see the module docstring). One instance is either :meth:`run`
+    or driven by :meth:`dispatch_once` calls from one thread, not both at once. Use it as a
+    context manager (or call :meth:`close`) when not using :meth:`run`, which closes it.
+
+    ``poll_s``: longest wait between claims without a NOTIFY (retries that became due are
+    found by it). ``concurrency``: deliveries in flight per channel. ``metrics_port``: None
+    means ``settings.alerting_metrics_port``; 0 serves no ``/metrics`` (embed
+    ``self.metrics.registry`` elsewhere). ``rng``: the backoff jitter's source.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        conninfo: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        poll_s: float = 1.0,
+        concurrency: int = 4,
+        metrics_port: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if poll_s <= 0 or concurrency < 1:
+            raise ValueError("need poll_s > 0 and concurrency >= 1")
+        Backoff(settings.outbox_backoff_initial_s, settings.outbox_backoff_max_s)  # validates
+        self.settings = settings
+        self.conninfo = conninfo
+        self.clock = clock
+        self.poll_s = poll_s
+        self.concurrency = concurrency
+        self.metrics_port = settings.alerting_metrics_port if metrics_port is None else metrics_port
+        configured = {
+            COMMAND_CENTER: settings.webhook_command_center_url,
+            SUPERVISOR: settings.webhook_supervisor_url,
+            NOTIFY: settings.webhook_notify_url,
+        }
+        #: channel -> URL, only the configured ones, in priority order
+        self.urls = {ch: url for ch, url in configured.items() if url}
+        self.metrics = DispatcherMetrics()
+        self.stats = DispatchStats()
+        self.ready = threading.Event()  # set in run() once listening and the first claims ran
+        timeout = settings.webhook_timeout_s
+        #: the longest one attempt takes: connect, write, read headers (a timeout each),
+        #: reading an error body (bounded by a deadline)
+        self.attempt_bound_s = 4 * timeout
+        self._workers = concurrency * len(CHANNELS)
+        self._rng = rng or random.Random()
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="outbox-deliver")
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(
+                max_connections=self._workers, max_keepalive_connections=self._workers
+            ),
+            follow_redirects=False,
+            headers={"User-Agent": "firewatch-dispatcher/1"},
+        )
+        self._conn: psycopg.Connection[Any] | None = None  # dispatch_once()'s connection
+        self._done: queue.SimpleQueue[Attempt] = queue.SimpleQueue()  # run(): finished
+        self._inflight: Counter[str] = Counter()  # run(): per channel
+        self._unrecorded: list[Attempt] = []  # finished, not yet recorded (database down)
+        self._wake = threading.Event()  # run()'s loop: something to do
+        self._notified = threading.Event()  # a NOTIFY arrived
+        self._listen_error: BaseException | None = None
+        self._warned: set[str] = set()
+        self._closed = False
+
+    # -- one batch ------------------------------------------------------------------------
+
+    def dispatch_once(self, limit: int = 32) -> int:
+        """Claim up to ``limit`` due rows of the configured channels (``command_center``
+        first), deliver them concurrently, record every result; the number claimed."""
+        conn = self._db()
+        self._flush(conn, [])  # results an earlier call could not record
+        if not self.urls or limit < 1:
+            return 0
+        rows = self._claim(conn, list(self.urls), limit)
+        if rows:
+            self._flush(conn, list(self._pool.map(self._attempt, rows)))
+        return len(rows)
+
+    def pending(self, conn: psycopg.Connection[Any] | None = None) -> dict[str, int]:
+        """Pending rows per channel; updates the gauge and logs, once per channel, rows
+        that wait for a URL that is not configured."""
+        db = conn if conn is not None else self._db()
+        counts = {
+            str(ch): int(n)
+            for ch, n in db.execute(
+                "SELECT channel, count(*) FROM outbox WHERE status = 'pending' GROUP BY channel"
+            ).fetchall()
+        }
+        for ch in {*CHANNELS, *counts}:
+            self.metrics.pending.labels(ch).set(counts.get(ch, 0))
+        for ch, n in sorted(counts.items()):
+            if ch not in self.urls and ch not in self._warned:
+                self._warned.add(ch)
+                what = (
+                    f"FIREWATCH_WEBHOOK_{ch.upper()}_URL is not set"
+                    if ch in CHANNELS
+                    else "it is not a known channel"
+                )
+                log.warning(
+                    "outbox: %d pending rows for channel %r wait: %s; they stay pending and "
+                    "are delivered once it is configured",
+                    n,
+                    ch,
+                    what,
+                )
+        return counts
+
+    # -- the service ----------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> DispatchStats:
+        """Deliver until ``stop`` is set; reconnects with jittered backoff through database
+        outages. Then finishes the deliveries in flight, records them, closes, logs one
+        summary line."""
+        started = time.monotonic()
+        self.metrics.serve(self.settings.ingest_metrics_host, self.metrics_port)
+        if unconfigured := [ch for ch in CHANNELS if ch not in self.urls]:
+            log.info("outbox: no URL for %s: those rows stay pending", ", ".join(unconfigured))
+        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        waker = threading.Thread(target=self._wake_on, args=(stop,), daemon=True,
+                                 name="outbox-stop")  # fmt: skip
+        waker.start()
+        try:
+            while not stop.is_set():
+                try:
+                    self._session(stop, backoff)
+                except psycopg.OperationalError as err:
+                    self.stats.reconnects += 1
+                    self.metrics.reconnects.inc()
+                    delay = backoff.next()
+                    log.warning("database: %s; retrying in %.2fs", str(err).strip(), delay)
+                    stop.wait(delay)
+            self._unrecorded += self._finish_inflight()
+            if self._unrecorded:  # the last session ended with the database gone
+                try:
+                    with self._connect() as conn:
+                        self._flush(conn, [])
+                except psycopg.OperationalError as err:
+                    self.stats.unrecorded = len(self._unrecorded)
+                    log.warning("database: %s; %d delivery results not recorded (those rows "
+                                "are sent again after their lease)", str(err).strip(),
+                                len(self._unrecorded))  # fmt: skip
+        finally:
+            self.close()
+        log.info(self.stats.summary(time.monotonic() - started))
+        return self.stats
+
+    def _wake_on(self, stop: threading.Event) -> None:
+        stop.wait()
+        self._wake.set()
+
+    def _session(self, stop: threading.Event, backoff: Backoff) -> None:
+        with self._connect() as conn, self._connect() as listen_conn:
+            listen_conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+            over = threading.Event()
+            self._listen_error = None
+            listener = threading.Thread(target=self._listen, args=(listen_conn, over),
+                                        daemon=True, name="outbox-listen")  # fmt: skip
+            listener.start()
+            try:
+                self._flush(conn, [])
+                backoff.reset()
+                self._loop(conn, stop)
+            finally:
+                over.set()
+                listener.join()
+
+    def _listen(self, conn: psycopg.Connection[Any], over: threading.Event) -> None:
+        """The LISTEN connection's thread: every NOTIFY wakes the loop."""
+        try:
+            while not over.is_set():
+                for _ in conn.notifies(timeout=0.25):
+                    self._notified.set()
+                    self._wake.set()
+        except psycopg.Error as err:
+            if not over.is_set():
+                self._listen_error = err
+                self._wake.set()
+
+    def _loop(self, conn: psycopg.Connection[Any], stop: threading.Event) -> None:
+        self._notified.set()  # claim at once
+        drained = dict.fromkeys(self.urls, False)  # claimed fewer than asked last time
+        polled_at = pending_at = -math.inf
+        while True:
+            if self._listen_error is not None:
+                err = self._listen_error
+                if isinstance(err, psycopg.OperationalError):
+                    raise err
+                raise psycopg.OperationalError(f"LISTEN connection: {err}") from err
+            self._flush(conn, self._drain())
+            if stop.is_set():
+                break
+            now = time.monotonic()
+            if self._notified.is_set() or now - polled_at >= self.poll_s:
+                self._notified.clear()
+                polled_at = now
+                drained = dict.fromkeys(self.urls, False)
+            for ch in self.urls:  # priority order
+                free = self.concurrency - self._inflight[ch]
+                if drained[ch] or free <= 0:
+                    continue
+                rows = self._claim(conn, [ch], free)
+                drained[ch] = len(rows) < free
+                for row in rows:
+                    self._inflight[ch] += 1
+                    self._pool.submit(self._job, row)
+            if now - pending_at >= PENDING_CHECK_S:
+                pending_at = now
+                self.pending(conn)
+            self.ready.set()
+            self._wake.wait(max(0.0, polled_at + self.poll_s - time.monotonic()))
+            self._wake.clear()  # before the next round looks at what woke it
+        self._flush(conn, self._finish_inflight())
+
+    def _job(self, row: OutboxRow) -> None:
+        self._done.put(self._attempt(row))
+        self._wake.set()
+
+    def _drain(self) -> list[Attempt]:
+        out: list[Attempt] = []
+        while True:
+            try:
+                attempt = self._done.get_nowait()
+            except queue.Empty:
+                return out
+            self._inflight[attempt.row.channel] -= 1
+            out.append(attempt)
+
+    def _finish_inflight(self) -> list[Attempt]:
+        """Wait for the deliveries in flight (each is bounded by its timeouts)."""
+        out = self._drain()
+        while sum(self._inflight.values()) > 0:
+            try:
+                attempt = self._done.get(timeout=self.attempt_bound_s + LEASE_MARGIN_S)
+            except queue.Empty:
+                log.warning("outbox: %d deliveries did not finish; their rows are sent again "
+                            "after their lease", sum(self._inflight.values()))  # fmt: skip
+                self._inflight.clear()
+                break
+            self._inflight[attempt.row.channel] -= 1
+            out.append(attempt)
+        return out
+
+    # -- claim, attempt, record --------------------------------------------------------------
+
+    def _claim(self, conn: psycopg.Connection[Any], channels: list[str], n: int) -> list[OutboxRow]:
+        # every claimed row starts at once when n <= the pool; otherwise they queue
+        lease = self.attempt_bound_s * math.ceil(n / self._workers) + LEASE_MARGIN_S
+        sql = _CLAIM_ONE_CHANNEL if len(channels) == 1 else _CLAIM_CHANNELS
+        got = conn.execute(sql, {"channels": channels, "n": n, "lease": lease}).fetchall()
+        rows = [OutboxRow(*r) for r in got]
+        rows.sort(key=lambda r: (CHANNELS.index(r.channel) if r.channel in CHANNELS else 9, r.id))
+        self.stats.claimed += len(rows)
+        return rows
+
+    def _attempt(self, row: OutboxRow) -> Attempt:
+        """One HTTP delivery (a pool thread). Never raises: every failure is a result."""
+        url = self.urls[row.channel]
+        body = row.body()
+        timestamp = int(self.clock())
+        headers = {
+            "Content-Type": "application/json",
+            DELIVERY_HEADER: str(row.id),
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(self.settings.webhook_secret, timestamp, body),
+        }
+        status: int | None = None
+        error: str | None = None
+        started = time.monotonic()
+        try:
+            with self._http.stream("POST", url, content=body, headers=headers) as resp:
+                status = resp.status_code
+                if not 200 <= status < 300:
+                    text = self._error_body(resp, started + self.attempt_bound_s)
+                    error = f"HTTP {status}: {text}" if text else f"HTTP {status}"
+        except httpx.TimeoutException as err:
+            error = f"timeout ({type(err).__name__}, {self.settings.webhook_timeout_s:g}s)"
+        except httpx.HTTPError as err:
+            error = f"{type(err).__name__}: {err}"
+        except Exception as err:  # a bad URL, a bug: still a result, so the row is retried
+            log.exception("outbox %d: delivery to %s failed", row.id, _redact(url))
+            error = f"{type(err).__name__}: {err}"
+        duration = time.monotonic() - started
+        self.metrics.delivery_seconds.labels(row.channel).observe(duration)
+        if error is not None:  # text columns refuse NUL; keep the log row small
+            error = error.replace("\x00", "\\0")[:_ERROR_TEXT_CHARS]
+        return Attempt(row, _redact(url), status, error, duration)
+
+    @staticmethod
+    def _error_body(resp: httpx.Response, deadline: float) -> str:
+        """The start of an error response's body, read within ``deadline``."""
+        buf = bytearray()
+        try:
+            for chunk in resp.iter_bytes():
+                buf += chunk
+                if len(buf) >= _ERROR_BODY_BYTES or time.monotonic() > deadline:
+                    break
+        except httpx.HTTPError:
+            pass
+        return " ".join(buf[:_ERROR_BODY_BYTES].decode("utf-8", "replace").split())
+
+    def _flush(self, conn: psycopg.Connection[Any], attempts: Sequence[Attempt]) -> None:
+        """Record ``attempts`` and any left unrecorded; kept for later if this fails."""
+        todo = [*self._unrecorded, *attempts]
+        if not todo:
+            return
+        self._unrecorded = todo
+        outcomes = self._record(conn, todo)
+        self._unrecorded = []
+        st, m = self.stats, self.metrics
+        for attempt, (outcome, latency) in zip(todo, outcomes, strict=True):
+            ch = attempt.row.channel
+            st.attempts += 1
+            if outcome == "superseded":
+                st.superseded += 1
+                continue
+            m.deliveries.labels(ch, outcome).inc()
+            if outcome == "delivered":
+                st.delivered += 1
+                if latency is not None:
+                    m.latency.labels(ch).observe(latency)
+            elif outcome == "retry":
+                st.retried += 1
+            else:
+                st.dead += 1
+                m.dead.labels(ch).inc()
+                log.warning("outbox %d (%s) is dead after %d attempts: %s", attempt.row.id,
+                            ch, attempt.row.attempt, attempt.error)  # fmt: skip
+
+    def _record(
+        self, conn: psycopg.Connection[Any], attempts: Sequence[Attempt]
+    ) -> list[tuple[str, float | None]]:
+        """One transaction: each row's new state and each attempt's log row."""
+        s = self.settings
+        out: list[tuple[str, float | None]] = []
+        with conn.transaction():
+            for a in attempts:
+                row = a.row
+                latency: float | None = None
+                if a.ok:
+                    got = conn.execute(_DELIVERED, (row.id,)).fetchone()
+                    outcome = "delivered" if got is not None else "superseded"
+                    latency = float(got[0]) if got is not None else None
+                elif row.attempt >= s.outbox_max_attempts:
+                    cur = conn.execute(_DEAD, (a.error, row.id, row.attempt))
+                    outcome = "dead" if cur.rowcount else "superseded"
+                else:
+                    delay = retry_delay(row.attempt, s.outbox_backoff_initial_s,
+                                        s.outbox_backoff_max_s, self._rng)  # fmt: skip
+                    cur = conn.execute(_RETRY, (delay, a.error, row.id, row.attempt))
+                    outcome = "retry" if cur.rowcount else "superseded"
+                conn.execute(_LOG, (row.id, row.attempt, a.url, a.status_code, a.error,
+                                    a.duration_s * 1000.0, row.id))  # fmt: skip
+                out.append((outcome, latency))
+        return out
+
+    # -- connections, lifetime -----------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5,
+                               application_name=APPLICATION_NAME)  # fmt: skip
+
+    def _db(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise RuntimeError("the dispatcher is closed")
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        """Wait for deliveries still running, close the HTTP client and the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.shutdown(wait=True)
+        self._http.close()
+        if self._conn is not None:
+            self._conn.close()
+
+    def __enter__(self) -> OutboxDispatcher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,63 @@
+"""FastAPI dependencies: the app's context (pool, stream hub, settings) and a pooled
+connection per request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import psycopg
+import psycopg_pool
+from fastapi import Depends, Request
+
+from firewatch.api.stream import AlertHub, StreamOptions
+from firewatch.core.settings import Settings
+
+
+@dataclass(frozen=True)
+class ApiOptions:
+    """Tuning of one API process (defaults suit production; tests shorten the waits)."""
+
+    pool_min: int = 1
+    pool_max: int = 10
+    pool_timeout_s: float = 5.0  # longest wait for a pooled connection (then 503)
+    stream: StreamOptions = field(default_factory=StreamOptions)
+
+
+@dataclass
+class ApiContext:
+    """What the lifespan opens and the routes use (``app.state.ctx``)."""
+
+    settings: Settings
+    conninfo: str
+    options: ApiOptions
+    pool: psycopg_pool.ConnectionPool[Any] | None = None
+    hub: AlertHub | None = None
+
+    def require_pool(self) -> psycopg_pool.ConnectionPool[Any]:
+        if self.pool is None:
+            raise RuntimeError("the API is not started (lifespan not run)")
+        return self.pool
+
+    def require_hub(self) -> AlertHub:
+        if self.hub is None:
+            raise RuntimeError("the API is not started (lifespan not run)")
+        return self.hub
+
+
+def get_context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+def get_conn(request: Request) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled autocommit connection for the request (store functions open their own
+    transactions); returned to the pool afterwards."""
+    ctx = get_context(request)
+    with ctx.require_pool().connection(timeout=ctx.options.pool_timeout_s) as conn:
+        yield conn
+
+
+Context = Annotated[ApiContext, Depends(get_context)]
+Conn = Annotated[psycopg.Connection[Any], Depends(get_conn)]

@@ -1,0 +1,112 @@
+"""Request and response bodies of the HTTP API (pydantic models: the OpenAPI schema).
+
+Responses carry exactly the fields of :class:`firewatch.alerting.store.Alert` and of
+``store.alert_detail`` — the shape the live stream's ``payload.alert`` has too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from firewatch.core.alerts import OPERATOR_ACTIONS, AlertAction
+
+#: What an operator may send, in lifecycle order (the enum in the OpenAPI schema).
+OPERATOR_ACTION_NAMES = tuple(a.value for a in AlertAction if a in OPERATOR_ACTIONS)
+SYSTEM_ACTION_NAMES = tuple(a.value for a in AlertAction if a not in OPERATOR_ACTIONS)
+
+
+class ActionRequest(BaseModel):
+    """``POST /alerts/{id}/actions``: an operator's decision on an alert."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    action: Annotated[str, Field(json_schema_extra={"enum": list(OPERATOR_ACTION_NAMES)})]
+    actor: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+        Field(description="Who acts (the operator's name); recorded in the audit trail."),
+    ]
+    note: Annotated[str, Field(max_length=4000)] = ""
+
+    @field_validator("action")
+    @classmethod
+    def _operator_action(cls, v: str) -> str:
+        allowed = ", ".join(OPERATOR_ACTION_NAMES)
+        if v in SYSTEM_ACTION_NAMES:
+            raise ValueError(
+                f"{v!r} is a system action (the alerting service does it), not an operator's;"
+                f" allowed actions: {allowed}"
+            )
+        if v not in OPERATOR_ACTION_NAMES:
+            raise ValueError(f"unknown action {v!r}; allowed actions: {allowed}")
+        return v
+
+
+class AlertOut(BaseModel):
+    """An alert (``alerts`` row)."""
+
+    id: int
+    type: str
+    category: str
+    severity: str
+    unit_id: str
+    device_id: str
+    state: str
+    first_seen: datetime
+    last_seen: datetime
+    occurrences: int
+    explanation: str
+    condition_active: bool
+    escalation_level: int
+    escalated_at: datetime | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    parent_id: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class EvidenceOut(BaseModel):
+    """An anomaly episode behind an alert."""
+
+    id: int
+    detector: str
+    kind: str
+    component: str
+    severity: str
+    started_at: datetime
+    detected_at: datetime
+    ended_at: datetime | None
+    explanation: str
+
+
+class TransitionOut(BaseModel):
+    """One audited step of the alert's lifecycle: who, when, why."""
+
+    action: str
+    from_state: str | None
+    to_state: str
+    actor: str
+    note: str
+    at: datetime
+
+
+class AlertDetailOut(BaseModel):
+    alert: AlertOut
+    evidence: list[EvidenceOut]
+    transitions: list[TransitionOut]
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description="ok, or unavailable (then the response is 503)")
+    database: str
+    stream_listener: str = Field(description="listening, or reconnecting (streams then poll)")
+    stream_clients: int
+
+
+class ErrorOut(BaseModel):
+    detail: str

@@ -1,0 +1,283 @@
+"""The alert routes over ASGI against the real database: list, detail, operator actions
+and their refusals (404, 409, 422), health."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from firewatch.alerting.store import Alert, apply_action, raise_alert
+from firewatch.api.app import create_app
+from firewatch.api.deps import ApiOptions
+from firewatch.api.schemas import AlertOut
+from firewatch.core.anomalies import Anomaly, Origin
+from firewatch.core.domain import Severity
+from firewatch.core.settings import Settings
+from firewatch.storage.anomalies import upsert_anomalies
+from tests.helpers import scalar
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_700_000_000.0
+_n = itertools.count(1)
+OPERATOR_ACTIONS = "acknowledge, confirm_fire, mark_false_alarm, confirm_fault, resolve, close"
+UNKNOWN = f"unknown action 'dance'; allowed actions: {OPERATOR_ACTIONS}"
+SYSTEM = (
+    "'escalate' is a system action (the alerting service does it), not an operator's;"
+    f" allowed actions: {OPERATOR_ACTIONS}"
+)
+
+
+def new_alert(
+    db: psycopg.Connection[Any],
+    *,
+    unit: str = "U-WD-001",
+    seen: float = T0,
+    type_: str = "low_pressure",
+    anomaly_id: int | None = None,
+) -> Alert:
+    n = next(_n)
+    alert, created = raise_alert(
+        db, type=type_, severity=Severity.HIGH, unit_id=unit, device_id=f"D-API-{n:04d}",
+        seen_at=seen, explanation=f"pressure low ({n})", anomaly_id=anomaly_id,
+    )  # fmt: skip
+    assert created
+    return alert
+
+
+async def act(
+    client: httpx.AsyncClient, alert_id: int, action: str, actor: str = "Li Wei", note: str = ""
+) -> httpx.Response:
+    body = {"action": action, "actor": actor, "note": note}
+    return await client.post(f"/alerts/{alert_id}/actions", json=body)
+
+
+# --- list -----------------------------------------------------------------------------------
+async def test_list_defaults_to_active_alerts_newest_first(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    old, mid, new = (new_alert(db, seen=T0 + i) for i in range(3))
+    apply_action(db, mid.id, "acknowledge", actor="op")
+    apply_action(db, old.id, "mark_false_alarm", actor="op")  # no longer active
+
+    r = await client.get("/alerts")
+    assert r.status_code == 200
+    got = r.json()
+    assert [a["id"] for a in got] == [new.id, mid.id]
+    assert [a["state"] for a in got] == ["open", "acknowledged"]
+    assert set(got[0]) == {f.name for f in dataclasses.fields(Alert)}
+
+    r = await client.get("/alerts", params={"state": "false_alarm"})
+    assert [a["id"] for a in r.json()] == [old.id]
+    r = await client.get("/alerts", params=[("state", "open"), ("state", "false_alarm")])
+    assert [a["id"] for a in r.json()] == [new.id, old.id]
+    r = await client.get("/alerts", params={"limit": 1})
+    assert [a["id"] for a in r.json()] == [new.id]
+
+
+async def test_list_filters_by_unit(client: httpx.AsyncClient, db: psycopg.Connection[Any]) -> None:
+    a = new_alert(db, unit="U-WD-001")
+    new_alert(db, unit="U-WD-002")
+    r = await client.get("/alerts", params={"unit_id": "U-WD-001"})
+    assert [x["id"] for x in r.json()] == [a.id]
+    r = await client.get("/alerts", params={"unit_id": "U-NOPE"})
+    assert r.status_code == 200
+    assert r.json() == []
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"state": "burning"}, "'open', 'acknowledged'"),
+        ({"limit": "0"}, "greater than or equal to 1"),
+        ({"limit": "5000"}, "less than or equal to 1000"),
+        ({"limit": "many"}, "valid integer"),
+    ],
+)
+async def test_list_refuses_bad_query_saying_what_is_wrong(
+    client: httpx.AsyncClient, params: dict[str, str], says: str
+) -> None:
+    r = await client.get("/alerts", params=params)
+    assert r.status_code == 422
+    assert says in r.text
+
+
+# --- detail ---------------------------------------------------------------------------------
+def anomaly(db: psycopg.Connection[Any]) -> int:
+    ep = Anomaly(device_id="D-WD-001-W1", unit_id="U-WD-001", detector="rule.pressure_low",
+                 kind="low_pressure", metric="pressure_kpa", component="", origin=Origin.INFERRED,
+                 severity=Severity.HIGH, score=0.8, started_at=T0, detected_at=T0 + 1,
+                 last_at=T0 + 1, explanation="static pressure 80 kPa < 100 kPa")  # fmt: skip
+    assert upsert_anomalies(db, [ep]) == 1
+    return int(scalar(db, "SELECT id FROM anomalies WHERE device_id = 'D-WD-001-W1'"))
+
+
+async def test_detail_has_evidence_and_the_audit_trail_with_the_api_actor_and_note(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    evidence_id = anomaly(db)
+    alert = new_alert(db, anomaly_id=evidence_id)
+
+    r = await act(client, alert.id, "acknowledge", "Li Wei", "called the control room")
+    assert r.status_code == 200, r.text
+    r = await act(client, alert.id, "confirm_fault", "Li Wei", "valve found closed")
+    assert r.status_code == 200, r.text
+
+    r = await client.get(f"/alerts/{alert.id}")
+    assert r.status_code == 200
+    detail = r.json()
+    assert detail["alert"]["id"] == alert.id
+    assert detail["alert"]["state"] == "confirmed_fault"
+    assert [e["id"] for e in detail["evidence"]] == [evidence_id]
+    assert detail["evidence"][0]["explanation"] == "static pressure 80 kPa < 100 kPa"
+    trail = [(t["action"], t["from_state"], t["to_state"], t["actor"], t["note"])
+             for t in detail["transitions"]]  # fmt: skip
+    assert trail == [
+        ("raise", None, "open", "system", alert.explanation),
+        ("acknowledge", "open", "acknowledged", "Li Wei", "called the control room"),
+        ("confirm_fault", "acknowledged", "confirmed_fault", "Li Wei", "valve found closed"),
+    ]
+
+
+async def test_detail_of_an_unknown_alert_is_404(client: httpx.AsyncClient) -> None:
+    r = await client.get("/alerts/987654")
+    assert r.status_code == 404
+    assert r.json() == {"detail": "no alert 987654"}
+    r = await client.get("/alerts/latest")
+    assert r.status_code == 422
+    assert "valid integer" in r.text
+
+
+# --- actions --------------------------------------------------------------------------------
+async def test_actions_move_the_alert_and_return_it(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    alert = new_alert(db)
+    r = await act(client, alert.id, "acknowledge")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["id"] == alert.id
+    assert body["state"] == "acknowledged"
+    assert body["acknowledged_at"] is not None
+    for action, state in [("confirm_fire", "confirmed_fire"), ("resolve", "resolved"),
+                          ("close", "closed")]:  # fmt: skip
+        r = await act(client, alert.id, action, note=f"{action} via the API")
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == state
+    assert scalar(db, "SELECT state FROM alerts WHERE id = %s", alert.id) == "closed"
+    # confirm_fire forwarded it to the command center (outbox, same transaction)
+    assert scalar(db, "SELECT count(*) FROM outbox WHERE channel = 'command_center'") == 1
+
+
+async def test_an_illegal_transition_is_409_with_the_transition_message(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    alert = new_alert(db)
+    for action in ("resolve", "close"):
+        assert (await act(client, alert.id, action)).status_code == 200
+    r = await act(client, alert.id, "acknowledge")
+    assert r.status_code == 409
+    assert r.json() == {"detail": "cannot acknowledge an alert that is closed; closed is final"}
+
+    other = new_alert(db)
+    r = await act(client, other.id, "close")
+    assert r.status_code == 409
+    assert r.json()["detail"] == (
+        "cannot close an alert that is open; allowed from open: acknowledge, confirm_fault,"
+        " confirm_fire, mark_false_alarm, resolve"
+    )
+    assert scalar(db, "SELECT state FROM alerts WHERE id = %s", other.id) == "open"
+
+
+async def test_an_action_on_an_unknown_alert_is_404(client: httpx.AsyncClient) -> None:
+    r = await act(client, 987654, "acknowledge")
+    assert r.status_code == 404
+    assert r.json() == {"detail": "no alert 987654"}
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"action": "acknowledge"}, "actor"),  # missing
+        ({"action": "acknowledge", "actor": ""}, "at least 1 character"),
+        ({"action": "acknowledge", "actor": "   "}, "at least 1 character"),
+        ({"action": "acknowledge", "actor": 7}, "valid string"),
+        ({"actor": "Li Wei"}, "action"),
+        ({"action": "dance", "actor": "Li Wei"}, UNKNOWN),
+        ({"action": "escalate", "actor": "Li Wei"}, SYSTEM),
+        ({"action": "merge", "actor": "Li Wei"}, "'merge' is a system action"),
+        ({"action": "acknowledge", "actor": "Li Wei", "note": None}, "valid string"),
+        ({"action": "acknowledge", "actor": "Li Wei", "by": "x"}, "Extra inputs are not permitted"),
+    ],
+)  # fmt: skip
+async def test_a_malformed_body_or_a_system_action_is_422_saying_what_is_allowed(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any], body: dict[str, Any], says: str
+) -> None:
+    alert = new_alert(db)
+    r = await client.post(f"/alerts/{alert.id}/actions", json=body)
+    assert r.status_code == 422, r.text
+    assert says in r.text
+    assert scalar(db, "SELECT state FROM alerts WHERE id = %s", alert.id) == "open"
+    assert scalar(db, "SELECT count(*) FROM alert_transitions WHERE alert_id = %s", alert.id) == 1
+
+
+async def test_a_body_that_is_not_json_is_422(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    alert = new_alert(db)
+    r = await client.post(f"/alerts/{alert.id}/actions", content=b"acknowledge please",
+                          headers={"content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 422
+    assert "JSON decode error" in r.text
+
+
+async def test_the_openapi_schema_documents_every_route(client: httpx.AsyncClient) -> None:
+    r = await client.get("/openapi.json")
+    assert r.status_code == 200, r.text
+    paths = r.json()["paths"]
+    assert set(paths) == {"/alerts", "/alerts/stream", "/alerts/{alert_id}",
+                          "/alerts/{alert_id}/actions", "/health"}  # fmt: skip
+    body = r.json()["components"]["schemas"]["ActionRequest"]["properties"]["action"]
+    assert body["enum"] == OPERATOR_ACTIONS.split(", ")
+    assert "text/event-stream" in paths["/alerts/stream"]["get"]["responses"]["200"]["content"]
+    assert set(paths["/alerts/{alert_id}/actions"]["post"]["responses"]) >= {"200", "404", "409"}
+
+
+def test_response_model_has_exactly_the_alert_fields() -> None:
+    assert list(AlertOut.model_fields) == [f.name for f in dataclasses.fields(Alert)]
+
+
+# --- health ---------------------------------------------------------------------------------
+async def test_health_ok_when_the_database_answers(client: httpx.AsyncClient) -> None:
+    r = await client.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["database"] == "ok"
+    assert body["stream_clients"] == 0
+
+
+async def test_health_and_routes_are_503_when_the_database_is_unreachable(
+    api_settings: Settings,
+) -> None:
+    from firewatch.runtime.mosquitto import free_port
+
+    down = f"postgresql://firewatch@127.0.0.1:{free_port()}/firewatch?connect_timeout=1"
+    app = create_app(api_settings, down, options=ApiOptions(pool_timeout_s=0.5))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c,
+    ):
+        r = await c.get("/health")
+        assert r.status_code == 503
+        assert r.json()["status"] == "unavailable"
+        assert r.json()["database"].startswith("unreachable: ")
+        r = await c.get("/alerts")
+        assert r.status_code == 503
+        assert r.json()["detail"].startswith("database unavailable: ")
+        assert r.headers["retry-after"] == "5"

@@ -1,0 +1,56 @@
+"""Running the API programmatically: serve() until a stop event, ready callback, a port
+already taken."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from firewatch.api.server import ApiServer, ApiStartupError, serve
+from firewatch.core.settings import Settings
+from tests.helpers import scalar, wait_until
+
+
+def test_serve_runs_until_stop_and_reports_its_url(
+    api_settings: Settings, conninfo: str, db: psycopg.Connection[Any]
+) -> None:
+    stop = threading.Event()
+    urls: list[str] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serve(api_settings, conninfo, stop, ready=urls.append)
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    wait_until(lambda: bool(urls or errors), 30, "the server to be ready")
+    assert not errors
+    (url,) = urls
+    assert url.startswith("http://127.0.0.1:")
+    assert not url.endswith(":0")
+    r = httpx.get(f"{url}/health")
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok"
+    assert r.json()["stream_listener"] in ("listening", "reconnecting")
+    stop.set()
+    thread.join(15)
+    assert not thread.is_alive()
+    assert not errors
+    # the pool and the listener are closed with it
+    api_conns = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'firewatch-api%'"
+    wait_until(lambda: scalar(db, api_conns) == 0, 10, "the API's connections to close")
+
+
+def test_a_port_in_use_is_a_clear_startup_error(api_settings: Settings, conninfo: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ApiStartupError, match=f"cannot listen on 127.0.0.1:{port}"):
+            ApiServer(api_settings, conninfo, port=port).start()
