@@ -136,6 +136,17 @@ def cmd_alerting(settings: Settings, _args: argparse.Namespace) -> int:
         return run_together(stop, [AlertingService(settings, url), dispatcher])
 
 
+def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
+    from firewatch.api.server import serve
+    from firewatch.runtime.postgres import resolve_database_url
+
+    stop = _stop_on_signals()  # before serve(): uvicorn re-raises a captured signal on exit
+    serve(settings, resolve_database_url(settings), stop,
+          ready=lambda url: print(f"API on {url} (alerts: {url}/alerts, live stream: "
+                                  f"{url}/alerts/stream)", flush=True))  # fmt: skip
+    return 0
+
+
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.simulators.city import units_for_devices
     from firewatch.simulators.engine import Simulation, scenario_window
@@ -339,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="alerts from anomalies (dedup, correlation, escalation, offline) and the "
         "notification dispatcher, until SIGTERM",
     ).set_defaults(func=cmd_alerting)
+
+    sub.add_parser(
+        "api", help="the HTTP API: alerts, operator actions, live stream, health"
+    ).set_defaults(func=cmd_api)
 
     sim = sub.add_parser(
         "simulate", help="simulated city with labelled faults: live over MQTT, or to a file"

@@ -41,6 +41,7 @@ TEST_VARS = {
     "POSTGRES_PASSWORD": "pg-secret",
     "INGEST_MQTT_PASSWORD": "ingest-secret",
     "SIMULATOR_MQTT_PASSWORD": "sim-secret",
+    "WEBHOOK_SECRET": "webhook-secret",
 }
 
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -190,6 +191,8 @@ def test_expected_services_exist() -> None:
         "ingest-1",
         "ingest-2",
         "analytics-1",
+        "alerting-1",
+        "api",
         "simulator",
         "prometheus",
     }
@@ -200,7 +203,7 @@ def test_expected_services_exist() -> None:
     assert svcs["prometheus"]["image"].startswith("prom/prometheus")
     # The production stack starts without profiles; only the demo pieces need one.
     for name in ("timescaledb", "mosquitto", "migrate", "ingest-1", "ingest-2", "analytics-1",
-                 "prometheus"):  # fmt: skip
+                 "alerting-1", "api", "prometheus"):  # fmt: skip
         assert "profiles" not in svcs[name], name
     assert svcs["simulator"]["profiles"] == ["demo"]
     assert "demo" in svcs.get("seed", {}).get("profiles", ["demo"])
@@ -212,6 +215,8 @@ def test_app_services_run_valid_firewatch_subcommands() -> None:
         "ingest-1": cli.cmd_ingest,
         "ingest-2": cli.cmd_ingest,
         "analytics-1": cli.cmd_analytics_run,
+        "alerting-1": cli.cmd_alerting,
+        "api": cli.cmd_api,
         "simulator": cli.cmd_simulate,
         "seed": cli.cmd_db_seed,
     }
@@ -382,6 +387,13 @@ def test_prometheus_scrapes_every_ingest_worker(monkeypatch: pytest.MonkeyPatch)
             assert s.ingest_metrics_host not in ("127.0.0.1", "localhost", "::1"), name
             assert f":{s.analytics_metrics_port}/metrics" in " ".join(svc["healthcheck"]["test"])
             expected.add(f"{name}:{s.analytics_metrics_port}")
+        if name.startswith("alerting"):
+            with monkeypatch.context() as m:
+                s = settings_for(svc, m)
+            assert s.alerting_metrics_port > 0, f"{name}: metrics disabled"
+            assert s.ingest_metrics_host not in ("127.0.0.1", "localhost", "::1"), name
+            assert f":{s.alerting_metrics_port}/metrics" in " ".join(svc["healthcheck"]["test"])
+            expected.add(f"{name}:{s.alerting_metrics_port}")
     app_targets = {t for t in targets if t.split(":")[0] in services()}
     assert app_targets == expected
     mounts = {target: source for source, target, _ in bind_mounts(services()["prometheus"])}

@@ -2,9 +2,10 @@
 
 Order of start: database (embedded pgserver unless ``FIREWATCH_DATABASE_URL``), broker
 (Mosquitto child unless ``FIREWATCH_MQTT_URL``), migrations + partitions + demo city, then
-the ingest worker, the analytics worker and the simulator as child processes (restarted
-with backoff if they die). Shutdown is the reverse: simulator, analytics (final
-checkpoint), ingest (SIGTERM: flush, ack, close), broker, database, then one summary line.
+the ingest, analytics and alerting workers, the API and the simulator as child processes
+(restarted with backoff if they die). Shutdown is the reverse: simulator, API (streams end),
+alerting (deliveries in flight finish), analytics (final checkpoint), ingest (SIGTERM:
+flush, ack, close), broker, database, then one summary line.
 """
 
 from __future__ import annotations
@@ -82,6 +83,25 @@ def _broker_port(settings: Settings) -> int:
     return chosen
 
 
+#: Settings fields holding a local port a child listens on (0 disables it).
+LISTEN_PORTS = ("ingest_metrics_port", "analytics_metrics_port", "alerting_metrics_port",
+                "api_port")  # fmt: skip
+
+
+def _free_ports(settings: Settings) -> dict[str, int]:
+    """Each configured listen port, or a free one where something else holds it (the
+    standard ports may be taken on a developer's machine)."""
+    out: dict[str, int] = {}
+    for name in LISTEN_PORTS:
+        port = int(getattr(settings, name))
+        if port and wait_for_port("127.0.0.1", port, 0.05):
+            chosen = free_port()
+            log.warning("port %s (%s) is taken; using %d instead", port, name, chosen)
+            port = chosen
+        out[name] = port
+    return out
+
+
 def prepare_database(settings: Settings, url: str) -> str:
     """Migrate, make partitions and load the demo city; return the schema flavour."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -97,6 +117,7 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
     started = time.monotonic()
     with ExitStack() as stack:
         embedded_db = settings.database_url is None
+        embedded_mqtt = settings.mqtt_url is None
         db_url = resolve_database_url(settings)
         mqtt_url = settings.mqtt_url
         if mqtt_url is None:
@@ -104,9 +125,18 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
                 mosquitto(settings.mosquitto_dir, port=_broker_port(settings))
             )
         flavour = prepare_database(settings, db_url)
-        resolved = settings.model_copy(update={"database_url": db_url, "mqtt_url": mqtt_url})
-        env = child_env(resolved)
-        children = [Child("ingest", ["ingest"], env), Child("analytics", ["analytics", "run"], env)]
+        ports = _free_ports(settings)
+        resolved = settings.model_copy(
+            update={"database_url": db_url, "mqtt_url": mqtt_url, **ports}
+        )
+        settings = resolved
+        env = child_env(resolved, **{f"FIREWATCH_{k.upper()}": str(v) for k, v in ports.items()})
+        children = [
+            Child("ingest", ["ingest"], env),
+            Child("analytics", ["analytics", "run"], env),
+            Child("alerting", ["alerting"], env),
+            Child("api", ["api"], env),
+        ]
         if simulate:
             children.append(Child("simulator", ["simulate", "--scenario", "builtin:demo"], env))
         for child in children:
@@ -124,12 +154,16 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
         print(
             "Firewatch is up:\n"
             f"  database   {'embedded pgserver, ' if embedded_db else ''}{db_url} [{flavour}]\n"
-            f"  broker     {'embedded mosquitto, ' if settings.mqtt_url is None else ''}"
+            f"  broker     {'embedded mosquitto, ' if embedded_mqtt else ''}"
             f"{mqtt_url}\n"
             f"  ingest     pid {children[0].proc.pid if children[0].proc else '?'}, "
             f"metrics {metrics}\n"
             f"  analytics  pid {children[1].proc.pid if children[1].proc else '?'}, "
             f"metrics {analytics_metrics}\n"
+            f"  alerting   pid {children[2].proc.pid if children[2].proc else '?'} "
+            f"(alerts, escalation, offline checks, notification outbox)\n"
+            f"  api        http://{settings.api_host}:{settings.api_port}/alerts "
+            f"(live stream: /alerts/stream)\n"
             f"  simulator  {'running (demo city of Xuchang)' if simulate else 'off'}\n"
             f"  data dir   {settings.data_dir.resolve()}\n"
             "  stats      .venv/bin/firewatch db stats   (Ctrl-C stops everything)\n"
