@@ -203,6 +203,7 @@ def cmd_bench_ingest(settings: Settings, args: argparse.Namespace) -> int:
         duration=args.duration,
         workers=args.workers,
         generators=args.generators,
+        alerts=args.alerts,
     )
     result = run_ingest_bench(settings, cfg, log_dir=args.logs)
     print(format_result(result))
@@ -384,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--duration", type=float, default=20, help="seconds of load")
     bi.add_argument("--workers", type=int, default=1, help="ingest worker processes")
     bi.add_argument("--generators", type=int, default=0, help="load processes (0: by rate)")
+    bi.add_argument(
+        "--alerts",
+        type=int,
+        default=0,
+        help="also time N fire events from MQTT to the API's live stream (runs analytics, "
+        "alerting and the API too)",
+    )
     bi.add_argument("--json", type=Path, help="write the result document here")
     bi.add_argument("--logs", type=Path, help="keep worker logs in this directory")
     bi.set_defaults(func=cmd_bench_ingest)

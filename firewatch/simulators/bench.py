@@ -35,6 +35,14 @@ from firewatch.core.settings import Settings
 from firewatch.runtime.mosquitto import free_port, mosquitto
 from firewatch.runtime.postgres import resolve_database_url
 from firewatch.runtime.process import stop_process
+from firewatch.simulators.alertprobe import (
+    ProbePublisher,
+    StreamWatcher,
+    anomaly_times,
+    probe_ids,
+    register_probes,
+    summarize,
+)
 from firewatch.simulators.loadgen import register_bench_devices
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import upgrade
@@ -62,6 +70,7 @@ class BenchConfig:
     workers: int = 1
     generators: int = 0  # 0 = enough for the rate
     drain_timeout: float = 60.0
+    alerts: int = 0  # fire-event probes timed to the live stream (0: ingest only)
 
 
 def _metrics(port: int) -> dict[str, Any]:
@@ -170,6 +179,8 @@ def run_ingest_bench(
             upgrade(conn)
             maintain(conn, settings)
             register_bench_devices(conn, cfg.devices)
+            if cfg.alerts:
+                register_probes(conn, cfg.alerts)
         mqtt_url = settings.mqtt_url or stack.enter_context(mosquitto(tmp / "broker"))
 
         workers: list[tuple[subprocess.Popen[bytes], int]] = []
@@ -198,6 +209,10 @@ def run_ingest_bench(
             if time.monotonic() > deadline or any(w.poll() is not None for w, _ in workers):
                 raise BenchError(f"ingest workers did not become ready (logs in {logs})")
             time.sleep(0.1)
+        pipeline: list[subprocess.Popen[bytes]] = []
+        watcher: StreamWatcher | None = None
+        if cfg.alerts:
+            pipeline, watcher = _start_pipeline(stack, db_url, logs, probe_ids(cfg.alerts))
         procs = [psutil.Process(w.pid) for w, _ in workers]
         cpu0 = [p.cpu_times() for p in procs]
         servers0 = _server_cpu()
@@ -215,6 +230,12 @@ def run_ingest_bench(
             )
             for g in range(gens)
         ]  # fmt: skip
+        probe: ProbePublisher | None = None
+        if watcher is not None:
+            spacing = max(0.05, (cfg.duration - 2.0) / cfg.alerts)
+            probe = ProbePublisher(mqtt_url, settings.topic_root, probe_ids(cfg.alerts), 1.0,
+                                   spacing)  # fmt: skip
+            probe.start()
         loads = []
         for g in generators:
             out_bytes, _ = g.communicate(timeout=cfg.duration + 300)
@@ -241,6 +262,20 @@ def run_ingest_bench(
                 "SELECT count(*) FROM (SELECT DISTINCT device_id, seq FROM telemetry) d"
             ).fetchone()
             distinct = int(distinct_row[0]) if distinct_row else 0
+        alert_figures: dict[str, Any] = {}
+        if probe is not None and watcher is not None:
+            probe.join(timeout=cfg.duration + 60)
+            deadline = time.monotonic() + 30  # the last probes' alerts may still be on their way
+            while len(watcher.seen) < len(probe.sent) and time.monotonic() < deadline:
+                if watcher.error is not None or any(p.poll() is not None for p in pipeline):
+                    break
+                time.sleep(0.05)
+            watcher.stop.set()
+            if probe.error is not None or watcher.error is not None:
+                raise BenchError(f"alert probe failed: {probe.error or watcher.error}")
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                found = anomaly_times(conn)
+            alert_figures = summarize(probe.sent, watcher.seen, watcher.alerts, found)
         wall = time.time() - wall0
         system_cpu = psutil.cpu_percent(None)
         servers = _server_cpu_delta(servers0, _server_cpu())
@@ -302,12 +337,68 @@ def run_ingest_bench(
         "cpu_percent": cpu_percent,
         "cpu_count": os.cpu_count(),
         "memory_gb": round(vm.total / 2**30, 1),
+        **alert_figures,
         "keeps_up": bool(
             published - distinct == 0
             and attempted >= 0.97 * cfg.rate * cfg.duration
             and stored / stored_window >= 0.95 * cfg.rate
         ),
     }
+
+
+def _start_pipeline(
+    stack: ExitStack, db_url: str, logs: Path, probes: list[str]
+) -> tuple[list[subprocess.Popen[bytes]], StreamWatcher]:
+    """Analytics, alerting and the API as processes (the whole path to an operator's
+    screen), and a live-stream client; returns once the API is healthy, analytics has run
+    its first round (it is reading the feed) and the stream is connected."""
+    api_port, analytics_port = free_port(), free_port()
+    env = dict(os.environ)
+    env.update(
+        FIREWATCH_DATABASE_URL=db_url,
+        FIREWATCH_ALERTING_METRICS_PORT="0",
+        FIREWATCH_ANALYTICS_METRICS_PORT=str(analytics_port),
+        FIREWATCH_API_HOST="127.0.0.1",
+        FIREWATCH_API_PORT=str(api_port),
+    )
+    procs = []
+    for name, argv in (("analytics", ["analytics", "run"]), ("alerting", ["alerting"]),
+                       ("api", ["api"])):  # fmt: skip
+        out = (logs / f"{name}.log").open("wb")
+        stack.callback(out.close)
+        proc = subprocess.Popen([sys.executable, "-m", "firewatch", *argv], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        stack.callback(stop_process, proc, 30, name)
+        procs.append(proc)
+    api = f"http://127.0.0.1:{api_port}"
+    deadline = time.monotonic() + 60
+    while not (_healthy(api) and _analytics_reading(analytics_port)):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            raise BenchError(f"analytics/alerting/api did not start (logs in {logs})")
+        time.sleep(0.1)
+    watcher = StreamWatcher(api, probes)
+    watcher.start()
+    if not watcher.connected.wait(30):
+        raise BenchError(f"could not connect to the live stream at {api} ({watcher.error})")
+    stack.callback(watcher.stop.set)
+    return procs, watcher
+
+
+def _healthy(api: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api}/health", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _analytics_reading(port: int) -> bool:
+    try:
+        count = _sample(port, "firewatch_analytics_batch_seconds",
+                        "firewatch_analytics_batch_seconds_count")  # fmt: skip
+    except OSError:
+        return False
+    return count > 0
 
 
 def _ready(port: int) -> bool:
@@ -324,13 +415,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def format_result(r: dict[str, Any]) -> str:
     """A short human summary of one run."""
     lat = r["latency_ms"]
+    alerts = ""
+    if "alert_latency_ms" in r:
+        a = r["alert_latency_ms"]
+        legs = r.get("alert_latency_legs_median_ms", {})
+        alerts = (f"; alerts seen {r['alerts_seen']}/{r['alerts_expected']}, MQTT → live stream "
+                  f"p50 {a['p50']} ms p95 {a['p95']} ms p99 {a['p99']} ms (median legs: "
+                  + ", ".join(f"{k} {v} ms" for k, v in legs.items()) + ")")  # fmt: skip
     cpu = ", ".join(f"{w['cpu_percent']}% CPU / {w['peak_rss_mb']} MB" for w in r["per_worker"])
     return (
         f"offered {r['offered_msgs_per_s']:.0f} msg/s, achieved {r['achieved_msgs_per_s']:.0f}, "
         f"stored {r['stored_rows_per_s']:.0f} rows/s; published {r['published']}, stored "
         f"{r['stored']}, lost {r['lost']}, duplicated {r['duplicated']}; latency p50 "
         f"{lat['p50']} ms p95 {lat['p95']} ms p99 {lat['p99']} ms; workers {r['workers']} "
-        f"({cpu}); {'keeps up' if r['keeps_up'] else 'DOES NOT keep up'}"
+        f"({cpu}); {'keeps up' if r['keeps_up'] else 'DOES NOT keep up'}{alerts}"
         + (
             "; CPU % of a core: "
             + ", ".join(f"{k} {v}" for k, v in r["cpu_percent"].items())

@@ -338,7 +338,8 @@ _TABLES: tuple[_Spec, ...] = (
 
 def _sql(spec: _Spec, *, keyed: bool, pruned: bool, sharded: bool) -> str:
     key = ", ".join(f"t.{c}" for c, _ in spec.key)
-    # Plain bounds on ingest_xid, which the BRIN index can use (a row comparison it cannot).
+    # Plain bounds on ingest_xid, which its index can use as a range (a row comparison alone
+    # would not bound the scan).
     where = ["t.ingest_xid >= %(lo)s::bigint", "t.ingest_xid < %(upper)s::bigint"]
     if keyed:
         params = ", ".join(f"%(k{i})s::{typ}" for i, (_, typ) in enumerate(spec.key))

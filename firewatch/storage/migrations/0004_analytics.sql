@@ -4,7 +4,8 @@
 -- 1. Every stream row records the transaction that inserted it. Rows of one ingest batch
 -- share it. firewatch/storage/feed.py reads rows in (ingest_xid, key) order below the
 -- snapshot's xmin, which is what makes the feed exactly-once under concurrent ingest
--- transactions that commit out of xid order. bigint, not xid8: xid8 has no BRIN opclass.
+-- transactions that commit out of xid order. bigint rather than xid8: plain to compare and
+-- index everywhere.
 --
 -- The column is added nullable without a default (no table rewrite, no TimescaleDB
 -- restriction on compressed hypertables), then given its default, which applies only to
@@ -22,17 +23,16 @@ ALTER TABLE dead_letters ADD COLUMN ingest_xid bigint;
 ALTER TABLE dead_letters
     ALTER COLUMN ingest_xid SET DEFAULT (pg_current_xact_id()::text::bigint);
 
--- xids grow with insertion order, and so does the heap of an append-only table: a BRIN
--- index is tiny, costs ingest almost nothing, and lets the feed skip all but the newest
--- block ranges. Created on the parent, it propagates to every partition / chunk, and
--- ATTACH PARTITION builds it on new partitions. dead_letters is small and not
--- append-ordered after retention deletes, so a btree.
-CREATE INDEX telemetry_ingest_xid_brin ON telemetry
-    USING brin (ingest_xid) WITH (pages_per_range = 16);
-CREATE INDEX events_ingest_xid_brin ON events
-    USING brin (ingest_xid) WITH (pages_per_range = 16);
-CREATE INDEX device_status_ingest_xid_brin ON device_status
-    USING brin (ingest_xid) WITH (pages_per_range = 16);
+-- A btree on ingest_xid: the feed reads the newest rows by xid range. (BRIN was tried and
+-- is wrong here: block ranges are only summarised by VACUUM, and the newest, unsummarised
+-- part of a growing daily partition is exactly what the feed reads, so every read became
+-- a scan of everything inserted since the last vacuum — measured at 14 ms per read after
+-- 200,000 rows and growing.) A btree on an increasing key only appends at its right edge.
+-- Created on the parent, it propagates to every partition / chunk, and ATTACH PARTITION
+-- builds it on new partitions.
+CREATE INDEX telemetry_ingest_xid_idx ON telemetry (ingest_xid);
+CREATE INDEX events_ingest_xid_idx ON events (ingest_xid);
+CREATE INDEX device_status_ingest_xid_idx ON device_status (ingest_xid);
 CREATE INDEX dead_letters_ingest_xid_idx ON dead_letters (ingest_xid);
 
 -- 2. Anomaly episodes (firewatch/core/anomalies.py). The unique key is the episode's
