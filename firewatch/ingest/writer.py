@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -74,10 +75,39 @@ SELECT count(*) FROM inserted
 
 _LAST_SEEN = """
 INSERT INTO device_last_seen (device_id, last_rx)
-SELECT device_id, max(received_at) FROM _stage_{table} {where} GROUP BY device_id
+SELECT * FROM unnest(%s::text[], %s::timestamptz[])
 ON CONFLICT (device_id) DO UPDATE SET last_rx = EXCLUDED.last_rx
 WHERE device_last_seen.last_rx < EXCLUDED.last_rx
 """
+
+
+class LastSeen:
+    """When each device was last heard from, written at most every ``refresh_s`` per device
+    by this worker (offline checks count in minutes): writing it on every batch made
+    concurrent workers queue on the same rows' locks. A last will is the broker's word,
+    not the device's, and does not count."""
+
+    def __init__(self, refresh_s: float = 10.0) -> None:
+        self.refresh_s = refresh_s
+        self._written: dict[str, float] = {}
+
+    def due(self, batch: Batch) -> dict[str, datetime]:
+        latest: dict[str, datetime] = {}
+        for table, rows in batch.rows.items():
+            for r in rows:
+                if table == "device_status" and r.state == "offline":  # type: ignore[union-attr]
+                    continue
+                seen = latest.get(r.device_id)
+                if seen is None or r.received_at > seen:
+                    latest[r.device_id] = r.received_at
+        written = self._written
+        return {d: t for d, t in latest.items()
+                if t.timestamp() - written.get(d, float("-inf")) >= self.refresh_s}  # fmt: skip
+
+    def committed(self, due: dict[str, datetime]) -> None:
+        for d, t in due.items():
+            self._written[d] = t.timestamp()
+
 
 _INSERT_DEAD = """
 INSERT INTO dead_letters (received_at, topic, payload, reason, detail, payload_sha256)
@@ -161,6 +191,7 @@ class BatchWriter:
         self._stop = stop
         self._on_connect = on_connect
         self._conn: psycopg.Connection[Any] | None = None
+        self._last_seen = LastSeen()
 
     def __enter__(self) -> BatchWriter:
         return self
@@ -215,12 +246,16 @@ class BatchWriter:
     def flush(self, batch: Batch) -> FlushResult:
         """Commit the batch (idempotently). Retries through outages; see class docstring."""
         started = time.perf_counter()
-        result = self.call(lambda conn: self._write(conn, batch))
+        due = self._last_seen.due(batch)
+        result = self.call(lambda conn: self._write(conn, batch, due))
+        self._last_seen.committed(due)
         result.seconds = time.perf_counter() - started
         return result
 
     @staticmethod
-    def _write(conn: psycopg.Connection[Any], batch: Batch) -> FlushResult:
+    def _write(
+        conn: psycopg.Connection[Any], batch: Batch, last_seen: dict[str, datetime] | None = None
+    ) -> FlushResult:
         stored: dict[str, int] = {}
         dups: dict[str, int] = {}
         dead = 0
@@ -247,11 +282,8 @@ class BatchWriter:
                     inserted = cur.rowcount
                 stored[table] = inserted
                 dups[table] = len(rows) - inserted
-                # when each device was last heard from (a last will is the broker's word,
-                # not the device's): one statement per table and batch
-                cur.execute(_LAST_SEEN.format(
-                    table=table, where="WHERE state <> 'offline'" if table == "device_status"
-                    else ""))  # fmt: skip
+            if last_seen:
+                cur.execute(_LAST_SEEN, (list(last_seen), list(last_seen.values())))
             if batch.dead:
                 cur.execute(
                     _INSERT_DEAD,
