@@ -92,12 +92,12 @@ class DetectorEngine:
         f = batch.telemetry
         out: list[Anomaly] = []
         out += self.link.process(batch)
+        if batch.events:  # alarms first: the rest of the batch must not delay them
+            out += self.panel.process(batch.events)
         if len(f):
             out += self.water.process(f)
             out += self.shed.process(f)
             out += self.models.update(f)
-        if batch.events:
-            out += self.panel.process(batch.events)
         out += self.tick(batch.now)
         st = self.stats
         st.batches += 1

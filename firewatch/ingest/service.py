@@ -240,6 +240,7 @@ class IngestService:
                     self._collect(batch, max(wait, 0.0))
                     due = batch and (
                         len(batch) >= s.ingest_batch_size
+                        or batch.urgent  # an alarm is committed at once
                         or time.monotonic() - batch.first_at >= flush_after
                     )
                     if due:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from firewatch.core.backoff import Backoff
+from firewatch.core.domain import ALARM_FLAGS
 from firewatch.ingest.codec import DeadLetter, EventRow, Reason, Row, StatusRow, TelemetryRow
 from firewatch.ingest.metrics import IngestMetrics
 
@@ -123,12 +124,17 @@ class DatabaseUnavailable(Exception):
 
 @dataclass
 class Batch:
-    """Decoded messages waiting for one flush, in arrival order, with their ack tokens."""
+    """Decoded messages waiting for one flush, in arrival order, with their ack tokens.
+
+    ``urgent`` is set when a panel event carrying an alarm (fire, fault …) joins the batch:
+    the service then commits at once instead of waiting out the flush window, so an alarm
+    is never held back to be batched with telemetry."""
 
     rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in _COLUMNS})
     dead: list[DeadLetter] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
     first_at: float = 0.0
+    urgent: bool = False
 
     def add(self, item: Row | DeadLetter, ack: Any) -> None:
         if not self.acks:
@@ -137,6 +143,8 @@ class Batch:
             self.dead.append(item)
         else:
             self.rows[_TABLE_OF[type(item)]].append(item)
+            if isinstance(item, EventRow) and not ALARM_FLAGS.isdisjoint(item.flags):
+                self.urgent = True
         self.acks.append(ack)
 
     def extend(self, items: Sequence[tuple[Row | DeadLetter, Any]], arrived: float) -> None:
@@ -155,6 +163,8 @@ class Batch:
                 dead(item)  # type: ignore[arg-type]
             else:
                 rows[table].append(item)  # type: ignore[arg-type]
+                if table == "events" and not ALARM_FLAGS.isdisjoint(item.flags):  # type: ignore[union-attr]
+                    self.urgent = True
             acks(ack)
 
     def __len__(self) -> int:

@@ -184,4 +184,6 @@ def summarize(
         "alerts_seen": len(lat),
         "alert_latency_legs_median_ms": {k: round(float(np.median(v)), 1) if v else None
                                          for k, v in legs.items()},
+        "alert_latency_legs_p95_ms": {k: round(float(np.percentile(v, 95)), 1) if v else None
+                                      for k, v in legs.items()},
     }  # fmt: skip

@@ -251,3 +251,29 @@ def test_a_full_inbox_blocks_the_producer_until_the_writer_takes() -> None:
     assert _names(items) == ["x0"]
     assert done.wait(5)
     assert _names(inbox.take(10, 0.0)[0]) == ["x1", "z0"]
+
+
+def test_an_alarm_makes_its_batch_urgent_and_telemetry_does_not() -> None:
+    from firewatch.core.rows import EventRow, TelemetryRow
+    from firewatch.ingest.writer import Batch
+
+    now = datetime.now(UTC)
+    tele = TelemetryRow("W", 1, now, now, 300.0, *([None] * 10))
+    normal = EventRow("P", 1, now, now, "system_status", 1, 1, None, None, 1, [], None, None)
+    fire = EventRow("P", 2, now, now, "component_status", 1, 1, 41, 1004, 3, ["fire"], None,
+                    None)  # fmt: skip
+    for add_in_bulk in (False, True):
+        batch = Batch()
+        items: list[tuple[Any, Any]] = [(tele, 1), (normal, 2)]
+        if add_in_bulk:
+            batch.extend(items, time.monotonic())
+        else:
+            for item, ack in items:
+                batch.add(item, ack)
+        assert not batch.urgent
+        if add_in_bulk:
+            batch.extend([(fire, 3)], time.monotonic())
+        else:
+            batch.add(fire, 3)
+        assert batch.urgent
+        assert len(batch) == 3
