@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +93,22 @@ def db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
         load_seed(conn, read_seed())
         maintain(conn, settings)
         yield conn
+
+
+Connect = Callable[[], psycopg.Connection[Any]]
+
+
+@pytest.fixture
+def connect(database_url: str) -> Iterator[Connect]:
+    """Opens autocommit connections to this test's database (migrated, not seeded); closes
+    them afterwards. For tests that need several connections (concurrency) and no broker."""
+    opened: list[psycopg.Connection[Any]] = []
+
+    def _connect() -> psycopg.Connection[Any]:
+        conn = psycopg.connect(database_url, autocommit=True)
+        opened.append(conn)
+        return conn
+
+    yield _connect
+    for conn in opened:
+        conn.close()

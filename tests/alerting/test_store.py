@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
@@ -41,9 +41,9 @@ from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
 from firewatch.storage.anomalies import upsert_anomalies
 from firewatch.storage.seed import load_seed, read_seed
+from tests.conftest import Connect
 from tests.helpers import scalar
 
-Connect = Callable[[], psycopg.Connection[Any]]
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 PANEL, WATER, UNIT = "D-WD-001-P1", "D-WD-001-W1", "U-WD-001"
 RESPONSIBLE = {"name": "张伟", "phone": "13800000001"}
@@ -59,21 +59,6 @@ def s(seconds: float) -> timedelta:
 @pytest.fixture
 def cfg(database_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url=database_url, data_dir=tmp_path / "data")
-
-
-@pytest.fixture
-def connect(database_url: str) -> Iterator[Connect]:
-    """Opens autocommit connections to this test's database; closes them afterwards."""
-    opened: list[psycopg.Connection[Any]] = []
-
-    def _connect() -> psycopg.Connection[Any]:
-        conn = psycopg.connect(database_url, autocommit=True)
-        opened.append(conn)
-        return conn
-
-    yield _connect
-    for conn in opened:
-        conn.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ survived, and silence is judged against the injected clock."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,9 +16,9 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from firewatch.analytics.service import AnalyticsService, AnalyticsStats
+from firewatch.analytics.service import AnalyticsService
 from firewatch.core.settings import Settings
-from tests.helpers import ThreadedIngest, publish_all, scalar, wait_until
+from tests.helpers import ThreadedIngest, ThreadedService, publish_all, scalar
 
 W1 = "D-WD-001-W1"  # unit U-WD-001, class1_highrise: 100 kPa minimum
 W2 = "D-WD-001-W2"
@@ -29,56 +28,16 @@ NORMAL = 350.0
 LOW = "rule.pressure_low"
 
 
-class ThreadedAnalytics:
+def ThreadedAnalytics(
+    settings: Settings, clock: Callable[[], float] | None = None
+) -> ThreadedService:
     """An in-process analytics worker on a thread; ``stop()`` returns its stats."""
-
-    def __init__(self, settings: Settings, clock: Callable[[], float] | None = None) -> None:
-        assert settings.database_url
-        if clock is None:
-            self.service = AnalyticsService(settings, settings.database_url)
-        else:
-            self.service = AnalyticsService(settings, settings.database_url, clock=clock)
-        self._stop = threading.Event()
-        self._stats: AnalyticsStats | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self._stats = self.service.run(self._stop)
-        except BaseException as err:  # surfaced by wait() and stop()
-            self._error = err
-
-    def __enter__(self) -> ThreadedAnalytics:
-        self._thread.start()
-        self.wait(self.service.ready.is_set, 20, "analytics ready")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread.is_alive() or self._error:
-            self.stop()
-
-    def wait(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
-        """wait_until, failing at once (with its error) if the worker died."""
-
-        def check() -> bool:
-            if self._error is not None:
-                raise AssertionError(f"analytics died waiting for {what}") from self._error
-            if not self._thread.is_alive():
-                raise AssertionError(f"analytics stopped waiting for {what}")
-            return cond()
-
-        wait_until(check, timeout, what)
-
-    def stop(self) -> AnalyticsStats:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        assert not self._thread.is_alive(), "analytics did not shut down"
-        if self._error:
-            err, self._error = self._error, None
-            raise err
-        assert self._stats is not None
-        return self._stats
+    assert settings.database_url
+    if clock is None:
+        service = AnalyticsService(settings, settings.database_url)
+    else:
+        service = AnalyticsService(settings, settings.database_url, clock=clock)
+    return ThreadedService(service, "analytics")
 
 
 class FakeClock:

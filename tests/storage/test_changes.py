@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -18,27 +17,12 @@ from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity
 from firewatch.storage.anomalies import upsert_anomalies
 from firewatch.storage.changes import ChangeCursor, Changes, horizon, read_changes
+from tests.conftest import Connect
 from tests.helpers import scalar
 
-Connect = Callable[[], psycopg.Connection[Any]]
 Change = tuple[int, int, int]  # (xid, id, revision)
 T0 = 1_700_000_000.0
 _n = itertools.count(1)
-
-
-@pytest.fixture
-def connect(database_url: str) -> Iterator[Connect]:
-    """Opens autocommit connections to this test's (migrated, empty) database."""
-    opened: list[psycopg.Connection[Any]] = []
-
-    def _connect() -> psycopg.Connection[Any]:
-        conn = psycopg.connect(database_url, autocommit=True)
-        opened.append(conn)
-        return conn
-
-    yield _connect
-    for conn in opened:
-        conn.close()
 
 
 @pytest.fixture

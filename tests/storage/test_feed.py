@@ -7,7 +7,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,25 +34,10 @@ from firewatch.storage.feed import (
 )
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.seed import load_seed, read_seed
+from tests.conftest import Connect
 from tests.helpers import scalar
 
 WEEK = 7 * 86_400.0
-Connect = Callable[[], psycopg.Connection[Any]]
-
-
-@pytest.fixture
-def connect(database_url: str) -> Iterator[Connect]:
-    """Opens autocommit connections to this test's database; closes them afterwards."""
-    opened: list[psycopg.Connection[Any]] = []
-
-    def _connect() -> psycopg.Connection[Any]:
-        conn = psycopg.connect(database_url, autocommit=True)
-        opened.append(conn)
-        return conn
-
-    yield _connect
-    for conn in opened:
-        conn.close()
 
 
 @pytest.fixture
