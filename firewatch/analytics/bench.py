@@ -24,7 +24,7 @@ import psutil
 
 from firewatch.analytics.engine import DetectorEngine
 from firewatch.analytics.evaluate import batches
-from firewatch.analytics.frames import Batch
+from firewatch.analytics.frames import Batch, concat
 from firewatch.analytics.profiles import profiles_from_city
 from firewatch.core.settings import Settings
 from firewatch.simulators.engine import Simulation
@@ -36,24 +36,22 @@ _START = datetime(2026, 11, 20, tzinfo=UTC).timestamp()
 
 def _rebatch(items: list[Batch], batch_s: float, base: float) -> list[Batch]:
     """Merge fine batches into batches of ``batch_s`` (the fine ones are 1 s)."""
-    from firewatch.analytics.frames import concat
-
     out: list[Batch] = []
     group: list[Batch] = []
     edge = base + batch_s
     for b in items:
         if b.now > edge + 1e-9 and group:
-            out.append(_merge(group, edge, concat))
+            out.append(_merge(group, edge))
             group = []
             while b.now > edge + 1e-9:
                 edge += batch_s
         group.append(b)
     if group:
-        out.append(_merge(group, edge, concat))
+        out.append(_merge(group, edge))
     return out
 
 
-def _merge(group: list[Batch], now: float, concat: Any) -> Batch:
+def _merge(group: list[Batch], now: float) -> Batch:
     return Batch(
         now,
         concat([g.telemetry for g in group]),

@@ -157,20 +157,6 @@ class EpisodeTracker:
         self.open[sid] = a
         return dataclasses.replace(a)
 
-    def close_all(self, sids: I64, t: float, why: str) -> list[Anomaly]:
-        """Close the open episodes of ``sids`` at ``t`` (e.g. the series' device was
-        removed from the registry); returns the closing revisions."""
-        out = []
-        for sid in sids.tolist():
-            a = self.open.pop(int(sid), None)
-            if a is None:
-                continue
-            self.table[self._a][sid] = 0.0
-            a.ended_at, a.revision = t, a.revision + 1
-            a.explanation += f" ({why})"
-            out.append(dataclasses.replace(a))
-        return out
-
     # -- checkpoint ---------------------------------------------------------------------
 
     def state(self) -> list[dict[str, Any]]:

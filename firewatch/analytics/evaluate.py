@@ -173,12 +173,13 @@ class _Targets:
     def watch(self, f: TelemetryFrame) -> None:
         if not len(f):
             return
+        devices = np.array(f.device)
         for i, lb in enumerate(self.thermal):
             if i in self.hot_at:
                 continue
             alarm = self.profiles[lb.device_id].thresholds.port_alarm_c
             port = int(lb.details.get("port", 0))
-            for r in np.flatnonzero(np.array(f.device) == lb.device_id).tolist():
+            for r in np.flatnonzero(devices == lb.device_id).tolist():
                 a, b = int(f.port_offsets[r]), int(f.port_offsets[r + 1])
                 hit = (f.port_no[a:b] == port) & (f.port_temp[a:b] >= alarm)
                 if hit.any() and lb.start <= f.ts[r] <= lb.end:
@@ -188,8 +189,7 @@ class _Targets:
             if i in self.low_at:
                 continue
             minimum = self.profiles[lb.device_id].thresholds.min_kpa or 0.0
-            rows = np.flatnonzero(np.array(f.device) == lb.device_id)
-            for r in rows.tolist():
+            for r in np.flatnonzero(devices == lb.device_id).tolist():
                 if f.pressure[r] < minimum and lb.start <= f.ts[r] <= lb.end:
                     self.low_at[i] = float(f.received[r])
                     break

@@ -109,7 +109,7 @@ class LinkDetectors:
         rx.append(np.asarray(st_rx, np.float64))
         skew.append(np.asarray(ev_sk, np.float64))
         skew.append(np.asarray(st_sk, np.float64))
-        refused = self._refused(batch, devices, rx, skew, is_will)
+        refused = self._refused(batch, devices, rx, skew)
         all_rx, all_skew = np.concatenate(rx), np.concatenate(skew)
         is_will = np.concatenate([is_will, np.zeros(refused, np.bool_)])
         # statuses first: a will closes nothing, an online status or data closes offline
@@ -131,9 +131,7 @@ class LinkDetectors:
         out += self._malformed(batch)
         return out
 
-    def _refused(
-        self, batch: Batch, devices: list[str], rx: list[F64], skew: list[F64], is_will: Any
-    ) -> int:
+    def _refused(self, batch: Batch, devices: list[str], rx: list[F64], skew: list[F64]) -> int:
         """Append ts_in_future dead letters as clock evidence (not as arrivals)."""
         dev: list[str] = []
         r: list[float] = []

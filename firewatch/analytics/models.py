@@ -53,6 +53,7 @@ from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]
 from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
 from sklearn.preprocessing import RobustScaler  # type: ignore[import-untyped]
 
+from firewatch.analytics.episodes import anomaly_from_json, anomaly_to_json
 from firewatch.analytics.features import FEATURES, KINDS, FeatureWindow, WindowFeaturizer
 from firewatch.analytics.frames import TelemetryFrame
 from firewatch.analytics.profiles import DeviceProfile
@@ -472,17 +473,12 @@ class ModelScorer:
 
     def state(self) -> dict[str, Any]:
         """Featurizer state plus open episodes (numpy arrays and JSON-able values)."""
-        eps = []
-        for a in self.episodes.values():
-            d = {f: getattr(a, f) for f in Anomaly.__dataclass_fields__}
-            d |= {"origin": a.origin.value, "severity": a.severity.value}
-            eps.append(d)
+        eps = [anomaly_to_json(a) for a in self.episodes.values()]
         return {"featurizer": self.featurizer.state(), "episodes": eps}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.featurizer.restore(state["featurizer"])
         self.episodes = {}
         for d in state["episodes"]:
-            a = Anomaly(**{**d, "origin": Origin(d["origin"]), "severity": Severity(d["severity"]),
-                           "evidence": dict(d["evidence"])})  # fmt: skip
+            a = anomaly_from_json(d)
             self.episodes[a.device_id] = a

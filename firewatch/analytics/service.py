@@ -200,13 +200,14 @@ class AnalyticsService:
             self._cursor = fb.cursor
             self._checkpoint(conn, force=False)
         st, m = self.stats, self.metrics
+        points = batch.points()
         st.rows += len(batch)
-        st.points += batch.points()
+        st.points += points
         st.changes += len(changes)
         st.batches += 1 if len(batch) else 0
         st.detector_seconds += took
         m.batch.observe(took)
-        m.points.inc(batch.points())
+        m.points.inc(points)
         for table, rows in (
             ("telemetry", fb.telemetry),
             ("events", fb.events),

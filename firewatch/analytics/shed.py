@@ -34,7 +34,6 @@ from firewatch.analytics.series import (
     Composite,
     ewma,
     nz,
-    rounds,
     run_starts,
 )
 from firewatch.analytics.stats import FlagSeries, MeasuredSeries, MetricSpec, Rule, local_hours
@@ -286,16 +285,45 @@ class PortTemperatures(MeasuredSeries):
         return describe
 
 
+HOURS = EpisodeSpec("rule.charging_hours", "charging_outside_hours", "port_current_a",
+                    min_hits=2, clear_hits=2)  # fmt: skip
+
+
+class PortCurrents(MeasuredSeries):
+    """Port currents: the generic detectors plus the allowed charging hours (a port drawing
+    current, or saying it charges, outside its device's local window)."""
+
+    def __init__(self, profiles: Mapping[str, DeviceProfile], unit_of: Callable[[str], str]):
+        super().__init__(PORT_CURRENT, profiles, unit_of, extra=[HOURS])
+
+    def step(self, s: I64, t: F64, rx: F64, x: F64, ctx: Mapping[str, F64]) -> list[Anomaly]:
+        tb = self.table
+        h = local_hours(t, tb["utc"][s])
+        lo = nz(tb["allow_lo"][s], 6.0)
+        hi = nz(tb["allow_hi"][s], 23.0)
+        inside = np.where(lo < hi, (h >= lo) & (h < hi), (h >= lo) | (h < hi)) | (lo == hi)
+        cond = ((x > 0.05) | (ctx["charging"] > 0.5)) & ~inside
+
+        def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
+            text = (
+                f"port charging at {float(x[j]):.2f} A at {h[j]:04.1f} h local time, "
+                f"outside the allowed {lo[j]:g}-{hi[j]:g} h"
+            )
+            ev = {"current_a": float(x[j]), "local_hour": round(float(h[j]), 2)}
+            return text, ev, Severity.LOW
+
+        score = np.full(len(s), 0.6)
+        out = self.detectors[HOURS.detector].update(s, cond, score, t, rx, describe)
+        return out + super().step(s, t, rx, x, {})
+
+
 class ShedDetectors(Composite):
     """Every charging-shed detector, fed with the shed rows of a telemetry frame."""
 
     def __init__(self, profiles: Mapping[str, DeviceProfile], unit_of: Callable[[str], str]):
         self.profiles = profiles
         self.temp = PortTemperatures(profiles, unit_of)
-        hours = EpisodeSpec("rule.charging_hours", "charging_outside_hours", "port_current_a",
-                            min_hits=2, clear_hits=2)  # fmt: skip
-        self.current = MeasuredSeries(PORT_CURRENT, profiles, unit_of, extra=[hours])
-        self.hours = self.current.detectors[hours.detector]
+        self.current = PortCurrents(profiles, unit_of)
         self.ambient = MeasuredSeries(AMBIENT, profiles, unit_of)
         smoke = EpisodeSpec("rule.smoke", "smoke", "smoke", origin=Origin.REPORTED,
                             clear_hits=2)  # fmt: skip
@@ -318,41 +346,8 @@ class ShedDetectors(Composite):
         ts, rx = f.ts[row], f.received[row]
         ctx = {"current": f.port_current, "ambient": f.ambient[row], "row": row.astype(np.float64)}
         out += self.temp.process(f.device, comps, ts, rx, f.port_temp, ctx, rows=row)
-        out += self.current.process(f.device, comps, ts, rx, f.port_current, rows=row)
-        out += self._hours(f.device, row, comps, ts, rx, f.port_current, f.port_charging)
-        return out
-
-    def _hours(
-        self, devices: list[str], row: I64, comps: I64, t: F64, rx: F64, cur: F64, charging: Any
-    ) -> list[Anomaly]:
-        tb = self.current.table
-        sids = tb.ids(devices, comps, row)  # the current detector made them already
-        h = local_hours(t, tb["utc"][sids])
-        lo = nz(tb["allow_lo"][sids], 6.0)
-        hi = nz(tb["allow_hi"][sids], 23.0)
-        inside = np.where(lo < hi, (h >= lo) & (h < hi), (h >= lo) | (h < hi)) | (lo == hi)
-        on = (cur > 0.05) | np.asarray(charging, np.bool_)
-        cond = on & ~inside
-        out: list[Anomaly] = []
-
-        def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
-            text = (
-                f"port charging at {float(cur[j]):.2f} A at {h[j]:04.1f} h local time, "
-                f"outside the allowed {lo[j]:g}-{hi[j]:g} h"
-            )
-            return (
-                text,
-                {"current_a": float(cur[j]), "local_hour": round(float(h[j]), 2)},
-                Severity.LOW,
-            )
-
-        for pos in rounds(sids, t):
-
-            def at(j: int, a: Anomaly | None, p: I64 = pos) -> tuple[str, dict[str, Any], Severity]:
-                return describe(int(p[j]), a)
-
-            score = np.full(len(pos), 0.6)
-            out += self.hours.update(sids[pos], cond[pos], score, t[pos], rx[pos], at)
+        charging = {"charging": f.port_charging.astype(np.float64)}
+        out += self.current.process(f.device, comps, ts, rx, f.port_current, charging, rows=row)
         return out
 
     def parts(self) -> Mapping[str, Checkpointable]:

@@ -191,10 +191,6 @@ class WaterDetectors(Composite):
         for g in (self.pressure, self.level, self.room):
             g.set_profiles(profiles)
 
-    def points(self, f: TelemetryFrame) -> int:
-        return int(sum(np.count_nonzero(~np.isnan(c))
-                       for c in (f.pressure, f.level, f.room_temp, f.jockey)))  # fmt: skip
-
     def parts(self) -> Mapping[str, Checkpointable]:
         return {"pressure": self.pressure, "level": self.level, "room": self.room,
                 "jockey": self.jockey}  # fmt: skip

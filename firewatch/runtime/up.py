@@ -73,14 +73,20 @@ class Child:
         return stop_process(self.proc, timeout, self.name)
 
 
-def _broker_port(settings: Settings) -> int:
-    """The configured embedded broker port, or a free one if something else holds it."""
-    port = settings.embedded_mqtt_port
-    if port and not wait_for_port("127.0.0.1", port, 0.05):
+def _port_or_free(port: int, what: str) -> int:
+    """``port`` if nothing listens on it yet, else a free one: the standard ports may be
+    taken on a developer's machine."""
+    if not wait_for_port("127.0.0.1", port, 0.05):
         return port
     chosen = free_port()
-    log.warning("port %s is taken; the embedded broker uses %d instead", port, chosen)
+    log.warning("port %s (%s) is taken; using %d instead", port, what, chosen)
     return chosen
+
+
+def _broker_port(settings: Settings) -> int:
+    """The configured embedded broker port, or a free one (also when it is 0)."""
+    port = settings.embedded_mqtt_port
+    return _port_or_free(port, "embedded broker") if port else free_port()
 
 
 #: Settings fields holding a local port a child listens on (0 disables it).
@@ -89,17 +95,9 @@ LISTEN_PORTS = ("ingest_metrics_port", "analytics_metrics_port", "alerting_metri
 
 
 def _free_ports(settings: Settings) -> dict[str, int]:
-    """Each configured listen port, or a free one where something else holds it (the
-    standard ports may be taken on a developer's machine)."""
-    out: dict[str, int] = {}
-    for name in LISTEN_PORTS:
-        port = int(getattr(settings, name))
-        if port and wait_for_port("127.0.0.1", port, 0.05):
-            chosen = free_port()
-            log.warning("port %s (%s) is taken; using %d instead", port, name, chosen)
-            port = chosen
-        out[name] = port
-    return out
+    """Each configured listen port (0 stays 0: disabled), moved where it is taken."""
+    return {name: _port_or_free(port, name) if (port := int(getattr(settings, name))) else 0
+            for name in LISTEN_PORTS}  # fmt: skip
 
 
 def prepare_database(settings: Settings, url: str) -> str:
