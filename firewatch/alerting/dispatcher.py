@@ -27,8 +27,8 @@ rows the writers insert. The injected ``clock`` only stamps signatures
 "payload", "created_at", "attempt"}`` (compact, sorted keys; the exact bytes sent are the bytes
 signed) with the headers ``X-Firewatch-Delivery: <outbox id>``, ``X-Firewatch-Timestamp:
 <unix seconds>`` and ``X-Firewatch-Signature: sha256=<hex HMAC-SHA256(secret,
-"<timestamp>.<body>")>``; receivers check the last with :func:`verify`. Redirects are not
-followed (a signed fire report is not sent to wherever a 3xx points).
+"<timestamp>.<body>")>`` (``alerting/webhooks.py``: receivers check it with ``verify``).
+Redirects are not followed (a signed fire report is not sent to wherever a 3xx points).
 
 **Results.** 2xx: ``delivered``. Anything else (another status, a timeout, a connection error):
 retried after a jittered exponential backoff (``outbox_backoff_initial_s * 2**(attempt-1)``,
@@ -62,8 +62,6 @@ summary line.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import math
 import queue
@@ -84,13 +82,13 @@ import psycopg
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
 from prometheus_client import Counter as PromCounter
 
+from firewatch.alerting.store import OUTBOX_CHANNEL
+from firewatch.alerting.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from firewatch.core.backoff import Backoff
 from firewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-OUTBOX_CHANNEL = "firewatch_outbox"
-"""NOTIFY channel the outbox writers signal in the transaction that inserts rows."""
 
 COMMAND_CENTER = "command_center"
 SUPERVISOR = "supervisor"
@@ -98,54 +96,11 @@ NOTIFY = "notify"
 CHANNELS = (COMMAND_CENTER, SUPERVISOR, NOTIFY)
 """Known channels, in delivery priority order."""
 
-DELIVERY_HEADER = "X-Firewatch-Delivery"
-TIMESTAMP_HEADER = "X-Firewatch-Timestamp"
-SIGNATURE_HEADER = "X-Firewatch-Signature"
-
-SIGNATURE_TOLERANCE_S = 300.0
-"""How far a signature's timestamp may be from the receiver's clock (replay window)."""
-
 APPLICATION_NAME = "firewatch-dispatcher"
 LEASE_MARGIN_S = 10.0  # beyond the longest attempt: time to record the result
 PENDING_CHECK_S = 5.0  # pending gauge / "no URL" check period in run()
 _ERROR_BODY_BYTES = 300
 _ERROR_TEXT_CHARS = 500
-
-
-# -- signatures (senders and receivers) ---------------------------------------------------
-
-
-def sign(secret: str | bytes, timestamp: int | str, body: bytes | str) -> str:
-    """``sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>``: the signature header."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    raw = body.encode() if isinstance(body, str) else body
-    message = str(timestamp).encode("ascii") + b"." + raw
-    return "sha256=" + hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
-def verify(
-    secret: str | bytes,
-    timestamp: int | str,
-    body: bytes | str,
-    signature: str,
-    *,
-    tolerance_s: float = SIGNATURE_TOLERANCE_S,
-    now: float | None = None,
-) -> bool:
-    """For receivers: is ``signature`` (the ``X-Firewatch-Signature`` header) the sender's
-    signature of ``body`` (the raw request body) at ``timestamp`` (the
-    ``X-Firewatch-Timestamp`` header), and is that timestamp within ``tolerance_s`` of
-    ``now`` (default: this machine's clock)? Constant-time comparison; a stale or future
-    timestamp, or a malformed one, is refused. Deduplicate by ``X-Firewatch-Delivery``
-    besides: a delivery may be retried."""
-    text = str(timestamp).strip()
-    if not (text.isascii() and text.isdigit()):
-        return False
-    current = time.time() if now is None else now
-    if abs(current - int(text)) > tolerance_s:
-        return False
-    expected = sign(secret, text, body).encode("ascii")
-    return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
 
 
 def retry_delay(

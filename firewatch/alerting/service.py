@@ -58,11 +58,11 @@ from firewatch.core.anomalies import SEVERITY_RANK
 from firewatch.core.backoff import Backoff
 from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
+from firewatch.storage.anomalies import ANOMALY_CHANNEL
 from firewatch.storage.changes import ChangeCursor, read_changes
 
 log = logging.getLogger(__name__)
 
-ANOMALY_CHANNEL = "firewatch_anomalies"
 CURSOR_NAME = "anomalies"
 #: Episodes that ended longer ago than this when first seen (a fresh start over old
 #: history) raise nothing: the alert list is for what needs attention now.

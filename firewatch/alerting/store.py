@@ -37,6 +37,7 @@ from firewatch.core.settings import Settings
 
 ALERT_CHANNEL = "firewatch_alerts"
 OUTBOX_CHANNEL = "firewatch_outbox"
+"""NOTIFY channel the outbox writers signal in the transaction that inserts rows."""
 SYSTEM = "system"
 
 _ACTIVE_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATES)) + ")"

@@ -27,13 +27,11 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from firewatch.alerting.dispatcher import (
+from firewatch.alerting.dispatcher import DispatchStats, OutboxDispatcher, retry_delay
+from firewatch.alerting.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    DispatchStats,
-    OutboxDispatcher,
-    retry_delay,
     sign,
     verify,
 )

@@ -15,8 +15,9 @@ import httpx
 import psycopg
 import pytest
 
-from firewatch.alerting.dispatcher import OutboxDispatcher, verify
+from firewatch.alerting.dispatcher import OutboxDispatcher
 from firewatch.alerting.store import raise_alert
+from firewatch.alerting.webhooks import verify
 from firewatch.api.server import ApiServer
 from firewatch.core.settings import Settings
 from tests.helpers import ThreadedService, wait_until
