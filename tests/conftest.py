@@ -5,6 +5,8 @@ config. Nothing here mocks the broker or the database."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,15 +31,21 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    base = tmp_path_factory.mktemp("pg")
+    # Not under pytest's basetemp: a second pytest session started meanwhile (another
+    # terminal, an editor's test runner) prunes old basetemps and would delete the data
+    # directory of a server that is still running.
+    base = Path(tempfile.mkdtemp(prefix="firewatch-test-pg-"))
     os.environ.setdefault("XDG_RUNTIME_DIR", str(base / "run"))
     (base / "run").mkdir(exist_ok=True, mode=0o700)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
     server = pgserver.get_server(base / "data", cleanup_mode="delete")  # type: ignore[attr-defined]
-    yield str(server.get_uri())
-    server.cleanup()
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from firewatch.core.broker import BrokerAddress
 from firewatch.core.settings import Settings
-from firewatch.ingest.consumer import BrokerAddress
 from firewatch.ingest.service import IngestService, IngestStats
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -57,9 +57,13 @@ from firewatch.core.alerts import (
 from firewatch.core.anomalies import SEVERITY_RANK
 from firewatch.core.backoff import Backoff
 from firewatch.core.domain import Severity
+from firewatch.core.rows import SANE_EARLIEST, SANE_LATEST
 from firewatch.core.settings import Settings
 from firewatch.storage.anomalies import ANOMALY_CHANNEL
 from firewatch.storage.changes import ChangeCursor, read_changes
+from firewatch.storage.errors import database_unavailable, describe
+from firewatch.storage.skipped import record_skipped
+from firewatch.storage.timestamps import clamp_timestamps
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,7 @@ class AlertingStats:
     offline_opened: int = 0
     offline_resolved: int = 0
     reconnects: int = 0
+    skipped: int = 0  # anomaly changes recorded in skipped_rows instead of handled
     by_type: dict[str, int] = field(default_factory=dict)
 
     def summary(self, elapsed: float) -> str:
@@ -89,7 +94,8 @@ class AlertingStats:
             f"{self.raised} alerts raised ({self.correlated} correlated fires), "
             f"{self.occurrences} repeats, {self.auto_resolved} auto-resolved, "
             f"{self.escalated} escalations, offline {self.offline_opened} opened / "
-            f"{self.offline_resolved} resolved, {self.reconnects} reconnects"
+            f"{self.offline_resolved} resolved, {self.reconnects} reconnects, "
+            f"{self.skipped} changes skipped"
         )
 
 
@@ -138,11 +144,14 @@ class AlertingService:
         while not stop.is_set():
             try:
                 self._session(stop, backoff)
-            except psycopg.OperationalError as err:
+            except psycopg.Error as err:
                 self._cursor = None  # reload it: what was not committed is read again
                 self.stats.reconnects += 1
                 delay = backoff.next()
-                log.warning("database: %s; retrying in %.2fs", str(err).strip(), delay)
+                if database_unavailable(err):
+                    log.warning("database: %s; retrying in %.2fs", str(err).strip(), delay)
+                else:  # not an outage, and not one change's fault: say so loudly, go on
+                    log.error("alerting failed: %s; retrying in %.2fs", describe(err), delay)
                 stop.wait(delay)
         log.info(self.stats.summary(time.monotonic() - started))
         return self.stats
@@ -152,6 +161,7 @@ class AlertingService:
             psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn,
             psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as wake,
         ):
+            clamp_timestamps(conn)  # any stored time loads (docs/reliability.md)
             wake.execute(f"LISTEN {ANOMALY_CHANNEL}")
             if self._cursor is None:
                 self._cursor = self._load_cursor(conn)
@@ -190,9 +200,14 @@ class AlertingService:
             limit=self.settings.alert_batch_rows,
         )  # fmt: skip
         if changes.rows or changes.cursor != self._cursor:
+            skipped: list[tuple[str, Any, str]] = []
             with conn.transaction():
                 for row in changes.rows:
-                    self._handle(conn, row)
+                    problem = self._handle_one(conn, row)
+                    if problem is not None:
+                        skipped.append(("anomalies", {"id": row.get("id")}, problem))
+                if skipped:
+                    record_skipped(conn, "alerting", skipped)
                 conn.execute(
                     "INSERT INTO alerting_cursor (name, cursor) VALUES (%s, %s)"
                     " ON CONFLICT (name) DO UPDATE SET cursor = EXCLUDED.cursor,"
@@ -201,7 +216,29 @@ class AlertingService:
                 )
             self._cursor = changes.cursor
             self.stats.changes += len(changes.rows)
+            if skipped:
+                self.stats.skipped += len(skipped)
+                log.warning("alerting: %d anomaly changes skipped (recorded in skipped_rows), "
+                            "e.g. %s: %s", len(skipped), skipped[0][1], skipped[0][2])  # fmt: skip
         return changes.caught_up
+
+    def _handle_one(self, conn: psycopg.Connection[Any], n: Mapping[str, Any]) -> str | None:
+        """Handle one change in its own savepoint; None when done, else why it was skipped
+        (its partial writes undone). Database outages propagate: the whole batch is
+        retried after reconnecting; only a change that fails on its own is skipped."""
+        for column in ("started_at", "detected_at", "last_at", "ended_at"):
+            value = n.get(column)
+            if value is not None and not SANE_EARLIEST <= value < SANE_LATEST:
+                return f"{column} {value.isoformat()} is not a plausible time"
+        try:
+            with conn.transaction():
+                self._handle(conn, n)
+        except Exception as err:
+            if isinstance(err, psycopg.Error) and database_unavailable(err):
+                raise
+            log.exception("alerting: anomaly %s could not be handled", n.get("id"))
+            return describe(err)
+        return None
 
     def _handle(self, conn: psycopg.Connection[Any], n: Mapping[str, Any]) -> None:
         row = conn.execute(

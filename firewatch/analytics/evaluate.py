@@ -25,7 +25,7 @@ import dataclasses
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +121,7 @@ def _rows(
     sim: Simulation, settings: Settings
 ) -> Iterator[tuple[float, TelemetryRow | EventRow | StatusRow | DeadLetter]]:
     lookup = {d.id: DeviceInfo(d.unit_id, d.kind) for d in sim.devices}.get
-    limits = Limits(
-        settings.max_payload_bytes,
-        timedelta(seconds=settings.max_clock_skew_future_s),
-        timedelta(seconds=settings.max_backlog_age_s),
-    )
+    limits = Limits.from_settings(settings)
     for m in sim.messages():
         rx = datetime.fromtimestamp(m.t, UTC)
         yield m.t, decode(m.topic, m.payload, rx, root=sim.root, lookup=lookup, limits=limits)

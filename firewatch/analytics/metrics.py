@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
 
 
 class AnalyticsMetrics:
@@ -38,11 +42,18 @@ class AnalyticsMetrics:
                                    "Checkpoints saved", registry=r)  # fmt: skip
         self.reconnects = Counter("firewatch_analytics_reconnects_total",
                                   "Database reconnects", registry=r)  # fmt: skip
+        self.skipped = Counter("firewatch_analytics_skipped_rows_total",
+                               "Stored rows recorded in skipped_rows instead of processed",
+                               ["table"], registry=r)  # fmt: skip
         self.model_version = Gauge("firewatch_analytics_model_version",
                                    "Loaded model version per kind", ["kind"],
                                    registry=r)  # fmt: skip
 
     def serve(self, host: str, port: int) -> None:
         """Expose ``/metrics`` on ``host:port`` (a daemon thread); 0 disables."""
-        if port:
+        if not port:
+            return
+        try:
             start_http_server(port, addr=host, registry=self.registry)
+        except OSError as err:  # detection must go on without /metrics
+            log.error("cannot serve /metrics on %s:%d: %s", host, port, err)

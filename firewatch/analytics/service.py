@@ -40,7 +40,17 @@ from firewatch.analytics.profiles import load_profiles
 from firewatch.core.backoff import Backoff
 from firewatch.core.settings import Settings
 from firewatch.storage.anomalies import load_checkpoint, save_checkpoint, upsert_anomalies
-from firewatch.storage.feed import FeedBatch, FeedCursor, Shard, listen, read_batch, wait_for_rows
+from firewatch.storage.errors import database_unavailable, describe
+from firewatch.storage.feed import (
+    FeedBatch,
+    FeedCursor,
+    Shard,
+    Skipped,
+    listen,
+    read_batch,
+    wait_for_rows,
+)
+from firewatch.storage.skipped import record_skipped
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +65,8 @@ class AnalyticsStats:
     batches: int = 0
     checkpoints: int = 0
     reconnects: int = 0
+    skipped: int = 0  # rows recorded in skipped_rows instead of processed
+    failed_batches: int = 0  # batches the detectors raised on (skipped after a reload)
     detector_seconds: float = 0.0
 
     def summary(self, elapsed: float, open_now: int) -> str:
@@ -62,7 +74,8 @@ class AnalyticsStats:
             f"analytics stopped after {elapsed:.0f}s: {self.rows} rows, {self.points} points "
             f"in {self.batches} batches ({self.detector_seconds:.1f}s in detectors), "
             f"{self.changes} anomaly changes, {open_now} open, {self.checkpoints} checkpoints, "
-            f"{self.reconnects} reconnects"
+            f"{self.reconnects} reconnects, {self.skipped} rows skipped, "
+            f"{self.failed_batches} batches failed"
         )
 
 
@@ -101,13 +114,16 @@ class AnalyticsService:
         while not stop.is_set():
             try:
                 self._session(stop, backoff)
-            except psycopg.OperationalError as err:
+            except psycopg.Error as err:
                 # State may be ahead of what was committed: reload it from the checkpoint.
                 self.engine, self._cursor = None, None
                 self.stats.reconnects += 1
                 self.metrics.reconnects.inc()
                 delay = backoff.next()
-                log.warning("database: %s; retrying in %.2fs", str(err).strip(), delay)
+                if database_unavailable(err):
+                    log.warning("database: %s; retrying in %.2fs", str(err).strip(), delay)
+                else:  # not an outage and not a row's fault (those are skipped): go on
+                    log.error("analytics failed: %s; retrying in %.2fs", describe(err), delay)
                 stop.wait(delay)
         open_now = len(self.engine.open_anomalies()) if self.engine else 0
         log.info(self.stats.summary(time.monotonic() - started, open_now))
@@ -191,15 +207,30 @@ class AnalyticsService:
         fb = read_batch(conn, self._cursor, limit=s.analytics_batch_rows,
                         max_age_s=s.max_backlog_age_s, shard=self.shard)  # fmt: skip
         batch = self._batch(fb)
+        skipped = list(fb.skipped)
         t0 = time.perf_counter()
-        changes = self.engine.process(batch) if len(batch) else self.engine.tick(batch.now)
+        try:
+            changes = self.engine.process(batch) if len(batch) else self.engine.tick(batch.now)
+        except Exception as err:  # a detector bug on some row: never a crash loop
+            changes = []
+            skipped += self._failed_batch(conn, fb, err)
         took = time.perf_counter() - t0
         with conn.transaction():
             if changes:
                 upsert_anomalies(conn, changes)
+            if skipped:
+                record_skipped(conn, f"analytics {self.shard}",
+                               [(s.table, s.key, s.reason) for s in skipped])  # fmt: skip
             self._cursor = fb.cursor
-            self._checkpoint(conn, force=False)
+            self._checkpoint(conn, force=bool(skipped))
         st, m = self.stats, self.metrics
+        if skipped:
+            st.skipped += len(skipped)
+            for s_ in skipped:
+                m.skipped.labels(s_.table).inc()
+            log.warning("analytics %s: %d stored rows skipped (recorded in skipped_rows), "
+                        "e.g. %s %s: %s", self.shard, len(skipped), skipped[0].table,
+                        skipped[0].key, skipped[0].reason)  # fmt: skip
         points = batch.points()
         st.rows += len(batch)
         st.points += points
@@ -221,6 +252,30 @@ class AnalyticsService:
         if len(batch):
             m.lag.set(max(0.0, self.clock() - self._stream_now))
         return fb.caught_up
+
+    def _failed_batch(
+        self, conn: psycopg.Connection[Any], fb: FeedBatch, err: Exception
+    ) -> list[Skipped]:
+        """The detectors raised on ``fb``. Their state may be half-updated, so it is
+        reloaded from the last checkpoint, and the batch is skipped: every row of it is
+        recorded with the error. The rows between that checkpoint and this batch are not
+        run through the detectors again (a gap in their history, not in the data); the
+        caller saves a checkpoint at once so a restart does not meet the batch again."""
+        log.exception("analytics %s: detectors failed on a batch of %d rows; skipping it",
+                      self.shard, len(fb))  # fmt: skip
+        self.stats.failed_batches += 1
+        reason = f"detectors failed on its batch: {type(err).__name__}: {err}"[:1000]
+        cursor = fb.cursor
+        self._load(conn)
+        self._cursor = cursor
+        out: list[Skipped] = []
+        for table, rows in (("telemetry", fb.telemetry), ("events", fb.events),
+                            ("device_status", fb.statuses)):  # fmt: skip
+            for r in rows:
+                out.append(Skipped(table, [r.device_id, r.ts.isoformat(), r.seq], reason))
+        out += [Skipped("dead_letters", [d.topic, d.received_at.isoformat()], reason)
+                for d in fb.dead_letters]  # fmt: skip
+        return out
 
     def _batch(self, fb: FeedBatch) -> Batch:
         frame = TelemetryFrame.from_rows(fb.telemetry)

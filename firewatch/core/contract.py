@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from firewatch.core.domain import Channel, DeviceKind, PanelEventType
 
@@ -27,9 +27,27 @@ Seq = Annotated[int, Field(ge=0, lt=2**63)]
 DeviceTime = Annotated[AwareDatetime, Field(strict=False)]
 
 
+def _storable_text(value: str) -> str:
+    """Refuse what PostgreSQL ``text`` cannot hold: NUL, and unpaired surrogates (which
+    have no UTF-8 form). Every string field of the contract goes through this, so such a
+    message is a dead letter at the door instead of a failed COPY."""
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must not contain unpaired surrogates") from None
+    return value
+
+
+#: A string the database can store (see :func:`_storable_text`); max length per field.
+Text = Annotated[str, AfterValidator(_storable_text)]
+
+
 def is_valid_id(value: str) -> bool:
     """True if ``value`` is usable as a unit or device id inside a topic."""
-    return bool(_ID_RE.match(value))
+    # fullmatch: with match, '$' also matches before a trailing newline, so "D-1\n" passed
+    return bool(_ID_RE.fullmatch(value))
 
 
 class _Payload(BaseModel):
@@ -37,7 +55,7 @@ class _Payload(BaseModel):
 
     seq: Seq
     ts: DeviceTime
-    device_id: str | None = Field(
+    device_id: Text | None = Field(
         default=None, description="Optional; if present it must equal the topic's device id."
     )
 
@@ -91,7 +109,7 @@ class PanelEvent(_Payload):
     component_addr: int | None = Field(default=None, ge=0, le=2**32 - 1)
     status: int = Field(ge=0, le=0xFFFF, description="16-bit status word (8-bit for operation).")
     operator: int | None = Field(default=None, ge=0, le=255)
-    description: str | None = Field(default=None, max_length=256)
+    description: Text | None = Field(default=None, max_length=256)
 
     @model_validator(mode="after")
     def _component_fields(self) -> PanelEvent:
@@ -109,10 +127,10 @@ class DeviceStatus(_Payload):
     connect time as ``ts`` so that a redelivered will is still one row."""
 
     state: Literal["online", "offline"]
-    firmware: str | None = Field(default=None, max_length=64)
+    firmware: Text | None = Field(default=None, max_length=64)
     battery_pct: float | None = Field(default=None, ge=0.0, le=100.0)
     rssi_dbm: float | None = Field(default=None, ge=-150.0, le=0.0)
-    reason: str | None = Field(default=None, max_length=128)
+    reason: Text | None = Field(default=None, max_length=128)
 
 
 Payload = WaterTelemetry | EbikeShedTelemetry | PanelEvent | DeviceStatus

@@ -7,7 +7,6 @@ e.g. ``FIREWATCH_DATABASE_URL`` or ``FIREWATCH_INGEST_BATCH_SIZE``.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +29,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FIREWATCH_", extra="ignore")
 
     # --- where things live -------------------------------------------------------------
-    data_dir: Path = Field(default=Path(".firewatch"), description="Embedded services' data.")
+    data_dir: Path = Field(
+        default=Path(".firewatch"),
+        description="Embedded services' data. Unset, the CLI takes the nearest .firewatch/ in "
+        "the current directory or its parents (runtime/postgres.py: locate_data_dir).",
+    )
     database_url: str | None = Field(default=None, description="PostgreSQL/TimescaleDB URL.")
     mqtt_url: str | None = Field(default=None, description="mqtt://[user:pass@]host:port")
 
@@ -53,12 +56,24 @@ class Settings(BaseSettings):
     )
 
     # --- ingest consumer ---------------------------------------------------------------------
-    ingest_group: str = Field(default="ingest", description="Shared-subscription group name.")
-    ingest_client_id: str = Field(
-        default_factory=lambda: f"firewatch-ingest-{socket.gethostname()}-0",
-        description="Stable client id: the broker keeps this worker's session across restarts.",
+    ingest_group: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_.-]{0,64}$",
+        description="Shared-subscription group; empty: one worker with a plain subscription "
+        "(the only kind Mosquitto 2.0 keeps over a broker restart, docs/reliability.md).",
     )
-    ingest_session_expiry_s: int = Field(default=7 * 86_400, ge=0)
+    ingest_client_id: str = Field(
+        default="firewatch-ingest-0",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="This worker's fixed identity: the broker keeps its session (and what is "
+        "queued for it) across restarts; retire one with `firewatch ingest retire`.",
+    )
+    ingest_session_expiry_s: int = Field(
+        default=7 * 86_400,
+        ge=0,
+        description="How long the broker keeps a stopped worker's session and queue (default: "
+        "the backlog limit, older messages would be refused anyway).",
+    )
     ingest_batch_size: int = Field(default=2_000, gt=0, description="Rows per COPY flush.")
     ingest_flush_interval_ms: int = Field(
         default=50, gt=0, le=100, description="Longest a message waits before its flush."
@@ -73,9 +88,26 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(default=9108, ge=0, description="0 disables /metrics.")
     ingest_metrics_host: str = Field(default="127.0.0.1")
 
+    # --- dead letters ------------------------------------------------------------------------
+    dead_letter_quota_per_device: int = Field(
+        default=20, ge=0, description="Dead letters stored per device per window, per worker."
+    )
+    dead_letter_quota_total: int = Field(
+        default=2_000, ge=0, description="Dead letters stored per window in all, per worker."
+    )
+    dead_letter_window_s: Seconds = Field(default=600.0, description="The quota's window.")
+    dead_letter_payload_cap_bytes: int = Field(
+        default=4_096, ge=0, description="Raw bytes kept per dead letter (size and SHA-256 always)."
+    )
+
     # --- backoff ----------------------------------------------------------------------------
     backoff_initial_s: Seconds = Field(default=0.2)
     backoff_max_s: Seconds = Field(default=10.0)
+    broker_backoff_max_s: Seconds = Field(
+        default=1.0,
+        description="Longest wait between ingest's reconnects to the broker: after a broker "
+        "restart ingest must subscribe again before devices publish much.",
+    )
 
     # --- storage ---------------------------------------------------------------------------
     telemetry_retention_days: int = Field(default=400, gt=0)
@@ -139,7 +171,9 @@ class Settings(BaseSettings):
     )
     webhook_supervisor_url: str | None = Field(default=None, description="Escalations go here.")
     webhook_secret: str = Field(
-        default="firewatch-dev-secret", description="HMAC-SHA256 key of webhook signatures."
+        default="firewatch-dev-secret",
+        description="HMAC-SHA256 key of webhook signatures. The default is public: the "
+        "dispatcher refuses it while a webhook URL is set; `firewatch up` generates one.",
     )
     webhook_timeout_s: Seconds = Field(default=5.0)
     outbox_max_attempts: int = Field(default=12, gt=0)
@@ -148,6 +182,21 @@ class Settings(BaseSettings):
     alerting_metrics_port: int = Field(default=9110, ge=0, description="0 disables /metrics.")
     api_host: str = Field(default="127.0.0.1")
     api_port: int = Field(default=8080, ge=0)
+    api_max_body_bytes: int = Field(
+        default=65_536, gt=0, description="Larger request bodies are refused (413) unread."
+    )
+    api_max_concurrency: int = Field(
+        default=10, ge=1, description="API requests served at once (each has a pooled connection)."
+    )
+    api_max_waiting: int = Field(
+        default=100, ge=0, description="Requests that may queue for a slot; beyond: 503 at once."
+    )
+    api_queue_timeout_s: Seconds = Field(
+        default=1.0, description="Longest a queued request waits for a slot, then 503."
+    )
+    api_max_streams: int = Field(
+        default=100, ge=1, description="Open live streams (/alerts/stream); beyond: 503."
+    )
 
     # --- analytics: rule thresholds (DESIGN.md; overridable per unit / device) --------------
     analytics_min_pressure_kpa: dict[str, float] = Field(

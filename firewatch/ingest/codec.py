@@ -23,6 +23,7 @@ from firewatch.core.contract import (
 )
 from firewatch.core.domain import CHANNELS_BY_KIND, Channel, DeviceKind, decode_status
 from firewatch.core.rows import DeadLetter, EventRow, Reason, Row, StatusRow, TelemetryRow
+from firewatch.core.settings import Settings
 
 __all__ = [  # the row shapes live in core.rows; re-exported for ingest's callers
     "DeadLetter", "Decoder", "DeviceInfo", "EventRow", "Limits", "Reason", "Route", "Row",
@@ -62,11 +63,28 @@ Lookup = Callable[[str], DeviceInfo | None]
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Acceptance limits from Settings."""
+    """Acceptance limits from Settings.
+
+    Every message's ``ts`` must lie in ``[received_at - max_age, received_at + max_future]``;
+    a last will (status, ``seq`` 0) carries its connection's start time instead, which
+    may be weeks old, so its lower bound is ``max_will_age`` (the record retention: an
+    older row would be expired at once). No channel accepts a time outside its window:
+    a year-1 or year-9999 ``ts`` is a dead letter, never a row that readers must survive.
+    """
 
     max_payload_bytes: int
     max_future: timedelta
     max_age: timedelta
+    max_will_age: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            settings.max_payload_bytes,
+            timedelta(seconds=settings.max_clock_skew_future_s),
+            timedelta(seconds=settings.max_backlog_age_s),
+            timedelta(days=settings.record_retention_days),
+        )
 
 
 def _pydantic_reason(err: ValidationError) -> tuple[Reason, str]:
@@ -173,12 +191,14 @@ def validate(
             f"by more than {limits.max_future.total_seconds():g} s",
         )
     # A last will (status, seq 0) carries its connection's start time, which may be weeks old
-    # for a long-lived connection: the backlog limit does not apply to it.
+    # for a long-lived connection: the backlog limit does not apply to it, retention does.
     is_will = channel is Channel.STATUS and msg.seq == 0
-    if received_at - msg.ts > limits.max_age and not is_will:
+    oldest = limits.max_will_age if is_will else limits.max_age
+    if received_at - msg.ts > oldest:
         return dead(
             Reason.TS_TOO_OLD,
-            f"ts {msg.ts.isoformat()} is older than {limits.max_age.total_seconds():g} s",
+            f"ts {msg.ts.isoformat()} is older than {oldest.total_seconds():g} s"
+            + (" (the limit of a last will's connection time)" if is_will else ""),
         )
     return _to_row(device_id, received_at, msg)
 

@@ -14,6 +14,12 @@ acknowledging a different, uncommitted message).
 
 Messages reach the handler in lists: everything one turn of the network loop read, with one
 receive time (docs/performance.md: per-message hand-offs cost more than the work).
+
+The subscription is sent on **every** connect, whether or not the broker says the session
+is present: Mosquitto 2.0 restores a persistent session after a restart but not its shared
+subscriptions, and until ingest subscribes again, whatever devices publish on a topic
+without a subscriber is dropped (docs/reliability.md). For the same reason the reconnect
+delay to the broker is capped low (``broker_backoff_max_s``).
 """
 
 from __future__ import annotations
@@ -23,10 +29,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -35,36 +39,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from firewatch.core.backoff import Backoff
+from firewatch.core.broker import BrokerAddress
 from firewatch.ingest.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 
 #: Longest one turn of the network loop waits for the socket (also bounds ack latency).
 LOOP_TIMEOUT_S = 0.005
-
-
-class BrokerUrlError(ValueError):
-    """The MQTT URL is not ``mqtt://[user[:password]@]host[:port]``."""
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise BrokerUrlError(f"unsupported MQTT URL {url!r}: use mqtt://host:port")
-        return cls(
-            parts.hostname,
-            parts.port or 1883,
-            unquote(parts.username) if parts.username else None,
-            unquote(parts.password) if parts.password else None,
-        )
 
 
 #: Identifies one received QoS 1 message on one connection: ``generation << 16 | packet id``
@@ -102,16 +83,25 @@ class MqttConsumer:
         url: str,
         *,
         client_id: str,
-        subscription: str,
+        subscription: str | None,
         handler: Handler,
         metrics: IngestMetrics,
         backoff: Backoff,
         session_expiry_s: int,
         receive_maximum: int,
         keepalive: int = 30,
+        unsubscribe: Sequence[str] = (),
     ) -> None:
         self._addr = BrokerAddress.parse(url)
         self._subscription = subscription
+        self._unsubscribe = list(unsubscribe)
+        self._client_id = client_id
+        #: the session expiry stated at the final DISCONNECT (0: the broker drops the
+        #: session and whatever is queued for it; see :meth:`end_session`)
+        self.final_session_expiry_s = session_expiry_s
+        self.session_present: bool | None = None
+        self.unsubscribed = threading.Event()
+        self.last_message_at = time.monotonic()
         self._handler = handler
         self._metrics = metrics
         self._backoff = backoff
@@ -140,6 +130,7 @@ class MqttConsumer:
             client.username_pw_set(self._addr.username, self._addr.password)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         self._client = client
@@ -158,6 +149,11 @@ class MqttConsumer:
         broker redelivers them to the next session. The connection stays up for acks."""
         self._intake_open = False
         self._metrics.ready.set(0)
+
+    def end_session(self) -> None:
+        """At :meth:`close`, ask the broker to delete this client's session (and anything
+        still queued for it) instead of keeping it: retiring a worker for good."""
+        self.final_session_expiry_s = 0
 
     def close(self, timeout: float = 5.0) -> None:
         """Send pending acks (up to ``timeout``), disconnect keeping the session, join."""
@@ -225,13 +221,14 @@ class MqttConsumer:
         client.loop_write()
         client.disconnect(
             properties=_properties(
-                PacketTypes.DISCONNECT, SessionExpiryInterval=self._session_expiry_s
+                PacketTypes.DISCONNECT, SessionExpiryInterval=self.final_session_expiry_s
             )
         )
         client.loop(timeout=0.1)
 
     def _hand_over(self) -> None:
         batch, self._arrived = self._arrived, []
+        self.last_message_at = time.monotonic()
         if not self._intake_open:
             self.ignored_after_close += len(batch)
             self._metrics.inflight.dec(sum(1 for _, _, t in batch if t is not None))
@@ -261,11 +258,18 @@ class MqttConsumer:
             return
         self._backoff.reset()
         self.connected.set()
+        self.session_present = bool(flags.session_present)
         log.info(
-            "connected to %s:%d (session present: %s)",
-            self._addr.host, self._addr.port, flags.session_present,
+            "connected to %s:%d as %s (session present: %s)",
+            self._addr.host, self._addr.port, self._client_id, flags.session_present,
         )  # fmt: skip
-        client.subscribe(self._subscription, options=SubscribeOptions(qos=1))
+        # Every time, session present or not (module docstring).
+        if self._subscription is not None:
+            client.subscribe(self._subscription, options=SubscribeOptions(qos=1))
+        # After the subscribe: between the two, a message may match both (a duplicate,
+        # which the database absorbs) but never neither (a loss).
+        if self._unsubscribe:
+            client.unsubscribe(self._unsubscribe)
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
         if any(r.is_failure for r in reasons):
@@ -275,7 +279,16 @@ class MqttConsumer:
         if self._intake_open:
             self._metrics.ready.set(1)
 
+    def _on_unsubscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        self.unsubscribed.set()
+
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if getattr(reason, "value", None) == 0x8E:  # Session taken over
+            log.error(
+                "the broker gave this worker's session to another client with the same "
+                "client id %r: each worker needs its own FIREWATCH_INGEST_CLIENT_ID",
+                self._client_id,
+            )
         self._lost_connection(f"disconnected: {reason}")
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:

@@ -93,6 +93,12 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        self.dead_letters_dropped = Counter(
+            "firewatch_ingest_dead_letters_dropped",
+            "Dead letters over the per-device or total quota: acknowledged, counted, not stored",
+            ["reason"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "firewatch_ingest_batch_size",
             "Messages per flush",

@@ -6,6 +6,7 @@ Read on the MQTT thread without locks: :meth:`lookup` reads one dict reference a
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -13,6 +14,8 @@ import psycopg
 
 from firewatch.core.domain import DeviceKind
 from firewatch.ingest.codec import DeviceInfo
+
+log = logging.getLogger(__name__)
 
 
 class DeviceRegistry:
@@ -43,15 +46,30 @@ class DeviceRegistry:
         rows = conn.execute(
             "SELECT id, unit_id, kind FROM devices WHERE id = ANY(%s)", (list(ids),)
         ).fetchall()
-        if rows:
-            self._devices = {
-                **self._devices,
-                **{r[0]: DeviceInfo(r[1], DeviceKind(r[2])) for r in rows},
-            }
-        return len(rows)
+        found = _known(rows)
+        if found:
+            self._devices = {**self._devices, **found}
+        return len(found)
 
     def reload(self, conn: psycopg.Connection[Any]) -> None:
         """Replace the snapshot with the database's devices. Raises psycopg errors."""
         rows = conn.execute("SELECT id, unit_id, kind FROM devices").fetchall()
-        self._devices = {r[0]: DeviceInfo(r[1], DeviceKind(r[2])) for r in rows}
+        self._devices = _known(rows)
         self.loaded_at = time.monotonic()
+
+    def touch(self) -> None:
+        """Count the snapshot as fresh (a failed reload is not retried at once)."""
+        self.loaded_at = time.monotonic()
+
+
+def _known(rows: list[tuple[Any, ...]]) -> dict[str, DeviceInfo]:
+    """Registry rows ingest can route; a device whose kind this version does not know is
+    left out (its messages become ``unknown_device`` dead letters) and logged, rather
+    than stopping ingest."""
+    out: dict[str, DeviceInfo] = {}
+    for device_id, unit_id, kind in rows:
+        try:
+            out[device_id] = DeviceInfo(unit_id, DeviceKind(kind))
+        except ValueError:
+            log.error("device %r has an unknown kind %r: not routed", device_id, kind)
+    return out

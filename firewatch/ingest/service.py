@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -25,15 +25,18 @@ from firewatch.core.settings import Settings
 from firewatch.ingest.codec import DeadLetter, Decoder, Limits, Reason, Row
 from firewatch.ingest.consumer import AckToken, Message, MqttConsumer
 from firewatch.ingest.metrics import IngestMetrics
+from firewatch.ingest.quota import DeadLetterQuota
 from firewatch.ingest.registry import DeviceRegistry
 from firewatch.ingest.writer import Batch, BatchWriter, DatabaseUnavailable, recheck_unknown
+from firewatch.storage.errors import database_unavailable, describe
 from firewatch.storage.maintenance import maintain
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_EVERY_S = 3600.0
 
-Item = tuple[Row | DeadLetter, AckToken | None]
+#: What the network thread queues per message (a writer ``Entry``): decoded, ack, raw bytes.
+Item = tuple[Row | DeadLetter, AckToken | None, str | None, bytes | None]
 
 
 class Inbox:
@@ -96,6 +99,8 @@ class IngestStats:
     stored: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     dead_letters: int = 0
+    rejected: int = 0  # valid messages the database refused (stored as dead letters)
+    over_quota: int = 0  # dead letters acknowledged and counted, not stored
     flushes: int = 0
     unflushed: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -111,16 +116,34 @@ class IngestStats:
         return (
             f"ingest stopped after {time.monotonic() - self.started:.1f}s: received "
             f"{self.received}, stored {stored}; duplicates {self.duplicates}, dead letters "
-            f"{self.dead_letters}, flushes {self.flushes}, unflushed {self.unflushed}"
+            f"{self.dead_letters} (refused by the database {self.rejected}, over quota and not "
+            f"stored {self.over_quota}), flushes {self.flushes}, unflushed {self.unflushed}"
             f"{reconnect_note}"
         )
 
 
 class IngestService:
-    """One ingest worker. :meth:`run` blocks until ``stop`` is set, then shuts down cleanly."""
+    """One ingest worker. :meth:`run` blocks until ``stop`` is set, then shuts down cleanly.
 
-    def __init__(self, settings: Settings, database_url: str, mqtt_url: str) -> None:
+    With ``retire``, the worker takes over the broker session of ``ingest_client_id``
+    without subscribing, unsubscribes it (so that nothing new is routed to it), stores
+    whatever was queued for it, and once nothing has arrived for ``quiet_s`` seconds with
+    everything acknowledged, disconnects asking the broker to delete the session: a worker
+    identity leaves the shared group without its share of the traffic waiting in a queue
+    nobody reads (``firewatch ingest retire``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        mqtt_url: str,
+        *,
+        retire: bool = False,
+        quiet_s: float = 2.0,
+    ) -> None:
         self.settings = settings
+        self.retire = retire
+        self.quiet_s = quiet_s
         self.database_url = database_url
         self.mqtt_url = mqtt_url
         self.metrics = IngestMetrics()
@@ -129,10 +152,12 @@ class IngestService:
         self.metrics_port: int | None = None
         self.ready = threading.Event()
         self._inbox = Inbox(2 * settings.ingest_max_inflight)
-        self._limits = Limits(
-            settings.max_payload_bytes,
-            timedelta(seconds=settings.max_clock_skew_future_s),
-            timedelta(seconds=settings.max_backlog_age_s),
+        self._limits = Limits.from_settings(settings)
+        self._quota = DeadLetterQuota(
+            root=settings.topic_root,
+            per_device=settings.dead_letter_quota_per_device,
+            total=settings.dead_letter_quota_total,
+            window_s=settings.dead_letter_window_s,
         )
         self._decoder = Decoder(
             root=settings.topic_root,
@@ -141,6 +166,7 @@ class IngestService:
             limits=self._limits,
         )
         self._last_maintenance = 0.0
+        self.consumer: MqttConsumer | None = None  # while running (tests look at it)
 
     # --- network thread ------------------------------------------------------------------
     def _decode(self, topic: str, payload: bytes, received_at: datetime) -> Row | DeadLetter:
@@ -151,7 +177,10 @@ class IngestService:
         them in arrival order."""
         decode_one = self._decoder
         self._inbox.put_many(
-            [(decode_one(topic, payload, received_at), token) for topic, payload, token in messages]
+            [
+                (decode_one(topic, payload, received_at), token, topic, payload)
+                for topic, payload, token in messages
+            ]
         )
 
     # --- writer thread (the caller's) ----------------------------------------------------------
@@ -160,8 +189,17 @@ class IngestService:
         self._maintain(conn)
 
     def _maintain(self, conn: psycopg.Connection[Any]) -> None:
-        result = maintain(conn, self.settings)
+        """Partition upkeep. A failure that is not an outage (a concurrent maintenance run,
+        a policy call refused) is logged and retried an hour later: it must never stop
+        ingest from storing what arrives now."""
         self._last_maintenance = time.monotonic()
+        try:
+            result = maintain(conn, self.settings)
+        except psycopg.Error as err:
+            if database_unavailable(err):
+                raise
+            log.error("partition maintenance failed, retrying in an hour: %s", describe(err))
+            return
         if result.created or result.dropped:
             log.info("partitions: %d created, %d dropped", result.created, result.dropped)
 
@@ -179,16 +217,33 @@ class IngestService:
             found = writer.call(lambda conn: self.registry.refresh_ids(conn, unknown))
         if found:
             recheck_unknown(batch, lambda d: self._decode(d.topic, d.payload, d.received_at))
-        result = writer.flush(batch)
         m = self.metrics
+        if batch.dead:
+            counted = Counter(d.reason.value for d in batch.dead)
+            for reason, n in counted.items():
+                m.dead_letters.labels(reason).inc(n)
+            admit = self._quota.admit
+            dropped: Counter[str] = Counter()
+
+            def keep(d: DeadLetter) -> bool:
+                if admit(d):
+                    return True
+                dropped[d.reason.value] += 1
+                return False
+
+            self.stats.over_quota += batch.keep_dead(keep)
+            for reason, n in dropped.items():
+                m.dead_letters_dropped.labels(reason).inc(n)
+        result = writer.flush(batch)
         for table, n in result.stored.items():
             m.stored.labels(table).inc(n)
             self.stats.stored[table] = self.stats.stored.get(table, 0) + n
         for table, n in result.duplicates.items():
             m.duplicates.labels(table).inc(n)
             self.stats.duplicates += n
-        for reason, n in Counter(d.reason.value for d in batch.dead).items():
-            m.dead_letters.labels(reason).inc(n)
+        for d in result.rejected:
+            m.dead_letters.labels(d.reason.value).inc()
+        self.stats.rejected += len(result.rejected)
         self.stats.dead_letters += result.dead_letters
         self.stats.received += len(batch)
         self.stats.flushes += 1
@@ -215,17 +270,27 @@ class IngestService:
             Backoff(s.backoff_initial_s, s.backoff_max_s),
             stop,
             on_connect=self._on_db_connect,
+            payload_cap=s.dead_letter_payload_cap_bytes,
         )
+        ours = subscription(s.topic_root, s.ingest_group or None)
+        forms = {subscription(s.topic_root), subscription(s.topic_root, s.ingest_group or "ingest")}
         consumer = MqttConsumer(
             self.mqtt_url,
             client_id=s.ingest_client_id,
-            subscription=subscription(s.topic_root, s.ingest_group),
+            subscription=None if self.retire else ours,
+            # Retiring: every form the identity may have used. Running: the other form, so
+            # a worker moved from plain to a group (or back) does not keep its old
+            # subscription in its session (a second copy of the traffic).
+            unsubscribe=sorted(forms) if self.retire else sorted(forms - {ours}),
             handler=self._handle,
             metrics=self.metrics,
-            backoff=Backoff(s.backoff_initial_s, s.backoff_max_s),
+            backoff=Backoff(s.backoff_initial_s, min(s.backoff_max_s, s.broker_backoff_max_s)),
             session_expiry_s=s.ingest_session_expiry_s,
             receive_maximum=s.ingest_max_inflight,
         )
+        self.consumer = consumer
+        if self.retire:
+            consumer.end_session()
         try:
             writer.connection()  # registry and partitions before the first message
         except DatabaseUnavailable:
@@ -248,6 +313,9 @@ class IngestService:
                         batch = Batch()
                     if not batch:
                         self._periodic(writer)
+                        if self.retire and self._drained(consumer):
+                            log.info("retire: the session of %s is drained", s.ingest_client_id)
+                            break
                 # Shutdown: stop taking work -> flush -> ack -> close.
                 consumer.close_intake()
                 self._collect(batch, 0.0)
@@ -261,9 +329,26 @@ class IngestService:
         log.info(self.stats.summary(consumer))
         return self.stats
 
+    def _drained(self, consumer: MqttConsumer) -> bool:
+        """Retiring: unsubscribed, nothing queued here or unacknowledged, and nothing
+        arrived for ``quiet_s`` (the broker sends a queued session's messages as fast as
+        acknowledgements free its window, so a quiet window means the queue is empty)."""
+        return (
+            consumer.unsubscribed.is_set()
+            and not len(self._inbox)
+            and not consumer.pending_acks()
+            and time.monotonic() - consumer.last_message_at >= self.quiet_s
+        )
+
     def _periodic(self, writer: BatchWriter) -> None:
-        """Idle-time upkeep: registry refresh and hourly partition maintenance."""
+        """Idle-time upkeep: registry refresh and hourly partition maintenance. Neither may
+        stop ingest: a refresh that fails for another reason than an outage keeps the
+        registry it has (and says so)."""
         if self.registry.age() > self.settings.ingest_registry_refresh_s:
-            writer.call(self.registry.reload)
+            try:
+                writer.call(self.registry.reload)
+            except psycopg.Error as err:
+                self.registry.touch()
+                log.error("device registry not refreshed: %s", describe(err))
         if time.monotonic() - self._last_maintenance > MAINTENANCE_EVERY_S:
             writer.call(self._maintain)

@@ -5,6 +5,16 @@ or none is. Rows go by binary COPY into per-connection temporary staging tables,
 ``INSERT … SELECT … ON CONFLICT DO NOTHING`` into the real tables, so a redelivered message
 (same device, ts, seq) adds nothing and the batch still commits. Only after COMMIT returns
 are the batch's MQTT acknowledgements released.
+
+Poison isolation: when a batch fails for a reason other than the database being
+unavailable (``firewatch.storage.errors``: a value the database refuses, a constraint, a
+row the client cannot encode), retrying it would fail forever and stop everything behind
+it. The writer then splits the batch in halves, commits each half that succeeds, and splits
+each half that fails again, down to single messages: each message the database refuses on
+its own becomes a dead letter (reason ``db_rejected``) carrying the database's error and
+its raw bytes. Every message ends up stored or dead-lettered, all are acknowledged, and the
+worker keeps running. With ``k`` poison messages in a batch of ``n`` that costs about
+``2·k·log2(n)`` extra transactions, only on the failure path.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from firewatch.core.backoff import Backoff
 from firewatch.core.domain import ALARM_FLAGS
 from firewatch.ingest.codec import DeadLetter, EventRow, Reason, Row, StatusRow, TelemetryRow
 from firewatch.ingest.metrics import IngestMetrics
+from firewatch.storage.errors import database_unavailable, describe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -111,15 +122,38 @@ class LastSeen:
 
 
 _INSERT_DEAD = """
-INSERT INTO dead_letters (received_at, topic, payload, reason, detail, payload_sha256)
+INSERT INTO dead_letters (received_at, topic, payload, reason, detail, payload_sha256,
+                          payload_size)
 SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bytea[], %s::text[], %s::text[],
-                     %s::bytea[])
+                     %s::bytea[], %s::int[])
 ON CONFLICT (topic, payload_sha256) DO NOTHING
 """
+
+#: Default cap on the raw bytes kept per dead letter (Settings.dead_letter_payload_cap_bytes).
+DEFAULT_PAYLOAD_CAP = 4096
+
+
+def storable(text: str, limit: int = 1000) -> str:
+    """``text`` as PostgreSQL ``text`` can hold it: NUL and unpaired surrogates escaped,
+    at most ``limit`` characters. Dead letters describe bad input, so their own text
+    columns must never be what fails."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class DatabaseUnavailable(Exception):
     """The writer gave up reaching the database because it was told to stop."""
+
+
+#: One message of a batch: what it decoded to, its ack token, and its raw topic and payload
+#: (None when unknown, e.g. a row built in a test): kept so that a message the database
+#: refuses can still become a dead letter with its original bytes.
+Entry = tuple[Row | DeadLetter, Any, str | None, bytes | None]
 
 
 @dataclass
@@ -128,36 +162,46 @@ class Batch:
 
     ``urgent`` is set when a panel event carrying an alarm (fire, fault …) joins the batch:
     the service then commits at once instead of waiting out the flush window, so an alarm
-    is never held back to be batched with telemetry."""
+    is never held back to be batched with telemetry. ``entries`` keeps every message in
+    arrival order with its raw bytes (for poison isolation); ``rows``, ``dead`` and
+    ``acks`` are the views the writer uses on the fast path.
+    """
 
     rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in _COLUMNS})
     dead: list[DeadLetter] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     first_at: float = 0.0
     urgent: bool = False
 
-    def add(self, item: Row | DeadLetter, ack: Any) -> None:
-        if not self.acks:
-            self.first_at = time.monotonic()
-        if isinstance(item, DeadLetter):
-            self.dead.append(item)
-        else:
-            self.rows[_TABLE_OF[type(item)]].append(item)
-            if isinstance(item, EventRow) and not ALARM_FLAGS.isdisjoint(item.flags):
-                self.urgent = True
-        self.acks.append(ack)
+    @classmethod
+    def of(cls, entries: Sequence[Entry]) -> Batch:
+        """A batch of ``entries`` (a part of another batch, in order)."""
+        batch = cls()
+        batch.extend(entries, time.monotonic())
+        return batch
 
-    def extend(self, items: Sequence[tuple[Row | DeadLetter, Any]], arrived: float) -> None:
-        """:meth:`add` for many items (the writer takes them from the inbox in bulk);
-        ``arrived``: when the oldest of them was received (``time.monotonic()``), from
-        which the flush deadline counts."""
+    def add(
+        self,
+        item: Row | DeadLetter,
+        ack: Any,
+        topic: str | None = None,
+        payload: bytes | None = None,
+    ) -> None:
+        self.extend([(item, ack, topic, payload)], time.monotonic())
+
+    def extend(self, items: Sequence[Entry], arrived: float) -> None:
+        """Add many entries (the writer takes them from the inbox in bulk); ``arrived``:
+        when the oldest of them was received (``time.monotonic()``), from which the flush
+        deadline counts."""
         if not items:
             return
         if not self.acks:
             self.first_at = arrived
         rows, dead, acks = self.rows, self.dead.append, self.acks.append
         tables = _TABLE_OF
-        for item, ack in items:
+        for entry in items:
+            item = entry[0]
             table = tables.get(type(item))
             if table is None:
                 dead(item)  # type: ignore[arg-type]
@@ -165,7 +209,27 @@ class Batch:
                 rows[table].append(item)  # type: ignore[arg-type]
                 if table == "events" and not ALARM_FLAGS.isdisjoint(item.flags):  # type: ignore[union-attr]
                     self.urgent = True
-            acks(ack)
+            acks(entry[1])
+        self.entries.extend(items)
+
+    def replace(self, items: dict[int, Row | DeadLetter]) -> None:
+        """Entry ``i`` decodes to ``items[i]`` now (after a registry reload); the views
+        are rebuilt once."""
+        if not items:
+            return
+        entries = self.entries
+        for i, item in items.items():
+            _, ack, topic, payload = entries[i]
+            entries[i] = (item, ack, topic, payload)
+        rebuilt = Batch.of(entries)
+        self.rows, self.dead, self.urgent = rebuilt.rows, rebuilt.dead, rebuilt.urgent
+
+    def keep_dead(self, keep: Callable[[DeadLetter], bool]) -> int:
+        """Write only the dead letters ``keep`` accepts; the others stay in the batch (they
+        are acknowledged with it) but are not stored. Returns how many were dropped."""
+        before = len(self.dead)
+        self.dead = [d for d in self.dead if keep(d)]
+        return before - len(self.dead)
 
     def __len__(self) -> int:
         return len(self.acks)
@@ -173,10 +237,33 @@ class Batch:
 
 @dataclass
 class FlushResult:
+    """What one flush did. ``rejected``: the poison messages it turned into dead letters
+    (each also counted in ``dead_letters``); ``transactions``: commits it took (1 unless
+    a poison batch was split)."""
+
     stored: dict[str, int]
     duplicates: dict[str, int]
     dead_letters: int
     seconds: float
+    rejected: list[DeadLetter] = field(default_factory=list)
+    transactions: int = 1
+
+    def merge(self, other: FlushResult) -> None:
+        for table, n in other.stored.items():
+            self.stored[table] = self.stored.get(table, 0) + n
+        for table, n in other.duplicates.items():
+            self.duplicates[table] = self.duplicates.get(table, 0) + n
+        self.dead_letters += other.dead_letters
+        self.rejected.extend(other.rejected)
+        self.transactions += other.transactions
+
+
+class Poison(Exception):
+    """A batch failed because of its data (see :func:`database_unavailable`)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(describe(cause))
+        self.cause = cause
 
 
 class BatchWriter:
@@ -194,7 +281,10 @@ class BatchWriter:
         backoff: Backoff,
         stop: threading.Event,
         on_connect: Callable[[psycopg.Connection[Any]], None] | None = None,
+        *,
+        payload_cap: int = DEFAULT_PAYLOAD_CAP,
     ) -> None:
+        self._payload_cap = payload_cap
         self._conninfo = conninfo
         self._metrics = metrics
         self._backoff = backoff
@@ -241,30 +331,111 @@ class BatchWriter:
             raise DatabaseUnavailable(why)
 
     def call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``fn(conn)``, reconnecting and retrying through connection failures until it
-        succeeds or ``stop`` is set (then :class:`DatabaseUnavailable`). ``fn`` must be
-        safe to repeat: a failed attempt's transaction was rolled back."""
+        """Run ``fn(conn)``, reconnecting and retrying while the database is unavailable
+        (:func:`~firewatch.storage.errors.database_unavailable`) until it succeeds or
+        ``stop`` is set (then :class:`DatabaseUnavailable`). Any other error propagates
+        unchanged. ``fn`` must be safe to repeat: a failed attempt's transaction was
+        rolled back."""
         while True:
             conn = self.connection()
             try:
                 return fn(conn)
-            except psycopg.OperationalError as err:
+            except psycopg.Error as err:
+                if not database_unavailable(err):
+                    raise
                 self._metrics.flush_errors.inc()
                 self.close()
                 self._wait(f"database call failed: {err}".strip())
 
     def flush(self, batch: Batch) -> FlushResult:
-        """Commit the batch (idempotently). Retries through outages; see class docstring."""
+        """Commit the batch (idempotently). Retries through outages; isolates poison
+        messages into dead letters (module docstring). Raises only
+        :class:`DatabaseUnavailable` (when stopped while the database is down)."""
         started = time.perf_counter()
         due = self._last_seen.due(batch)
-        result = self.call(lambda conn: self._write(conn, batch, due))
+        try:
+            result = self._attempt(batch, due)
+        except Poison as err:
+            log.warning(
+                "batch of %d messages refused by the database (%s): isolating the offending "
+                "messages", len(batch), err,
+            )  # fmt: skip
+            result = self._isolate(batch, err)
+            try:  # advisory, written apart so that it cannot be what fails the halves
+                self._attempt(Batch(), due)
+            except Poison as last_seen_err:
+                log.error("device_last_seen not updated: %s", last_seen_err)
         self._last_seen.committed(due)
         result.seconds = time.perf_counter() - started
         return result
 
+    def _attempt(self, batch: Batch, due: dict[str, datetime] | None) -> FlushResult:
+        """One transaction for ``batch``; :class:`Poison` if the data is at fault."""
+        try:
+            return self.call(lambda conn: self._write(conn, batch, due, self._payload_cap))
+        except DatabaseUnavailable:
+            raise
+        except Exception as err:  # the data's fault: psycopg errors and encoding errors alike
+            self._metrics.flush_errors.inc()
+            self._recover_connection()
+            raise Poison(err) from err
+
+    def _recover_connection(self) -> None:
+        """After a failed transaction the connection is idle again, unless the failure
+        happened mid-COPY in a way that left it unusable: then start a new one."""
+        conn = self._conn
+        if conn is not None and (conn.closed or conn.broken):
+            self.close()
+
+    def _isolate(self, batch: Batch, first: Poison) -> FlushResult:
+        """Split a poison batch until each refused message stands alone (module docstring)."""
+        total = FlushResult({}, {}, 0, 0.0, transactions=0)
+        pending: list[tuple[list[Entry], Poison]] = []
+        entries = batch.entries
+        half = len(entries) // 2
+        if len(entries) == 1:
+            pending.append((entries, first))
+        else:  # the whole batch already failed: start with its halves
+            pending += [(entries[half:], first), (entries[:half], first)]
+        while pending:
+            part, _known = pending.pop()
+            if len(part) == 1:
+                total.merge(self._reject(part[0], _known))
+                continue
+            try:
+                total.merge(self._attempt(Batch.of(part), None))
+            except Poison as err:
+                mid = len(part) // 2
+                pending += [(part[mid:], err), (part[:mid], err)]  # left half first
+        return total
+
+    def _reject(self, entry: Entry, err: Poison) -> FlushResult:
+        """Try one message alone; if the database refuses it, store its dead letter."""
+        item, ack, topic, payload = entry
+        try:
+            return self._attempt(Batch.of([entry]), None)
+        except Poison as alone:
+            err = alone
+        if isinstance(item, DeadLetter):
+            topic, payload = item.topic, item.payload
+        dead = DeadLetter(
+            item.received_at,
+            topic if topic is not None else f"(no topic: {type(item).__name__} of {item[0]})",
+            payload if payload is not None else repr(item).encode("utf-8", "backslashreplace"),
+            Reason.DB_REJECTED,
+            f"the database refused it: {err}",
+        )
+        log.error("message on %s refused by the database: %s", dead.topic, err)
+        result = self._attempt(Batch.of([(dead, ack, topic, payload)]), None)
+        result.rejected.append(dead)
+        return result
+
     @staticmethod
     def _write(
-        conn: psycopg.Connection[Any], batch: Batch, last_seen: dict[str, datetime] | None = None
+        conn: psycopg.Connection[Any],
+        batch: Batch,
+        last_seen: dict[str, datetime] | None = None,
+        payload_cap: int = DEFAULT_PAYLOAD_CAP,
     ) -> FlushResult:
         stored: dict[str, int] = {}
         dups: dict[str, int] = {}
@@ -295,15 +466,17 @@ class BatchWriter:
             if last_seen:
                 cur.execute(_LAST_SEEN, (list(last_seen), list(last_seen.values())))
             if batch.dead:
+                dl = batch.dead
                 cur.execute(
                     _INSERT_DEAD,
                     (
-                        [d.received_at for d in batch.dead],
-                        [d.topic for d in batch.dead],
-                        [d.payload for d in batch.dead],
-                        [d.reason.value for d in batch.dead],
-                        [d.detail for d in batch.dead],
-                        [hashlib.sha256(d.payload).digest() for d in batch.dead],
+                        [d.received_at for d in dl],
+                        [storable(d.topic) for d in dl],
+                        [d.payload[:payload_cap] for d in dl],
+                        [d.reason.value for d in dl],
+                        [storable(d.detail) for d in dl],
+                        [hashlib.sha256(d.payload).digest() for d in dl],
+                        [len(d.payload) for d in dl],
                     ),
                 )
                 dead = cur.rowcount
@@ -314,13 +487,11 @@ class BatchWriter:
 def recheck_unknown(batch: Batch, redecode: Callable[[DeadLetter], Row | DeadLetter]) -> None:
     """Re-decode unknown-device dead letters after a registry reload (a device registered
     moments ago must not be dead-lettered). Keeps arrival order of acks unchanged."""
-    keep: list[DeadLetter] = []
-    for d in batch.dead:
-        if d.reason is Reason.UNKNOWN_DEVICE:
-            item = redecode(d)
-            if not isinstance(item, DeadLetter):
-                batch.rows[_TABLE_OF[type(item)]].append(item)
-                continue
-            d = item
-        keep.append(d)
-    batch.dead = keep
+    found: dict[int, Row | DeadLetter] = {}
+    for i, entry in enumerate(batch.entries):
+        item = entry[0]
+        if type(item) is DeadLetter and item.reason is Reason.UNKNOWN_DEVICE:
+            again = redecode(item)
+            if again != item:
+                found[i] = again
+    batch.replace(found)

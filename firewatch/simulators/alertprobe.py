@@ -24,9 +24,9 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from firewatch.core.broker import BrokerAddress
 from firewatch.core.contract import topic_for
 from firewatch.core.domain import Channel
-from firewatch.ingest.consumer import BrokerAddress
 from firewatch.simulators.loadgen import register_bench_devices
 
 PROBE_UNIT = "U-BENCH-PROBE"

@@ -164,7 +164,7 @@ def run_ingest_bench(
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fw-bench-")))
         logs = log_dir or tmp
         logs.mkdir(parents=True, exist_ok=True)
-        admin = resolve_database_url(settings)
+        admin = resolve_database_url(settings, create=True)
         dbname = f"fw_bench_{run_id}"
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{dbname}"')
@@ -190,7 +190,12 @@ def run_ingest_bench(
             env.update(
                 FIREWATCH_DATABASE_URL=db_url,
                 FIREWATCH_MQTT_URL=mqtt_url,
+                # A group and ids of this run only, and sessions that end with the
+                # connection: a run against an external broker leaves nothing behind that
+                # would take a share of a later run's (or production's) messages.
                 FIREWATCH_INGEST_CLIENT_ID=f"bench-{run_id}-{k}",
+                FIREWATCH_INGEST_GROUP=f"bench-{run_id}" if cfg.workers > 1 else "",
+                FIREWATCH_INGEST_SESSION_EXPIRY_S="0",
                 FIREWATCH_INGEST_METRICS_PORT=str(port),
                 FIREWATCH_INGEST_METRICS_HOST="127.0.0.1",
                 FIREWATCH_TOPIC_ROOT=settings.topic_root,

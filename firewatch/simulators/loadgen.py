@@ -22,9 +22,9 @@ from typing import Any
 
 import psycopg
 
+from firewatch.core.broker import BrokerAddress
 from firewatch.core.contract import topic_for
 from firewatch.core.domain import Channel
-from firewatch.ingest.consumer import BrokerAddress
 from firewatch.simulators import mqttwire as mqtt5
 
 BENCH_UNIT = "U-BENCH"

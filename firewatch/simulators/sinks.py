@@ -25,7 +25,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from firewatch.ingest.consumer import BrokerAddress
+from firewatch.core.broker import BrokerAddress
 from firewatch.simulators.engine import Message, Simulation
 from firewatch.simulators.model import Action, Label, iso
 
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Unacknowledged publishes beyond which the sink waits for the broker (bounded memory).
 MAX_OUTSTANDING = 50_000
+#: MQTT 5 PUBACK reason: the broker had no subscriber for the message and dropped it.
+NO_MATCHING_SUBSCRIBERS = 0x10
 
 
 @dataclass
@@ -155,17 +157,38 @@ class _Link:
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(1, 5)
         self._acked = acked
+        # What is out for a PUBACK, by mid, and what the broker answered 0x10 ("no
+        # matching subscribers", e.g. ingest resubscribing after a broker restart): the
+        # contract says to publish that again (docs/contract.md).
+        self._out: dict[int, tuple[str, bytes]] = {}
+        self._lock = threading.Lock()
+        self.unrouted: list[tuple[str, bytes]] = []
         self.client.on_publish = self._on_publish
         self.connected = threading.Event()
         self.client.on_connect = lambda *_a: self.connected.set()
         self.client.connect_async(addr.host, addr.port, keepalive=30)
         self.client.loop_start()
 
-    def _on_publish(self, *_: Any) -> None:
+    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        with self._lock:
+            sent = self._out.pop(mid, None)
+            if getattr(reason, "value", 0) == NO_MATCHING_SUBSCRIBERS and sent is not None:
+                self.unrouted.append(sent)
+                return
         self._acked.add()
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1)
+        info = self.client.publish(topic, payload, qos=1)
+        with self._lock:
+            self._out[info.mid] = (topic, payload)
+
+    def resend_unrouted(self) -> int:
+        """Publish again what the broker did not route; returns how many."""
+        with self._lock:
+            again, self.unrouted = self.unrouted, []
+        for topic, payload in again:
+            self.publish(topic, payload)
+        return len(again)
 
     def drop(self) -> None:
         """Die without DISCONNECT: stop the loop, then shut the socket."""
@@ -220,6 +243,9 @@ def publish_mqtt(sim: Simulation, url: str, stop: threading.Event, speedup: floa
                 break
             while result.messages - acked.value > MAX_OUTSTANDING and not stop.wait(0.01):
                 pass  # the broker is behind: wait rather than queue without bound
+            if result.messages % 100 == 0:
+                for each in [*own.values(), *gateways]:
+                    each.resend_unrouted()
             link = own.get(m.device.id) or gateway_of.get(m.device.id)
             if m.action is Action.DROP and m.device.id in own:
                 own.pop(m.device.id).drop()  # the broker publishes the will
@@ -237,6 +263,8 @@ def publish_mqtt(sim: Simulation, url: str, stop: threading.Event, speedup: floa
         wait_until = time.monotonic() + 10
         expected = result.messages - result.wills  # wills are published by the broker
         while acked.value < expected and time.monotonic() < wait_until:
+            for each in [*own.values(), *gateways]:
+                each.resend_unrouted()
             time.sleep(0.05)  # bounded wait for the last PUBACKs
         for link in [*own.values(), *gateways]:
             link.close()

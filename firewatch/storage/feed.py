@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -35,7 +35,8 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
-from firewatch.core.rows import DeadLetter, EventRow, Reason, StatusRow, TelemetryRow
+from firewatch.core.rows import DeadLetter, EventRow, Reason, StatusRow, TelemetryRow, row_problem
+from firewatch.storage.timestamps import fetchall_clamped
 
 INGEST_CHANNEL = "firewatch_ingest"
 """NOTIFY channel: ingest signals it in every batch transaction (delivered at commit)."""
@@ -127,6 +128,16 @@ class FeedCursor:
             raise ValueError(f"not a feed cursor: {err!r}") from err
 
 
+class Skipped(NamedTuple):
+    """A stored row the feed did not hand out, because it breaks what readers rely on
+    (:func:`firewatch.core.rows.row_problem`): its table, its key (JSON-compatible) and
+    why. The cursor moves past it like any other row: the caller records it."""
+
+    table: str
+    key: list[Any]
+    reason: str
+
+
 @dataclass
 class FeedBatch:
     """What one :func:`read_batch` call read. Each list is in ``(ingest_xid, key)`` order.
@@ -134,7 +145,8 @@ class FeedBatch:
     ``cursor`` is the position after this batch (pass it to the next call, and save it
     with whatever the rows produced); ``caught_up`` is true when every table was read up
     to ``horizon`` (each returned fewer rows than the limit): wait before reading again.
-    ``len()`` is the number of rows in all four lists.
+    ``len()`` is the number of rows in all four lists. ``skipped``: rows read but not
+    handed out (:class:`Skipped`); record them with the rest of the batch's results.
     """
 
     telemetry: list[TelemetryRow]
@@ -144,6 +156,7 @@ class FeedBatch:
     cursor: FeedCursor
     caught_up: bool
     horizon: int
+    skipped: list[Skipped] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.telemetry) + len(self.events) + len(self.statuses) + len(self.dead_letters)
@@ -212,16 +225,20 @@ def read_batch(
         raise RuntimeError("read_batch needs a connection with no transaction open")
     results: dict[str, list[Any]] = {}
     positions: dict[str, Position] = {}
+    skipped: list[Skipped] = []
     caught_up = True
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         # Must come first: the snapshot is taken by the first query below.
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        # Times in keys travel as text (exact for any value, ±infinity and BC included);
+        # ISO output reads back the same whatever the server's DateStyle.
+        cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
         row = cur.execute(_HORIZON).fetchone()
         assert row is not None
         horizon, now = int(row[0]), float(row[1])
         for spec in _TABLES:
             rows, pos, done = _read_table(
-                cur, spec, getattr(cursor, spec.attr), horizon, now,
+                cur, spec, getattr(cursor, spec.attr), horizon, now, skipped,
                 limit=limit, max_age_s=max_age_s, shard=shard, xid_span=xid_span,
             )  # fmt: skip
             results[spec.attr] = rows
@@ -235,6 +252,7 @@ def read_batch(
         cursor=FeedCursor(**positions),
         caught_up=caught_up,
         horizon=horizon,
+        skipped=skipped,
     )
 
 
@@ -287,13 +305,23 @@ _SHARD_TOPIC = (
 
 
 def _stream_key(raw: Sequence[Any]) -> tuple[Any, ...]:
+    """A stream key from JSON: ``[device_id, ts, seq]`` with ``ts`` as PostgreSQL's text
+    of the ``timestamptz`` (what the feed reads; older cursors hold ISO 8601 text, which
+    PostgreSQL reads the same way)."""
     device_id, ts, seq = raw
-    if not isinstance(device_id, str) or not isinstance(seq, int):
+    if not isinstance(device_id, str) or not isinstance(seq, int) or not isinstance(ts, str):
         raise TypeError("stream key must be [device_id, ts, seq]")
-    when = datetime.fromisoformat(ts)
+    if ts in ("infinity", "-infinity") or ts.endswith(" BC"):
+        return (device_id, ts, seq)
+    try:
+        when = datetime.fromisoformat(ts)
+    except ValueError as err:
+        if not ts[:4].isdigit():
+            raise TypeError(f"stream key time {ts!r} is not a time") from err
+        return (device_id, ts, seq)  # a year beyond 9999: PostgreSQL reads it
     if when.tzinfo is None:
         raise TypeError("stream key time must carry its UTC offset")
-    return (device_id, when, seq)
+    return (device_id, ts, seq)
 
 
 def _id_key(raw: Sequence[Any]) -> tuple[Any, ...]:
@@ -305,6 +333,11 @@ def _id_key(raw: Sequence[Any]) -> tuple[Any, ...]:
 
 def _dump_key(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _key_out(column: str, typ: str) -> str:
+    """How a key column is selected: times as text, which holds every value exactly."""
+    return f"t.{column}::text" if typ == "timestamptz" else f"t.{column}"
 
 
 class _Spec(NamedTuple):
@@ -338,6 +371,7 @@ _TABLES: tuple[_Spec, ...] = (
 
 def _sql(spec: _Spec, *, keyed: bool, pruned: bool, sharded: bool) -> str:
     key = ", ".join(f"t.{c}" for c, _ in spec.key)
+    key_out = ", ".join(_key_out(c, typ) for c, typ in spec.key)
     # Plain bounds on ingest_xid, which its index can use as a range (a row comparison alone
     # would not bound the scan).
     where = ["t.ingest_xid >= %(lo)s::bigint", "t.ingest_xid < %(upper)s::bigint"]
@@ -349,7 +383,7 @@ def _sql(spec: _Spec, *, keyed: bool, pruned: bool, sharded: bool) -> str:
     if sharded:
         where.append(spec.shard_sql)
     return (
-        f"SELECT t.ingest_xid, {key}, {', '.join(f't.{c}' for c in spec.columns)}"
+        f"SELECT t.ingest_xid, {key_out}, {', '.join(f't.{c}' for c in spec.columns)}"
         f" FROM {spec.table} AS t WHERE {' AND '.join(where)}"
         f" ORDER BY t.ingest_xid, {key} LIMIT %(limit)s"
     )
@@ -370,6 +404,7 @@ def _read_table(
     pos: Position,
     horizon: int,
     now: float,
+    skipped: list[Skipped],
     *,
     limit: int,
     max_age_s: float,
@@ -377,7 +412,8 @@ def _read_table(
     xid_span: int,
 ) -> tuple[list[Any], Position, bool]:
     """Rows of one table after ``pos`` below ``horizon``; the new position; and whether
-    the table is now read up to the horizon."""
+    the table is now read up to the horizon. Rows that break the readers' assumptions are
+    appended to ``skipped`` instead of returned."""
     rows: list[Any] = []
     nkey = len(spec.key)
     pruned = spec.pruned and pos.synced_at is not None
@@ -402,9 +438,18 @@ def _read_table(
         if pos.key is not None:
             params.update({f"k{i}": v for i, v in enumerate(pos.key)})
         sql = _SQL[(spec.attr, pos.key is not None, pruned, shard is not None)]
-        fetched = cur.execute(sql, params).fetchall()
+        fetched = fetchall_clamped(cur.connection, sql, params, cur)
         for r in fetched:
-            rows.append(spec.make(r[1 + nkey :]))
+            try:
+                made = spec.make(r[1 + nkey :])
+                problem = row_problem(made)
+            except (ValueError, TypeError) as err:  # e.g. a dead letter's unknown reason
+                problem = f"unreadable row: {err}"
+            if problem is None:
+                rows.append(made)
+            else:
+                skipped.append(Skipped(spec.table, [_dump_key(v) for v in r[1 : 1 + nkey]],
+                                       problem))  # fmt: skip
         if fetched:
             last = fetched[-1]
             pos = Position(int(last[0]), tuple(last[1 : 1 + nkey]), pos.synced_at)

@@ -215,3 +215,35 @@ def test_a_fire_event_over_mqtt_becomes_an_alert(
     (row,) = alerts(db)
     assert row == ("fire_alarm", PANEL, "open", 1, "critical")
     assert scalar(db, "SELECT count(*) FROM alert_evidence") == 1
+
+
+def test_an_anomaly_row_alerting_cannot_handle_is_recorded_and_skipped(
+    db: psycopg.Connection[Any], worker: ThreadedService
+) -> None:
+    """Issue 9: every reader survives any row the database can hold. Two anomaly changes
+    only a direct write could make (times at -infinity and in 1 BC, which Python cannot
+    even load) before a normal one: the normal one becomes an alert, the two are recorded,
+    and the poisoned panel episode raises nothing."""
+    t0 = time.time() - 600
+    upsert_anomalies(db, [episode(WATER, "low_pressure", t0, severity=Severity.HIGH)])
+    worker.wait(lambda: len(alerts(db)) == 1, 10, "the first alert")
+    db.execute(
+        "UPDATE anomalies SET detected_at = '-infinity', change_xid = txid_current()"
+        " WHERE device_id = %s",
+        (WATER,),
+    )
+    with db.transaction():  # poisoned from its first committed version
+        upsert_anomalies(db, [episode(PANEL, "fault", t0, component="loop 1")])
+        db.execute(
+            "UPDATE anomalies SET started_at = '0001-01-01T00:00:00+01:00' WHERE device_id = %s",
+            (PANEL,),
+        )
+    upsert_anomalies(db, [episode("D-WD-001-W2", "low_pressure", t0, detector="rule.z")])
+    worker.wait(lambda: len(alerts(db)) == 2, 10, "the alert after the poison")
+    worker.wait(lambda: scalar(db, "SELECT count(*) FROM skipped_rows") == 2, 10, "recorded")
+    reasons = [r for (r,) in db.execute("SELECT reason FROM skipped_rows ORDER BY id")]
+    assert reasons[0].startswith("detected_at 0001-01-01")
+    assert reasons[1].startswith("started_at 0001-01-01")
+    assert all("not a plausible time" in r for r in reasons)
+    assert worker.stop().skipped == 2
+    assert {a[1] for a in alerts(db)} == {WATER, "D-WD-001-W2"}  # the panel raised nothing

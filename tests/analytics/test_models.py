@@ -76,7 +76,7 @@ def _sim_rows(hours: float, seed: int, start: float = BASE) -> tuple[TelemetryRo
     sim = Simulation(sc.model_copy(update={"intervals": iv}), start=start,
                      end=start + hours * 3600, seed=seed)  # fmt: skip
     registry = {d.id: DeviceInfo(d.unit_id, d.kind) for d in sim.devices}
-    limits = Limits(65_536, timedelta(seconds=300), timedelta(days=3650))
+    limits = Limits(65_536, timedelta(seconds=300), timedelta(days=3650), timedelta(days=3650))
     out = []
     for m in sim.messages():
         row = decode(m.topic, m.payload, datetime.fromtimestamp(m.t + 0.5, UTC),

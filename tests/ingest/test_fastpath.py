@@ -131,7 +131,7 @@ def _messages(now: datetime) -> list[tuple[str, bytes]]:
 
 def test_cached_decoder_answers_exactly_like_decode_across_registry_changes() -> None:
     now = datetime.now(UTC)
-    limits = Limits(65_536, timedelta(seconds=300), timedelta(days=7))
+    limits = Limits(65_536, timedelta(seconds=300), timedelta(days=7), timedelta(days=400))
     registry = DeviceRegistry(
         {"W-1": DeviceInfo("U-1", DeviceKind.WATER), "P-1": DeviceInfo("U-1", DeviceKind.PANEL)}
     )
@@ -264,15 +264,18 @@ def test_an_alarm_makes_its_batch_urgent_and_telemetry_does_not() -> None:
                     None)  # fmt: skip
     for add_in_bulk in (False, True):
         batch = Batch()
-        items: list[tuple[Any, Any]] = [(tele, 1), (normal, 2)]
+        items: list[tuple[Any, Any, str | None, bytes | None]] = [
+            (tele, 1, None, None),
+            (normal, 2, None, None),
+        ]
         if add_in_bulk:
             batch.extend(items, time.monotonic())
         else:
-            for item, ack in items:
+            for item, ack, _topic, _payload in items:
                 batch.add(item, ack)
         assert not batch.urgent
         if add_in_bulk:
-            batch.extend([(fire, 3)], time.monotonic())
+            batch.extend([(fire, 3, None, None)], time.monotonic())
         else:
             batch.add(fire, 3)
         assert batch.urgent

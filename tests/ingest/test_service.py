@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -131,13 +132,36 @@ def _bad_cases() -> list[tuple[str, str, bytes, str]]:
         ("payload_device", WATER_TOPIC, w(device_id="D-OTHER"), "topic_mismatch"),
         ("wrong_channel", "firewatch/v1/U-WD-001/D-WD-001-W1/event", w(), "topic_mismatch"),
         ("bad_channel", "firewatch/v1/U-WD-001/D-WD-001-W1/weather", w(), "bad_topic"),
+        # Issue 9's poison messages: each once stopped ingest or analytics for good.
+        ("nul_in_text", STATUS_TOPIC, status(firmware=r"x\u0000y"), "invalid"),
+        ("lone_surrogate", STATUS_TOPIC, status(firmware=r"\ud800"), "not_json"),
+        (
+            "will_at_year_1",
+            STATUS_TOPIC,
+            status(seq=0, ts="0001-01-01T00:00:00+01:00"),
+            "ts_too_old",
+        ),
+        ("year_9999", WATER_TOPIC, w(ts="9999-12-31T23:59:59-01:00"), "ts_in_future"),
     ]
+
+
+STATUS_TOPIC = WATER_TOPIC.replace("/telemetry", "/status")
+
+
+def status(seq: int = 5, ts: str | None = None, firmware: str | None = None) -> bytes:
+    """A status payload as raw JSON text (``firmware`` is inserted verbatim, so escapes
+    such as ``\\u0000`` reach the JSON parser as written)."""
+    body = f'"seq":{seq},"ts":"{ts or datetime.now(UTC).isoformat()}","state":"online"'
+    if firmware is not None:
+        body += f',"firmware":"{firmware}"'
+    return ("{" + body + "}").encode()
 
 
 def test_every_malformed_message_becomes_one_dead_letter_and_ingest_keeps_running(
     settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
     cases = _bad_cases()
+    settings = settings.model_copy(update={"dead_letter_quota_per_device": 1000})
     with ThreadedIngest(settings):
         publish_all(settings.mqtt_url or "", [(t, p) for _, t, p, _ in cases])
         wait_until(
@@ -147,14 +171,28 @@ def test_every_malformed_message_becomes_one_dead_letter_and_ingest_keeps_runnin
         )
         publish_all(settings.mqtt_url or "", [(WATER_TOPIC, water(99))])  # still alive
         wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") == 1, 20, "good row")
-    rows = db.execute("SELECT topic, payload, reason, detail FROM dead_letters").fetchall()
+    rows = db.execute(
+        "SELECT topic, payload_sha256, payload, payload_size, reason, detail FROM dead_letters"
+    ).fetchall()
     assert len(rows) == len(cases)
-    got = {(t, bytes(p)): (r, d) for t, p, r, d in rows}
+    got = {(t, bytes(h)): (bytes(p), n, r, d) for t, h, p, n, r, d in rows}
+    cap = settings.dead_letter_payload_cap_bytes
     for name, topic, payload, reason in cases:
-        assert (topic, payload) in got, f"{name}: no dead letter with the raw bytes"
-        actual, detail = got[(topic, payload)]
+        key = (topic, hashlib.sha256(payload).digest())
+        assert key in got, f"{name}: no dead letter for these bytes"
+        kept, size, actual, detail = got[key]
+        assert kept == payload[:cap], f"{name}: raw bytes not kept (up to the cap)"
+        assert size == len(payload), f"{name}: size {size} != {len(payload)}"
         assert actual == reason, f"{name}: reason {actual!r} ({detail}), expected {reason!r}"
         assert detail, f"{name}: empty detail"
+    assert (
+        len(got[(WATER_TOPIC, hashlib.sha256(cases_by_name(cases)["oversized"]).digest())][0])
+        == cap
+    )
+
+
+def cases_by_name(cases: list[tuple[str, str, bytes, str]]) -> dict[str, bytes]:
+    return {name: payload for name, _t, payload, _r in cases}
 
 
 def test_duplicate_delivery_stores_one_row(settings: Settings, db: psycopg.Connection[Any]) -> None:

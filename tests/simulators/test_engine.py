@@ -14,8 +14,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from firewatch.core.broker import BrokerAddress
 from firewatch.ingest.codec import DeadLetter, DeviceInfo, Limits, Reason, decode
-from firewatch.ingest.consumer import BrokerAddress
 from firewatch.simulators.city import generate_city, units_for_devices
 from firewatch.simulators.engine import Simulation, live_start, scenario_window
 from firewatch.simulators.model import Action
@@ -66,7 +66,7 @@ def test_every_message_passes_ingest_validation_except_labelled_faults(tmp_path:
     start, end = scenario_window(sc, live=False)
     sim = Simulation(sc, start=start, end=end, units=12)
     registry = {d.id: DeviceInfo(d.unit_id, d.kind) for d in sim.devices}
-    limits = Limits(65_536, timedelta(seconds=300), timedelta(days=7))
+    limits = Limits(65_536, timedelta(seconds=300), timedelta(days=7), timedelta(days=400))
     labelled = {(lb.device_id, lb.fault): (lb.start, lb.end) for lb in sim.labels}
     reasons: Counter[str] = Counter()
     total = 0

@@ -71,7 +71,8 @@ def add_rows(
     )
     conn.execute(
         "INSERT INTO events (device_id, seq, ts, received_at, event_type, system_type,"
-        " system_addr, status_word, flags) VALUES (%s, %s, %s, now(), 'system', 1, 1, 1, '{}')",
+        " system_addr, status_word, flags)"
+        " VALUES (%s, %s, %s, now(), 'system_status', 1, 1, 1, '{}')",
         (device, seq, ts),
     )
     conn.execute(
@@ -84,9 +85,9 @@ def add_rows(
 
 def add_dead_letter(conn: psycopg.Connection[Any], topic: str, payload: bytes) -> None:
     conn.execute(
-        "INSERT INTO dead_letters (received_at, topic, payload, reason, detail, payload_sha256)"
-        " VALUES (now(), %s, %s, 'not_json', 'test', %s)",
-        (topic, payload, hashlib.sha256(payload).digest()),
+        "INSERT INTO dead_letters (received_at, topic, payload, reason, detail, payload_sha256,"
+        " payload_size) VALUES (now(), %s, %s, 'not_json', 'test', %s, %s)",
+        (topic, payload, hashlib.sha256(payload).digest(), len(payload)),
     )
 
 
