@@ -1,19 +1,21 @@
 """The production deployment (docker-compose.yml, Dockerfile, deploy/, mosquitto/) is checked
 statically here, because Docker is not available where the tests run: every FIREWATCH_* name
 is a real setting with a valid value, every command is a real subcommand, every mounted file
-exists, Prometheus scrapes what the ingest workers serve. The password tool is run for real
-against ``mosquitto_passwd`` and a real broker.
+exists, Prometheus scrapes what the ingest workers serve, every MQTT login is an account the
+broker's access control (``firewatch.runtime.brokerconf``) gives what the service does. The
+account tool (``mosquitto/passwd.py``) is run for real, outside the venv's site-packages,
+and its file is loaded by a real broker.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,8 +26,10 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firewatch import cli
+from firewatch.core.contract import subscription
 from firewatch.core.settings import Settings
-from firewatch.runtime.mosquitto import free_port, wait_for_port
+from firewatch.runtime import brokerconf
+from firewatch.runtime.mosquitto import mosquitto, write_config
 from firewatch.storage.seed import read_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,16 +43,13 @@ PREFIX = "FIREWATCH_"
 # What compose interpolates the ${...} references with in these tests.
 TEST_VARS = {
     "POSTGRES_PASSWORD": "pg-secret",
-    "INGEST_MQTT_PASSWORD": "ingest-secret",
+    "INGEST_1_MQTT_PASSWORD": "ingest-1-secret",
+    "INGEST_2_MQTT_PASSWORD": "ingest-2-secret",
     "SIMULATOR_MQTT_PASSWORD": "sim-secret",
     "WEBHOOK_SECRET": "webhook-secret",
 }
 
-MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-needs_mosquitto_passwd = pytest.mark.skipif(
-    not Path(MOSQUITTO_PASSWD).exists(), reason="mosquitto_passwd is not installed"
-)
+DYNSEC_JSON = "dynsec.json"  # mosquitto/dynsec.json, written by passwd.py
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -159,20 +160,6 @@ def conf_directives(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-def acl_rules(path: Path) -> dict[str | None, list[tuple[str, str]]]:
-    """Mosquitto ACL: {user (None = before any user line, or patterns): [(access, topic)]}."""
-    rules: dict[str | None, list[tuple[str, str]]] = {None: []}
-    user: str | None = None
-    for key, value in conf_directives(path):
-        if key == "user":
-            user = value
-            rules.setdefault(user, [])
-        elif key == "topic":
-            access, _, topic = value.partition(" ")
-            rules[user].append((access, topic) if topic else ("readwrite", access))
-    return rules
-
-
 def container_ports(svc: dict[str, Any]) -> set[int]:
     ports: set[int] = set()
     for p in svc.get("ports", []):
@@ -189,7 +176,6 @@ def test_expected_services_exist() -> None:
         "mosquitto",
         "migrate",
         "ingest-1",
-        "ingest-2",
         "analytics-1",
         "alerting-1",
         "api",
@@ -202,7 +188,7 @@ def test_expected_services_exist() -> None:
     assert svcs["mosquitto"]["image"] == "eclipse-mosquitto:2"
     assert svcs["prometheus"]["image"].startswith("prom/prometheus")
     # The production stack starts without profiles; only the demo pieces need one.
-    for name in ("timescaledb", "mosquitto", "migrate", "ingest-1", "ingest-2", "analytics-1",
+    for name in ("timescaledb", "mosquitto", "migrate", "ingest-1", "analytics-1",
                  "alerting-1", "api", "prometheus"):  # fmt: skip
         assert "profiles" not in svcs[name], name
     assert svcs["simulator"]["profiles"] == ["demo"]
@@ -213,7 +199,6 @@ def test_app_services_run_valid_firewatch_subcommands() -> None:
     expected = {
         "migrate": cli.cmd_db_upgrade,
         "ingest-1": cli.cmd_ingest,
-        "ingest-2": cli.cmd_ingest,
         "analytics-1": cli.cmd_analytics_run,
         "alerting-1": cli.cmd_alerting,
         "api": cli.cmd_api,
@@ -312,11 +297,13 @@ def test_bind_mounted_host_paths_exist() -> None:
 
 
 # --- ingest workers -------------------------------------------------------------------------
-def test_ingest_workers_share_a_group_with_distinct_client_ids(
+def test_ingest_workers_have_fixed_distinct_identities_and_one_subscription(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Production runs one worker with a plain subscription (the only kind Mosquitto 2.0
+    restores after a restart, docs/reliability.md); more workers must share one group."""
     workers = ingest_services()
-    assert len(workers) >= 2
+    assert len(workers) >= 1
     settings: dict[str, Settings] = {}
     for name, svc in workers.items():
         with monkeypatch.context() as m:
@@ -326,11 +313,19 @@ def test_ingest_workers_share_a_group_with_distinct_client_ids(
         assert "FIREWATCH_INGEST_CLIENT_ID" in environment(svc), name
     ids = [s.ingest_client_id for s in settings.values()]
     assert len(set(ids)) == len(ids), f"client ids must differ: {ids}"
-    assert len({s.ingest_group for s in settings.values()}) == 1
+    groups = {s.ingest_group for s in settings.values()}
+    assert len(groups) == 1
+    # several plain subscribers would each store everything: a group is required then
+    assert len(workers) == 1 or groups != {""}
     assert len({s.topic_root for s in settings.values()}) == 1
 
 
-def test_ingest_mqtt_account_matches_broker_and_acl(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mqtt_logins_are_accounts_with_the_grants_their_service_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every MQTT login in compose is an account that ``passwd.py`` creates with its
+    defaults (docs/deployment.md): the ingest workers with ``--ingest`` (username = client
+    id, which the broker binds to the account), the simulator with ``--publisher``."""
     svcs = services()
     listeners = [
         int(v.split()[0])
@@ -339,7 +334,7 @@ def test_ingest_mqtt_account_matches_broker_and_acl(monkeypatch: pytest.MonkeyPa
     ]
     assert listeners
     assert set(listeners) <= container_ports(svcs["mosquitto"])
-    acl = acl_rules(MOSQUITTO_DIR / "acl")
+    accounts: list[brokerconf.Account] = []
     for name, svc in app_services().items():
         with monkeypatch.context() as m:
             s = settings_for(svc, m)
@@ -349,12 +344,25 @@ def test_ingest_mqtt_account_matches_broker_and_acl(monkeypatch: pytest.MonkeyPa
         assert url.scheme == "mqtt", name
         assert url.hostname == "mosquitto", name
         assert url.port in listeners, name
-        assert url.username in acl, f"{name}: MQTT user {url.username} has no ACL entry"
-        access = "read" if svc["command"] == ["ingest"] else "write"
-        wanted = f"{s.topic_root}/#"
-        assert any(a in (access, "readwrite") and t == wanted for a, t in acl[url.username]), (
-            f"{name}: ACL does not let {url.username} {access} {wanted}"
-        )
+        assert url.username, f"{name}: the broker refuses anonymous clients"
+        assert url.password, name
+        # passwd.py's defaults grant exactly this root (and group), nothing else.
+        assert s.topic_root == brokerconf.DEFAULT_TOPIC_ROOT, name
+        if svc["command"] == ["ingest"]:
+            assert url.username == s.ingest_client_id, f"{name}: account bound to its client id"
+            assert subscription(
+                s.topic_root, s.ingest_group or None
+            ) in brokerconf.ingest_subscriptions(
+                brokerconf.DEFAULT_TOPIC_ROOT, brokerconf.DEFAULT_INGEST_GROUP
+            ), f"{name}: the ingest accounts may subscribe to these filters only"
+            kind = brokerconf.Kind.INGEST
+        else:
+            assert svc["command"] == ["simulate"], f"{name}: which account kind is this?"
+            kind = brokerconf.Kind.PUBLISHER
+        accounts.append(brokerconf.Account(kind, url.username, url.password))
+    assert {a.kind for a in accounts} == {brokerconf.Kind.INGEST, brokerconf.Kind.PUBLISHER}
+    assert len({a.password for a in accounts}) == len(accounts), "one password per account"
+    brokerconf.build_dynsec(accounts)  # refuses duplicate or unusable names
 
 
 def test_prometheus_scrapes_every_ingest_worker(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -406,17 +414,17 @@ def test_mosquitto_config_mount_references_existing_files() -> None:
     mounts = {target: (source, ro) for source, target, ro in bind_mounts(svc)}
     source, read_only = mounts["/mosquitto/config"]
     assert (ROOT / source).resolve() == MOSQUITTO_DIR
-    assert read_only, "the broker must not rewrite its own config or password file"
+    assert read_only, "the broker must not rewrite its own config or account file"
     config_root = PurePosixPath("/mosquitto/config")
     directives = dict(conf_directives(MOSQUITTO_DIR / "mosquitto.conf"))
-    for key in ("password_file", "acl_file", "include_dir"):
+    for key in ("plugin_opt_config_file", "include_dir"):
         in_container = PurePosixPath(directives[key])
         assert in_container.is_relative_to(config_root), key
         on_host = MOSQUITTO_DIR / in_container.relative_to(config_root)
-        if key == "password_file":
-            # Generated per deployment by mosquitto/passwd.py (a secret: never committed).
-            assert on_host.name == "passwd"
-            assert PASSWD_PY.exists()
+        if key == "plugin_opt_config_file":
+            # Generated per deployment by mosquitto/passwd.py (hashes: never committed).
+            assert on_host.name == DYNSEC_JSON
+            assert DYNSEC_JSON in (MOSQUITTO_DIR / ".gitignore").read_text("utf-8").split()
         else:
             assert on_host.exists(), f"{key} {in_container}: {on_host} is missing"
     assert list((MOSQUITTO_DIR / "conf.d").glob("*.conf")), "include_dir has no *.conf"
@@ -426,6 +434,25 @@ def test_mosquitto_config_mount_references_existing_files() -> None:
         "persistence_location must be on a named volume"
     )
     assert directives.get("allow_anonymous") == "false"
+
+
+def test_tests_run_the_production_access_control(tmp_path: Path) -> None:
+    """tests/test_broker_acl.py starts its broker with write_config(dynsec=...): it must
+    configure access control the way mosquitto/mosquitto.conf does."""
+    production = conf_directives(MOSQUITTO_DIR / "mosquitto.conf")
+    # Only writes the config (the plugin must be installed, as for the broker tests).
+    tested = conf_directives(write_config(tmp_path, 1883, dynsec=tmp_path / DYNSEC_JSON))
+    for directives in (production, tested):
+        keys = dict(directives)
+        # acl_file does not check SUBSCRIBE and password_file binds no client id (ADR 0005).
+        assert "acl_file" not in keys
+        assert "password_file" not in keys
+        assert keys["per_listener_settings"] == "false", "one access control for every listener"
+        assert keys["allow_anonymous"] == "false"
+        assert PurePosixPath(keys["plugin"]).name == "mosquitto_dynamic_security.so"
+        assert PurePosixPath(keys["plugin_opt_config_file"]).name == DYNSEC_JSON
+    # The eclipse-mosquitto image installs the plugin here (Debian: /usr/lib/<arch>/).
+    assert dict(production)["plugin"] == "/usr/lib/mosquitto_dynamic_security.so"
 
 
 def test_broker_does_not_drop_queued_messages() -> None:
@@ -513,6 +540,7 @@ def test_dockerignore_keeps_secrets_out_of_the_build_context() -> None:
         assert not _dockerignore_excludes(needed, patterns), needed
     for secret in (
         "mosquitto/passwd",
+        "mosquitto/dynsec.json",
         ".env",
         ".venv/bin/python",
         ".git/config",
@@ -526,18 +554,28 @@ def test_deployment_doc_covers_the_generated_password_file() -> None:
     doc = (ROOT / "docs" / "deployment.md").read_text("utf-8")
     for needle in (
         "mosquitto/passwd.py",
-        "INGEST_MQTT_PASSWORD",
+        "--ingest firewatch-ingest-1",
+        "--from-seed",
+        "--new-only",
+        "INGEST_1_MQTT_PASSWORD",
+        "docker compose restart mosquitto",
         "--profile demo",
         "ingest-2",
+        "firewatch ingest retire",
         "prometheus",
     ):
         assert needle in doc, needle
 
 
 # --- mosquitto/passwd.py ------------------------------------------------------------------------
+SEED = ROOT / "firewatch" / "storage" / "seeds" / "xuchang.toml"
+
+
 def run_passwd(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """passwd.py as an operator runs it: no site-packages (-S), no environment (-I), so
+    only the standard library and this checkout are importable."""
     return subprocess.run(
-        [sys.executable, str(PASSWD_PY), *map(str, args)],
+        [sys.executable, "-I", "-S", str(PASSWD_PY), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -545,131 +583,136 @@ def run_passwd(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def passwd_users(path: Path) -> dict[str, str]:
-    return dict(line.split(":", 1) for line in path.read_text().splitlines() if line)
+def dynsec_clients(path: Path) -> dict[str, dict[str, Any]]:
+    return {c["username"]: c for c in json.loads(path.read_text("utf-8"))["clients"]}
 
 
 def generated(stdout: str) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in stdout.splitlines() if line)
 
 
-@needs_mosquitto_passwd
-def test_passwd_tool_writes_users(tmp_path: Path) -> None:
-    out = tmp_path / "passwd"
+def test_passwd_tool_default_is_the_file_the_broker_loads() -> None:
+    spec = importlib.util.spec_from_file_location("passwd_tool", PASSWD_PY)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines names only; runs nothing
+    assert module.DEFAULT_OUT == MOSQUITTO_DIR / DYNSEC_JSON
+
+
+def test_passwd_tool_writes_accounts(tmp_path: Path) -> None:
+    out = tmp_path / DYNSEC_JSON
     r = run_passwd(
-        "--out",
-        out,
-        "--user",
-        "firewatch-ingest:s3cret:with:colons",
-        "--user",
-        "firewatch-simulator",
-    )
+        "--out", out,
+        "--ingest", "firewatch-ingest-1:s3cret:with:colons",
+        "--ingest", "firewatch-ingest-2",
+        "--publisher", "firewatch-simulator",
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    users = passwd_users(out)
-    assert set(users) == {"firewatch-ingest", "firewatch-simulator"}
-    # sha512-pbkdf2 ($7$): readable by every Mosquitto 2.x broker.
-    assert all(h.startswith("$7$") for h in users.values()), users
-    # Only the generated password is printed, once.
+    clients = dynsec_clients(out)
+    assert set(clients) == {"firewatch-ingest-1", "firewatch-ingest-2", "firewatch-simulator"}
+    assert brokerconf.check_password(clients["firewatch-ingest-1"], "s3cret:with:colons")
+    # Bound: no other client id may log in as a worker; the simulator opens many connections.
+    assert clients["firewatch-ingest-1"]["clientid"] == "firewatch-ingest-1"
+    assert "clientid" not in clients["firewatch-simulator"]
+    # Only generated passwords are printed, once, and they are what was hashed.
     printed = generated(r.stdout)
-    assert set(printed) == {"firewatch-simulator"}
-    assert re.fullmatch(r"[A-Za-z0-9_-]{32}", printed["firewatch-simulator"])
-    assert "s3cret" not in r.stdout + r.stderr
+    assert set(printed) == {"firewatch-ingest-2", "firewatch-simulator"}
+    for name, password in printed.items():
+        assert re.fullmatch(r"[A-Za-z0-9_-]{32}", password)
+        assert brokerconf.check_password(clients[name], password)
+    assert "s3cret" not in r.stdout + r.stderr + out.read_text()
+    assert "restart the broker" in r.stderr
     # The broker (uid 1883 in the container) reads it through a read-only bind mount.
     assert out.stat().st_mode & 0o777 == 0o644
     assert list(tmp_path.iterdir()) == [out], "no temporary files left behind"
 
 
-@needs_mosquitto_passwd
 def test_passwd_tool_adds_seed_devices_to_an_existing_file(tmp_path: Path) -> None:
-    out = tmp_path / "passwd"
-    assert run_passwd("--out", out, "--user", "firewatch-ingest:s3cret").returncode == 0
-    before = passwd_users(out)
-    seed = ROOT / "firewatch" / "storage" / "seeds" / "xuchang.toml"
-    devices = {d.id for unit in read_seed(seed).units for d in unit.devices}
-    r = run_passwd("--out", out, "--from-seed", seed)
+    out = tmp_path / DYNSEC_JSON
+    assert run_passwd("--out", out, "--ingest", "firewatch-ingest-1:s3cret").returncode == 0
+    before = dynsec_clients(out)
+    devices = {d.id for unit in read_seed(SEED).units for d in unit.devices}
+    r = run_passwd("--out", out, "--from-seed", SEED)
     assert r.returncode == 0, r.stderr
-    users = passwd_users(out)
-    assert set(users) == devices | {"firewatch-ingest"}
-    assert users["firewatch-ingest"] == before["firewatch-ingest"], "existing user kept as is"
+    clients = dynsec_clients(out)
+    assert set(clients) == devices | {"firewatch-ingest-1"}
+    assert clients["firewatch-ingest-1"] == before["firewatch-ingest-1"], "kept as it is"
+    assert all(clients[d]["clientid"] == d for d in devices), "a device's client id is its id"
     printed = generated(r.stdout)
     assert set(printed) == devices
     assert len(set(printed.values())) == len(devices), "every device gets its own password"
-    # --replace starts over.
-    r = run_passwd("--out", out, "--replace", "--user", "firewatch-ingest")
+    # A device added to the seed later: --new-only leaves the others' passwords alone.
+    seed = tmp_path / "city.toml"
+    seed.write_text(
+        SEED.read_text("utf-8") + '\n[[units]]\nid = "U-NEW"\ndevices = [{ id = "D-NEW-1" }]\n',
+        "utf-8",
+    )
+    r = run_passwd("--out", out, "--from-seed", seed, "--new-only")
     assert r.returncode == 0, r.stderr
-    assert set(passwd_users(out)) == {"firewatch-ingest"}
+    assert set(generated(r.stdout)) == {"D-NEW-1"}
+    after = dynsec_clients(out)
+    assert all(after[name] == clients[name] for name in clients), "existing accounts untouched"
+    # --replace starts over.
+    r = run_passwd("--out", out, "--replace", "--ingest", "firewatch-ingest-1")
+    assert r.returncode == 0, r.stderr
+    assert set(dynsec_clients(out)) == {"firewatch-ingest-1"}
 
 
 def test_passwd_tool_fails_clearly(tmp_path: Path) -> None:
-    out = tmp_path / "passwd"
-    r = run_passwd("--out", out, "--user", "u", "--mosquitto-passwd", tmp_path / "missing")
+    out = tmp_path / DYNSEC_JSON
+    for args, message in (
+        (["--device", "bad/name"], "bad account name"),
+        (["--ingest", "firewatch-ingest-1:"], "empty password"),
+        (["--device", "D-1", "--ingest", "D-1"], "more than once"),
+        ([], "no accounts given"),
+    ):
+        r = run_passwd("--out", out, *args)
+        assert r.returncode == 1, args
+        assert message in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+        assert not out.exists()
+    out.write_text("not json")
+    r = run_passwd("--out", out, "--device", "D-1")
     assert r.returncode == 1
-    assert "mosquitto_passwd not found" in r.stderr
-    assert "apt-get install mosquitto" in r.stderr
-    assert "Traceback" not in r.stderr
-    r = run_passwd("--out", out, "--user", "bad/name", "--mosquitto-passwd", sys.executable)
-    assert r.returncode == 1
-    assert "bad user name" in r.stderr
-    assert not out.exists()
+    assert "cannot read" in r.stderr
+    assert out.read_text() == "not json", "a file it cannot read is left alone"
 
 
-@pytest.fixture
-def broker_with_passwd(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """A real Mosquitto with allow_anonymous false and a password file written by us."""
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed")
-    passwd = tmp_path / "passwd"
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous false\n"
-        f"password_file {passwd}\n"
-        "persistence false\n"
-        f"log_dest file {tmp_path / 'mosquitto.log'}\n"
-        # Started as root, Mosquitto drops to user `mosquitto` before reading the password
-        # file, which cannot enter pytest's private tmp directory.
-        + ("user root\n" if os.geteuid() == 0 else "")
-    )
-    r = run_passwd("--out", passwd, "--user", "firewatch-ingest:right-password")
-    assert r.returncode == 0, r.stderr
-    proc = subprocess.Popen(
-        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        assert wait_for_port("127.0.0.1", port, 10), (tmp_path / "mosquitto.log").read_text()
-        yield port, passwd
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def mqtt_login(port: int, username: str, password: str) -> bool:
-    """Whether the broker accepts this login (MQTT 5 CONNACK reason code)."""
-    accepted: list[bool] = []
+def mqtt_login(url: str, username: str, password: str, client_id: str) -> int:
+    """The broker's MQTT 5 CONNACK reason code for this login (0: accepted)."""
+    codes: list[int] = []
     done = threading.Event()
 
-    def on_connect(_c: Any, _u: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+    def on_connect(c: mqtt.Client, _u: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if not done.is_set():
-            accepted.append(not reason_code.is_failure)
+            codes.append(reason_code.value)
             done.set()
+        c.disconnect()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    addr = urlsplit(url)
+    assert addr.hostname is not None
+    assert addr.port is not None
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(username, password)
     client.on_connect = on_connect
-    client.connect("127.0.0.1", port)
+    client.connect(addr.hostname, addr.port)
     client.loop_start()
     try:
         assert done.wait(10), "no CONNACK"
     finally:
         client.disconnect()
         client.loop_stop()
-    return accepted[0]
+    return codes[0]
 
 
-@needs_mosquitto_passwd
-def test_broker_accepts_the_generated_passwords(broker_with_passwd: tuple[int, Path]) -> None:
-    port, _passwd = broker_with_passwd
-    assert mqtt_login(port, "firewatch-ingest", "right-password")
-    assert not mqtt_login(port, "firewatch-ingest", "wrong-password")
-    assert not mqtt_login(port, "nobody", "right-password")
+def test_broker_loads_the_generated_file(tmp_path: Path) -> None:
+    out = tmp_path / DYNSEC_JSON
+    r = run_passwd("--out", out, "--ingest", "firewatch-ingest-1:right-password")
+    assert r.returncode == 0, r.stderr
+    with mosquitto(tmp_path / "broker", dynsec=out) as url:
+        ingest = "firewatch-ingest-1"
+        assert mqtt_login(url, ingest, "right-password", ingest) == 0
+        assert mqtt_login(url, ingest, "wrong-password", ingest) == 0x87
+        assert mqtt_login(url, ingest, "right-password", "another-client-id") == 0x87
+        assert mqtt_login(url, "nobody", "right-password", "nobody") == 0x87
