@@ -3,7 +3,10 @@
 Request/response routes are plain ``def`` functions: FastAPI runs them in its thread pool,
 where they use the sync psycopg pool (the store functions are sync). The live stream is
 ``async`` and reads the change feed in worker threads too (``firewatch/api/stream.py``);
-the event loop never blocks on the database.
+the event loop never blocks on the database. Every request first passes the guard
+(``firewatch/api/guard.py``: body size, text the database can store, admission), and
+validation errors are rendered by ``firewatch/api/errors.py`` (never a 500, never a large
+echo).
 """
 
 from __future__ import annotations
@@ -11,44 +14,61 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 import psycopg
 import psycopg_pool
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sse_starlette import EventSourceResponse
 
 from firewatch.api.deps import ApiContext, ApiOptions
+from firewatch.api.errors import validation_error
+from firewatch.api.guard import Gate, Guard, Limits
 from firewatch.api.routes import alerts, health
 from firewatch.api.stream import AlertHub
 from firewatch.core.settings import Settings
+from firewatch.storage.timestamps import clamp_timestamps
 
 log = logging.getLogger("firewatch.api")
 
 APPLICATION_NAME = "firewatch-api"
 
 
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    clamp_timestamps(conn)
+
+
 def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None = None) -> FastAPI:
     """The API over the database at ``conninfo`` (resolve it with
     ``firewatch.runtime.postgres.resolve_database_url``). The pool and the stream listener
     open in the lifespan and close at shutdown; the database need not be up at start
-    (``/health`` says 503 until it is)."""
-    ctx = ApiContext(settings=settings, conninfo=conninfo, options=options or ApiOptions())
+    (``/health`` says 503 until it is). Limits: ``settings.api_*`` (the guard)."""
+    opts = options or ApiOptions()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in anyio's thread pool: it must not be the tighter limit.
+        threads = anyio.to_thread.current_default_thread_limiter()
+        threads.total_tokens = max(threads.total_tokens, settings.api_max_concurrency)
+        pool_size = opts.pool_size(settings)
         pool = psycopg_pool.ConnectionPool(
             conninfo,
-            min_size=ctx.options.pool_min,
-            max_size=ctx.options.pool_max,
+            min_size=min(opts.pool_min, pool_size),
+            max_size=pool_size,
             kwargs={"autocommit": True, "application_name": APPLICATION_NAME},
             check=psycopg_pool.ConnectionPool.check_connection,
-            timeout=ctx.options.pool_timeout_s,
+            # Any stored time loads (a row at -infinity must not make a page a 500).
+            configure=_configure,
+            timeout=opts.pool_timeout_s,
             name=APPLICATION_NAME,
             open=False,
         )
         pool.open(wait=False)
-        hub = AlertHub(conninfo, pool, ctx.options.stream)
+        hub = AlertHub(conninfo, pool, opts.stream)
         await hub.start()
         ctx.pool, ctx.hub = pool, hub
         try:
@@ -64,9 +84,21 @@ def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None 
         version="0.1.0",
         lifespan=lifespan,
     )
+    routers = (alerts.router, health.router)
+    for router in routers:
+        app.include_router(router)
+    # Live streams are admitted apart from requests: the routes answering with an event
+    # stream, found in the routers themselves (the app keeps included routers opaque).
+    streams = frozenset(
+        r.path for router in routers for r in router.routes
+        if isinstance(r, APIRoute) and isinstance(r.response_class, type)
+        and issubclass(r.response_class, EventSourceResponse)
+    )  # fmt: skip
+    gate = Gate.of(Limits.of(settings), streams)
+    ctx = ApiContext(settings=settings, conninfo=conninfo, options=opts, gate=gate)
     app.state.ctx = ctx
-    app.include_router(alerts.router)
-    app.include_router(health.router)
+    app.add_middleware(Guard, gate=gate)
+    app.add_exception_handler(RequestValidationError, validation_error)
 
     async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", exc)

@@ -11,6 +11,7 @@ import psycopg
 import psycopg_pool
 from fastapi import Depends, Request
 
+from firewatch.api.guard import Gate
 from firewatch.api.stream import AlertHub, StreamOptions
 from firewatch.core.settings import Settings
 
@@ -20,9 +21,16 @@ class ApiOptions:
     """Tuning of one API process (defaults suit production; tests shorten the waits)."""
 
     pool_min: int = 1
-    pool_max: int = 10
+    #: None: a connection for every admitted request (``api_max_concurrency``) plus one for
+    #: every parallel stream read, so that an admitted request never waits for the pool.
+    pool_max: int | None = None
     pool_timeout_s: float = 5.0  # longest wait for a pooled connection (then 503)
     stream: StreamOptions = field(default_factory=StreamOptions)
+
+    def pool_size(self, settings: Settings) -> int:
+        if self.pool_max is not None:
+            return self.pool_max
+        return settings.api_max_concurrency + self.stream.reads_in_parallel
 
 
 @dataclass
@@ -32,6 +40,7 @@ class ApiContext:
     settings: Settings
     conninfo: str
     options: ApiOptions
+    gate: Gate  # the request limits and their state (firewatch/api/guard.py)
     pool: psycopg_pool.ConnectionPool[Any] | None = None
     hub: AlertHub | None = None
 

@@ -57,6 +57,7 @@ T = TypeVar("T")
 
 LISTEN_APPLICATION_NAME = "firewatch-api-listen"
 _XMAX = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+_BIGINT_MAX = 2**63 - 1  # alert_events.id is a bigint
 
 
 class BadPosition(ValueError):
@@ -171,6 +172,11 @@ class AlertHub:
                     f"Last-Event-ID {token!r} is not a stream position: expected"
                     " '<xid>-<id>' as sent in the id field of an event"
                 ) from None
+            if cursor.id > _BIGINT_MAX:
+                raise BadPosition(
+                    f"Last-Event-ID {token!r} is not a stream position: its event id is beyond"
+                    " any event's"
+                )
             xmax = await self._in_thread(self._xmax)
             if cursor.xid >= xmax:
                 raise BadPosition(

@@ -281,3 +281,24 @@ async def test_health_and_routes_are_503_when_the_database_is_unreachable(
         assert r.status_code == 503
         assert r.json()["detail"].startswith("database unavailable: ")
         assert r.headers["retry-after"] == "5"
+
+
+async def test_rows_with_times_python_cannot_hold_are_served_not_500(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    """Issue 9: every reader survives any row the database can hold. An alert whose times
+    were set to ±infinity and 1 BC (a direct write) is listed with its times clamped to
+    the representable range, instead of failing the whole page."""
+    alert = new_alert(db)
+    db.execute(
+        "UPDATE alerts SET first_seen = '-infinity', last_seen = 'infinity',"
+        " escalated_at = '0001-01-01T00:00:00+01:00' WHERE id = %s",
+        (alert.id,),
+    )
+    r = await client.get("/alerts")
+    assert r.status_code == 200
+    (got,) = [a for a in r.json() if a["id"] == alert.id]
+    assert got["first_seen"].startswith("0001-01-01")
+    assert got["last_seen"].startswith("9999-12-31")
+    detail = await client.get(f"/alerts/{alert.id}")
+    assert detail.status_code == 200

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from firewatch.api.server import ApiServer, ApiStartupError, serve
+from firewatch.api.server import ApiServer, ApiStartupError, bind, serve
 from firewatch.core.settings import Settings
 from tests.helpers import scalar, wait_until
 
@@ -54,3 +54,14 @@ def test_a_port_in_use_is_a_clear_startup_error(api_settings: Settings, conninfo
         port = taken.getsockname()[1]
         with pytest.raises(ApiStartupError, match=f"cannot listen on 127.0.0.1:{port}"):
             ApiServer(api_settings, conninfo, port=port).start()
+
+
+def test_the_listening_socket_says_tcp_so_asyncio_turns_nagle_off() -> None:
+    """asyncio sets TCP_NODELAY only on accepted sockets whose protocol is IPPROTO_TCP;
+    with protocol 0 (socket.create_server) Nagle held every response body behind its
+    headers until the client's delayed ACK, 40 ms per request."""
+    sock = bind("127.0.0.1", 0)
+    with sock, socket.create_connection(sock.getsockname()[:2]):
+        accepted, _ = sock.accept()
+        with accepted:
+            assert accepted.proto == socket.IPPROTO_TCP

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, status
 
 from firewatch.alerting import store
 from firewatch.api.deps import Conn, Context
@@ -17,6 +17,9 @@ router = APIRouter(prefix="/alerts", tags=["alerts"])
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "no alert has that id"}
 }
+
+#: Alert ids are PostgreSQL ``bigint`` identities: anything outside cannot be an alert.
+AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The alert's id.")]
 
 
 def _out(alert: store.Alert) -> AlertOut:
@@ -78,7 +81,7 @@ async def stream_alerts(
 
 
 @router.get("/{alert_id}", response_model=AlertDetailOut, responses=_NOT_FOUND)
-def get_alert(conn: Conn, alert_id: int) -> AlertDetailOut:
+def get_alert(conn: Conn, alert_id: AlertId) -> AlertDetailOut:
     """The alert with its evidence (anomaly episodes) and its audit trail."""
     try:
         detail = store.alert_detail(conn, alert_id)
@@ -95,7 +98,7 @@ def get_alert(conn: Conn, alert_id: int) -> AlertDetailOut:
         409: {"model": ErrorOut, "description": "the action is not allowed in this state"},
     },
 )
-def act_on_alert(conn: Conn, alert_id: int, body: ActionRequest) -> AlertOut:
+def act_on_alert(conn: Conn, alert_id: AlertId, body: ActionRequest) -> AlertOut:
     """An operator's action: the alert moves through its lifecycle with an audit row (who,
     note), a stream event and its notifications, atomically. 409 names what is allowed
     from the alert's state."""
