@@ -1,21 +1,43 @@
-"""The ``firewatch`` command. Each subcommand builds Settings once and passes it down."""
+"""The ``firewatch`` command. Each subcommand builds Settings once and passes it down.
+
+Without ``FIREWATCH_DATA_DIR`` the data directory is the nearest ``.firewatch/`` in the current
+directory or its parents (``runtime/postgres.py``). Only ``firewatch up`` and
+``firewatch db upgrade`` may create an embedded database; other commands that need one and
+find none stop with exit code 2.
+
+Expected failures (bad settings, no or an unmigrated database, an unreachable database, a
+missing file, a broker or API that cannot start, an insecure webhook secret) print one line
+``firewatch: ...`` to stderr and exit non-zero (2: configuration, 1: environment), without a
+traceback unless ``-v``. Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 import threading
+import traceback
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from firewatch.core.settings import Settings
+from firewatch.runtime.postgres import (
+    DatabaseNotFoundError,
+    EmbeddedDatabaseError,
+    locate_data_dir,
+    resolve_database_url,
+)
 
 log = logging.getLogger("firewatch")
 
@@ -33,17 +55,37 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _connect(settings: Settings) -> psycopg.Connection[Any]:
-    from firewatch.runtime.postgres import resolve_database_url
+class SchemaMissingError(Exception):
+    """The database exists but has no Firewatch schema (``firewatch db upgrade`` never ran)."""
 
-    return psycopg.connect(resolve_database_url(settings), autocommit=True)
+
+def _connect(
+    settings: Settings, *, create: bool = False, schema: bool = True
+) -> psycopg.Connection[Any]:
+    """An autocommit connection to the configured database. ``create``: the embedded
+    database may be initialised if there is none (``db upgrade`` only; see
+    :func:`resolve_database_url`). ``schema``: raise :class:`SchemaMissingError` unless the
+    migrations have run there."""
+    conn = psycopg.connect(resolve_database_url(settings, create=create), autocommit=True)
+    try:
+        if schema:
+            migrated = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+            if migrated == (None,):
+                raise SchemaMissingError(
+                    f"the database {conn.info.dbname!r} has no Firewatch schema; run "
+                    "`firewatch db upgrade` with the same settings first"
+                )
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.storage.maintenance import maintain
     from firewatch.storage.migrate import current_flavour, upgrade
 
-    with _connect(settings) as conn:
+    with _connect(settings, create=True, schema=False) as conn:
         applied = upgrade(conn)
         maintain(conn, settings)
         flavour = current_flavour(conn)
@@ -113,10 +155,10 @@ def cmd_db_anomalies(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ingest(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.ingest.service import IngestService
-    from firewatch.runtime.postgres import resolve_database_url
 
     if not settings.mqtt_url:
-        print("FIREWATCH_MQTT_URL is not set (firewatch up starts a broker)", file=sys.stderr)
+        print("firewatch: FIREWATCH_MQTT_URL is not set (firewatch up starts a broker)",
+              file=sys.stderr)  # fmt: skip
         return 2
     stop = _stop_on_signals()
     service = IngestService(settings, resolve_database_url(settings), settings.mqtt_url)
@@ -124,12 +166,34 @@ def cmd_ingest(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest_retire(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.ingest.service import IngestService
+
+    if not settings.mqtt_url:
+        print("firewatch: FIREWATCH_MQTT_URL is not set", file=sys.stderr)
+        return 2
+    mqtt_url = settings.mqtt_url
+    if args.client_id:
+        settings = settings.model_copy(update={"ingest_client_id": args.client_id})
+    stop = _stop_on_signals()
+    service = IngestService(settings, resolve_database_url(settings), mqtt_url,
+                            retire=True, quiet_s=args.quiet)  # fmt: skip
+    stats = service.run(stop)
+    if stop.is_set():
+        print(f"retire of {settings.ingest_client_id} interrupted after {stats.received} "
+              "messages; its session is kept: run it again", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"retired {settings.ingest_client_id}: stored what was queued for it "
+          f"({stats.received} messages) and removed its session from the broker")  # fmt: skip
+    return 0
+
+
 def cmd_alerting(settings: Settings, _args: argparse.Namespace) -> int:
-    from firewatch.alerting.dispatcher import OutboxDispatcher
+    from firewatch.alerting.dispatcher import OutboxDispatcher, check_webhook_secret
     from firewatch.alerting.service import AlertingService
-    from firewatch.runtime.postgres import resolve_database_url
     from firewatch.runtime.supervise import run_together
 
+    check_webhook_secret(settings)  # before the database starts: refusing must be quick
     stop = _stop_on_signals()
     url = resolve_database_url(settings)
     with OutboxDispatcher(settings, url) as dispatcher:
@@ -138,7 +202,6 @@ def cmd_alerting(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.api.server import serve
-    from firewatch.runtime.postgres import resolve_database_url
 
     stop = _stop_on_signals()  # before serve(): uvicorn re-raises a captured signal on exit
     serve(settings, resolve_database_url(settings), stop,
@@ -213,6 +276,17 @@ def cmd_bench_ingest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_broker(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.lab.brokercrash import format_broker_bench, run_broker_bench
+
+    result = run_broker_bench(settings, messages=args.messages, rate=args.rate)
+    print(format_broker_bench(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.runtime.up import run_up
 
@@ -235,7 +309,6 @@ def cmd_analytics_score(_settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_analytics_run(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.analytics.service import AnalyticsService
-    from firewatch.runtime.postgres import resolve_database_url
 
     stop = _stop_on_signals()
     AnalyticsService(settings, resolve_database_url(settings)).run(stop)
@@ -305,6 +378,19 @@ def cmd_bench_analytics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_api(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.lab.apibench import ApiBenchConfig, format_result, run_api_bench
+
+    cfg = ApiBenchConfig(requests=args.requests, concurrency=args.concurrency, path=args.path,
+                         alerts=args.alerts)  # fmt: skip
+    result = run_api_bench(settings, cfg)
+    print(format_result(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def _duration(text: str) -> float:
     from firewatch.simulators.scenario import parse_duration
 
@@ -342,9 +428,22 @@ def build_parser() -> argparse.ArgumentParser:
     anom.add_argument("--json", action="store_true", help="machine-readable output")
     anom.set_defaults(func=cmd_db_anomalies)
 
-    sub.add_parser("ingest", help="run the MQTT -> database consumer until SIGTERM").set_defaults(
-        func=cmd_ingest
+    ing = sub.add_parser("ingest", help="the MQTT -> database consumer (default), retire")
+    ing.set_defaults(func=cmd_ingest)
+    ingest_sub = ing.add_subparsers(dest="ingest_command", required=False)
+    ingest_sub.add_parser(
+        "run", help="run the MQTT -> database consumer until SIGTERM"
+    ).set_defaults(func=cmd_ingest)
+    ret = ingest_sub.add_parser(
+        "retire",
+        help="retire a worker identity for good: store what the broker queued for its "
+        "session, then delete the session (docs/reliability.md)",
     )
+    ret.add_argument("--client-id", help="the identity to retire (default: "
+                     "FIREWATCH_INGEST_CLIENT_ID)")  # fmt: skip
+    ret.add_argument("--quiet", type=float, default=2.0,
+                     help="seconds without a message that mean the queue is empty")  # fmt: skip
+    ret.set_defaults(func=cmd_ingest_retire)
 
     sub.add_parser(
         "alerting",
@@ -395,6 +494,13 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--json", type=Path, help="write the result document here")
     bi.add_argument("--logs", type=Path, help="keep worker logs in this directory")
     bi.set_defaults(func=cmd_bench_ingest)
+    bb = bench.add_parser(
+        "broker", help="what a broker restart (SIGTERM) or crash (SIGKILL) loses, per scenario"
+    )
+    bb.add_argument("--messages", type=int, default=6000, help="messages per scenario")
+    bb.add_argument("--rate", type=float, default=1000, help="messages/s offered")
+    bb.add_argument("--json", type=Path, help="write the result document here")
+    bb.set_defaults(func=cmd_bench_broker)
     ba = bench.add_parser("analytics", help="detector throughput (points/s) on a simulated city")
     ba.add_argument("--units", type=int, default=2000, help="units in the generated city")
     ba.add_argument("--duration", type=_duration, default=1800.0, help="simulated span")
@@ -406,6 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ba.add_argument("--json", type=Path, help="write the result document here")
     ba.set_defaults(func=cmd_bench_analytics)
+    bapi = bench.add_parser("api", help="a burst of concurrent requests at a fresh API")
+    bapi.add_argument("--requests", type=int, default=500, help="requests in all")
+    bapi.add_argument("--concurrency", type=int, default=500, help="clients sending at once")
+    bapi.add_argument("--path", default="/alerts", help="what they GET")
+    bapi.add_argument("--alerts", type=int, default=100, help="open alerts seeded")
+    bapi.add_argument("--json", type=Path, help="write the result document here")
+    bapi.set_defaults(func=cmd_bench_api)
 
     ana = sub.add_parser(
         "analytics", help="anomaly detection: the service (default), evaluate, train, score"
@@ -446,19 +559,82 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings_errors(err: ValidationError | SettingsError) -> list[str]:
+    """One line per bad ``FIREWATCH_`` variable (its value is not echoed: it may be secret)."""
+    if isinstance(err, SettingsError):
+        # pydantic-settings names the field only in its message; the parse error is the cause
+        field = re.search(r'field "(\w+)"', str(err))
+        name = f"FIREWATCH_{field[1].upper()}" if field else "a FIREWATCH_ variable"
+        cause = f": {err.__cause__}" if err.__cause__ is not None else ""
+        return [f"{name}: cannot parse the value{cause}"]
+    problems: defaultdict[str, list[str]] = defaultdict(list)
+    for e in err.errors(include_url=False):
+        loc = e["loc"]
+        name = f"FIREWATCH_{str(loc[0]).upper()}" if loc else "settings"
+        where = "".join(f"[{part}] " for part in loc[1:])  # a key of a JSON value
+        problems[name].append(where + e["msg"].removeprefix("Value error, "))
+    return [f"{name}: {'; '.join(msgs)}" for name, msgs in problems.items()]
+
+
+def _expected_error(err: Exception) -> tuple[int, str] | None:
+    """Exit code and one-line message for a failure the user can fix (2: configuration, 1:
+    the environment), or None for anything else (a bug: it keeps its traceback)."""
+    # Imported here, on the error path only: every command would otherwise pay for the API's
+    # imports. A module that raised its error is imported already anyway.
+    from firewatch.alerting.dispatcher import InsecureWebhookSecretError
+    from firewatch.api.server import ApiStartupError
+    from firewatch.runtime.mosquitto import BrokerStartError
+    from firewatch.runtime.up import WebhookSecretFileError
+    from firewatch.storage.migrate import MigrationError
+
+    one_line = " ".join(str(err).split())
+    if isinstance(err, DatabaseNotFoundError | SchemaMissingError | InsecureWebhookSecretError
+                  | WebhookSecretFileError):  # fmt: skip
+        return 2, one_line
+    undefined = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
+                 psycopg.errors.UndefinedFunction)  # fmt: skip
+    if isinstance(err, undefined):
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return 2, (f"the database schema is missing or older than this version ({first}); "
+                   "run `firewatch db upgrade` with the same settings")  # fmt: skip
+    if isinstance(err, psycopg.OperationalError):
+        return 1, f"cannot use the database: {one_line}"
+    if isinstance(err, EmbeddedDatabaseError | MigrationError | BrokerStartError
+                  | ApiStartupError | OSError):  # fmt: skip
+        return 1, one_line
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit code (see the module docstring for errors)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("pgserver").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    settings = Settings()
+    try:
+        settings = locate_data_dir(Settings())
+    except (ValidationError, SettingsError) as err:
+        if args.verbose:
+            traceback.print_exc()
+        for line in _settings_errors(err):
+            print(f"firewatch: {line}", file=sys.stderr)
+        return 2
     func: Callable[[Settings, argparse.Namespace], int] = args.func
     try:
         return func(settings, args)
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        expected = _expected_error(err)
+        if expected is None:
+            raise
+        code, message = expected
+        if args.verbose:
+            traceback.print_exc()
+        print(f"firewatch: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -56,6 +56,12 @@ wait for a whole batch to finish, which is why it does not loop over :meth:`disp
 (which claims one batch across all channels, ``command_center`` first, sends it
 concurrently, waits for every result and records them; it is for tests and one-shot use).
 
+**Secret.** The dispatcher refuses to start (:class:`InsecureWebhookSecretError`) when a
+webhook URL is configured and ``FIREWATCH_WEBHOOK_SECRET`` is the public development default
+or shorter than :data:`MIN_WEBHOOK_SECRET_BYTES`: a receiver could not tell a forged fire
+report from ours. Without URLs nothing is sent and any secret is accepted (the embedded demo;
+``firewatch up`` generates a random secret anyway, ``runtime/up.py``).
+
 Shutdown: stop claiming, finish the deliveries in flight, record their results, close, one
 summary line.
 """
@@ -101,6 +107,44 @@ LEASE_MARGIN_S = 10.0  # beyond the longest attempt: time to record the result
 PENDING_CHECK_S = 5.0  # pending gauge / "no URL" check period in run()
 _ERROR_BODY_BYTES = 300
 _ERROR_TEXT_CHARS = 500
+
+#: The shortest webhook secret accepted while a webhook URL is configured (UTF-8 bytes).
+MIN_WEBHOOK_SECRET_BYTES = 16
+
+
+class InsecureWebhookSecretError(ValueError):
+    """Webhook URLs are configured but the signing secret is the public default or too short."""
+
+
+def check_webhook_secret(settings: Settings) -> None:
+    """Raise :class:`InsecureWebhookSecretError` (one-line message naming the variables) if
+    any ``FIREWATCH_WEBHOOK_*_URL`` is set and ``settings.webhook_secret`` is the public
+    default of :class:`Settings` or shorter than :data:`MIN_WEBHOOK_SECRET_BYTES`; return
+    otherwise (also for any secret when no URL is set: nothing would be signed)."""
+    configured = [
+        f"FIREWATCH_WEBHOOK_{channel.upper()}_URL"
+        for channel, url in (
+            (COMMAND_CENTER, settings.webhook_command_center_url),
+            (SUPERVISOR, settings.webhook_supervisor_url),
+            (NOTIFY, settings.webhook_notify_url),
+        )
+        if url
+    ]
+    if not configured:
+        return
+    secret = settings.webhook_secret
+    # The default is in the README and the source: signing with it authenticates nothing.
+    if secret == Settings.model_fields["webhook_secret"].default:
+        problem = "is the public development default"
+    elif len(secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
+        problem = f"is shorter than {MIN_WEBHOOK_SECRET_BYTES} bytes"
+    else:
+        return
+    raise InsecureWebhookSecretError(
+        f"FIREWATCH_WEBHOOK_SECRET {problem} while {', '.join(configured)} is set; set it to "
+        "a random value the receivers share, e.g. "
+        "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+    )
 
 
 def retry_delay(
@@ -282,6 +326,8 @@ class OutboxDispatcher:
     found by it). ``concurrency``: deliveries in flight per channel. ``metrics_port``: None
     means ``settings.alerting_metrics_port``; 0 serves no ``/metrics`` (embed
     ``self.metrics.registry`` elsewhere). ``rng``: the backoff jitter's source.
+    Raises :class:`InsecureWebhookSecretError` (see :func:`check_webhook_secret`) before it
+    opens anything.
     """
 
     def __init__(
@@ -298,6 +344,7 @@ class OutboxDispatcher:
         if poll_s <= 0 or concurrency < 1:
             raise ValueError("need poll_s > 0 and concurrency >= 1")
         Backoff(settings.outbox_backoff_initial_s, settings.outbox_backoff_max_s)  # validates
+        check_webhook_secret(settings)
         self.settings = settings
         self.conninfo = conninfo
         self.clock = clock

@@ -6,20 +6,32 @@ the ingest, analytics and alerting workers, the API and the simulator as child p
 (restarted with backoff if they die). Shutdown is the reverse: simulator, API (streams end),
 alerting (deliveries in flight finish), analytics (final checkpoint), ingest (SIGTERM:
 flush, ack, close), broker, database, then one summary line.
+
+The data directory is the one :func:`firewatch.runtime.postgres.locate_data_dir` found (or
+``./.firewatch``, created here); ``firewatch up`` may create the embedded database in it.
+Unless ``FIREWATCH_WEBHOOK_SECRET`` is set, webhooks are signed with a random secret
+generated once into ``<data_dir>/webhook-secret`` (mode 0600) and reused afterwards, never
+with the public default; the children get it in their environment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import secrets
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 
+from firewatch.alerting.dispatcher import MIN_WEBHOOK_SECRET_BYTES, check_webhook_secret
 from firewatch.core.backoff import Backoff
 from firewatch.core.settings import Settings, child_env
 from firewatch.runtime.mosquitto import free_port, mosquitto, wait_for_port
@@ -100,6 +112,55 @@ def _free_ports(settings: Settings) -> dict[str, int]:
             for name in LISTEN_PORTS}  # fmt: skip
 
 
+#: Where ``firewatch up`` keeps the webhook secret it generated, under the data directory.
+WEBHOOK_SECRET_FILE = "webhook-secret"
+
+
+class WebhookSecretFileError(Exception):
+    """The webhook secret file exists but holds no usable secret."""
+
+
+def load_or_create_webhook_secret(data_dir: Path) -> str:
+    """The secret in ``<data_dir>/webhook-secret``, generating it first if the file does not
+    exist: 32 random bytes, URL-safe base64, mode 0600. Later calls (and ``firewatch up``
+    runs) read the same secret back, so receivers configured once stay valid. Raises
+    :class:`WebhookSecretFileError` if the file holds fewer than
+    ``MIN_WEBHOOK_SECRET_BYTES`` (after stripping whitespace)."""
+    path = data_dir / WEBHOOK_SECRET_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Written to a private temporary file, then hard-linked into place: the secret file
+        # appears complete or not at all, and a concurrent writer's file is never replaced.
+        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=f".{WEBHOOK_SECRET_FILE}-")  # 0600
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32) + "\n")
+            with contextlib.suppress(FileExistsError):  # another `firewatch up` was first
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+        log.info("generated a webhook secret in %s", path)
+    if path.stat().st_mode & 0o077:
+        log.warning("%s is readable by other users; chmod 600 it", path)
+    secret = path.read_text("utf-8").strip()
+    if len(secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
+        raise WebhookSecretFileError(
+            f"{path} holds no usable webhook secret (fewer than {MIN_WEBHOOK_SECRET_BYTES} "
+            "bytes); delete it to generate a new one, or set FIREWATCH_WEBHOOK_SECRET"
+        )
+    return secret
+
+
+def with_webhook_secret(settings: Settings) -> Settings:
+    """``settings`` as they are if ``webhook_secret`` was configured
+    (``FIREWATCH_WEBHOOK_SECRET``), else with the secret of
+    :func:`load_or_create_webhook_secret` in ``settings.data_dir``."""
+    if "webhook_secret" in settings.model_fields_set:
+        return settings
+    secret = load_or_create_webhook_secret(settings.data_dir)
+    return settings.model_copy(update={"webhook_secret": secret})
+
+
 def prepare_database(settings: Settings, url: str) -> str:
     """Migrate, make partitions and load the demo city; return the schema flavour."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -111,12 +172,22 @@ def prepare_database(settings: Settings, url: str) -> str:
 
 
 def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> int:
-    """Run everything until ``stop`` is set. Returns the process exit code."""
+    """Run everything until ``stop`` is set. Returns the process exit code.
+
+    Before starting anything, raises the errors of :func:`with_webhook_secret` and
+    :func:`firewatch.alerting.dispatcher.check_webhook_secret` (a configured webhook URL with
+    an insecure configured secret): the alerting child would only exit and be restarted."""
     started = time.monotonic()
+    generated_secret = "webhook_secret" not in settings.model_fields_set
+    # absolute, so that the children's settings do not depend on their working directory
+    settings = with_webhook_secret(
+        settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    )
+    check_webhook_secret(settings)
     with ExitStack() as stack:
         embedded_db = settings.database_url is None
         embedded_mqtt = settings.mqtt_url is None
-        db_url = resolve_database_url(settings)
+        db_url = resolve_database_url(settings, create=True)
         mqtt_url = settings.mqtt_url
         if mqtt_url is None:
             mqtt_url = stack.enter_context(
@@ -128,7 +199,8 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             update={"database_url": db_url, "mqtt_url": mqtt_url, **ports}
         )
         settings = resolved
-        env = child_env(resolved, **{f"FIREWATCH_{k.upper()}": str(v) for k, v in ports.items()})
+        env = child_env(resolved, FIREWATCH_WEBHOOK_SECRET=resolved.webhook_secret,
+                        **{f"FIREWATCH_{k.upper()}": str(v) for k, v in ports.items()})  # fmt: skip
         children = [
             Child("ingest", ["ingest"], env),
             Child("analytics", ["analytics", "run"], env),
@@ -149,6 +221,10 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             if settings.analytics_metrics_port
             else "disabled"
         )
+        secret_file = settings.data_dir / WEBHOOK_SECRET_FILE
+        secret_line = (
+            f"  webhooks   signed with the secret in {secret_file}\n" if generated_secret else ""
+        )
         print(
             "Firewatch is up:\n"
             f"  database   {'embedded pgserver, ' if embedded_db else ''}{db_url} [{flavour}]\n"
@@ -163,7 +239,8 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             f"  api        http://{settings.api_host}:{settings.api_port}/alerts "
             f"(live stream: /alerts/stream)\n"
             f"  simulator  {'running (demo city of Xuchang)' if simulate else 'off'}\n"
-            f"  data dir   {settings.data_dir.resolve()}\n"
+            f"  data dir   {settings.data_dir}\n"
+            f"{secret_line}"
             "  stats      .venv/bin/firewatch db stats   (Ctrl-C stops everything)\n"
             "  anomalies  .venv/bin/firewatch db anomalies",
             flush=True,

@@ -63,7 +63,7 @@ def test_a_confirmed_fire_is_forwarded_within_3_seconds(
     cc, notify = receivers
     cfg = settings.model_copy(update={
         "webhook_command_center_url": cc.url, "webhook_notify_url": notify.url,
-        "alerting_metrics_port": 0, "webhook_secret": "s3cret",
+        "alerting_metrics_port": 0, "webhook_secret": "s3cret-forwarding-test",
     })  # fmt: skip
     assert cfg.database_url
     alert, _ = raise_alert(
@@ -84,7 +84,7 @@ def test_a_confirmed_fire_is_forwarded_within_3_seconds(
         wait_until(lambda: len(cc.got) == 1 and len(notify.got) == 1, 10, "both deliveries")
     arrived, headers, body = cc.got[0]
     assert arrived - confirmed_at < 3.0, f"forwarded after {arrived - confirmed_at:.3f} s"
-    assert verify("s3cret", headers["X-Firewatch-Timestamp"], body,
+    assert verify("s3cret-forwarding-test", headers["X-Firewatch-Timestamp"], body,
                   headers["X-Firewatch-Signature"])  # fmt: skip
     doc = json.loads(body)
     assert doc["channel"] == "command_center"
