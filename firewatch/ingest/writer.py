@@ -121,12 +121,14 @@ class LastSeen:
             self._written[d] = t.timestamp()
 
 
+# dedup_key is filled in by a trigger (migration 0007): the same topic and payload are one
+# dead letter, however long the topic.
 _INSERT_DEAD = """
 INSERT INTO dead_letters (received_at, topic, payload, reason, detail, payload_sha256,
                           payload_size)
 SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bytea[], %s::text[], %s::text[],
                      %s::bytea[], %s::int[])
-ON CONFLICT (topic, payload_sha256) DO NOTHING
+ON CONFLICT (dedup_key) DO NOTHING
 """
 
 #: Default cap on the raw bytes kept per dead letter (Settings.dead_letter_payload_cap_bytes).
@@ -471,7 +473,7 @@ class BatchWriter:
                     _INSERT_DEAD,
                     (
                         [d.received_at for d in dl],
-                        [storable(d.topic) for d in dl],
+                        [storable(d.topic, 65_536) for d in dl],  # MQTT caps topics at 64 KiB
                         [d.payload[:payload_cap] for d in dl],
                         [d.reason.value for d in dl],
                         [storable(d.detail) for d in dl],

@@ -132,6 +132,8 @@ def _bad_cases() -> list[tuple[str, str, bytes, str]]:
         ("payload_device", WATER_TOPIC, w(device_id="D-OTHER"), "topic_mismatch"),
         ("wrong_channel", "firewatch/v1/U-WD-001/D-WD-001-W1/event", w(), "topic_mismatch"),
         ("bad_channel", "firewatch/v1/U-WD-001/D-WD-001-W1/weather", w(), "bad_topic"),
+        # 6,000 bytes of topic: more than a btree entry holds (the old dedup key)
+        ("long_topic", "firewatch/v1/" + "火" * 2000 + "/D-WD-001-W1/telemetry", w(), "bad_topic"),
         # Issue 9's poison messages: each once stopped ingest or analytics for good.
         ("nul_in_text", STATUS_TOPIC, status(firmware=r"x\u0000y"), "invalid"),
         ("lone_surrogate", STATUS_TOPIC, status(firmware=r"\ud800"), "not_json"),
