@@ -427,8 +427,19 @@ class BatchWriter:
             Reason.DB_REJECTED,
             f"the database refused it: {err}",
         )
-        log.error("message on %s refused by the database: %s", dead.topic, err)
-        result = self._attempt(Batch.of([(dead, ack, topic, payload)]), None)
+        log.error("message on %s refused by the database: %s", dead.topic[:200], err)
+        try:
+            result = self._attempt(Batch.of([(dead, ack, topic, payload)]), None)
+        except Poison as again:
+            # Even its dead letter is refused (a schema change nobody foresaw): keep what
+            # can be kept rather than stop the stream behind it in a crash loop.
+            what = f"payload {len(dead.payload)} bytes, topic {len(dead.topic)} characters"
+            detail = f"{dead.detail[:400]}; its dead letter ({what}) was refused too: {again}"
+            dead = DeadLetter(
+                dead.received_at, dead.topic[:200], dead.payload[:256], Reason.DB_REJECTED, detail
+            )
+            log.critical("dead letter refused, storing a shortened one: %s", again)
+            result = self._attempt(Batch.of([(dead, ack, topic, payload)]), None)
         result.rejected.append(dead)
         return result
 

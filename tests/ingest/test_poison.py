@@ -157,3 +157,25 @@ def test_dead_letters_over_quota_are_counted_not_stored(
         "firewatch_ingest_dead_letters_dropped_total", {"reason": "unknown_device"}
     )
     assert dropped == 95
+
+
+def test_when_even_the_dead_letter_is_refused_a_shortened_one_is_kept(
+    db: psycopg.Connection[Any], database_url: str
+) -> None:
+    """Defence in depth: a schema change nobody foresaw refuses the dead letter too; a
+    shortened dead letter is stored instead of stopping ingest in a crash loop."""
+    db.execute("ALTER TABLE telemetry ADD CONSTRAINT no_123_5 CHECK (pressure_kpa <> 123.5)")
+    db.execute("ALTER TABLE dead_letters ADD CONSTRAINT small CHECK (octet_length(payload) <= 256)")
+    batch = Batch()
+    batch.add(_telemetry(1), 1, WATER_TOPIC, b"ok")
+    batch.add(_telemetry(2, pressure=123.5), 2, WATER_TOPIC, b"x" * 1000)
+    with _writer(database_url) as writer:
+        result = writer.flush(batch)
+    assert result.stored == {"telemetry": 1}
+    (dead,) = result.rejected
+    assert dead.payload == b"x" * 256
+    row = db.execute("SELECT payload, payload_size, detail FROM dead_letters").fetchone()
+    assert row is not None
+    assert bytes(row[0]) == b"x" * 256
+    assert row[1] == 256  # what was kept; the size that arrived is in the detail
+    assert "(payload 1000 bytes, topic 43 characters) was refused too" in row[2]
