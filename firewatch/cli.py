@@ -279,7 +279,9 @@ def cmd_bench_ingest(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_bench_broker(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.lab.brokercrash import format_broker_bench, run_broker_bench
 
-    result = run_broker_bench(settings, messages=args.messages, rate=args.rate)
+    result = run_broker_bench(
+        settings, messages=args.messages, rate=args.rate, repeat=args.repeat, seed=args.seed
+    )
     print(format_broker_bench(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -391,6 +393,20 @@ def cmd_bench_api(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_decoders(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.lab.fuzzdecode import format_result, run_decoder_fuzz
+
+    if args.examples < 1:
+        print("bench decoders: --examples must be at least 1", file=sys.stderr)
+        return 2
+    result = run_decoder_fuzz(settings, examples=args.examples, seed=args.seed)
+    print(format_result(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 1 if result["failures"] else 0
+
+
 def _duration(text: str) -> float:
     from firewatch.simulators.scenario import parse_duration
 
@@ -499,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bb.add_argument("--messages", type=int, default=6000, help="messages per scenario")
     bb.add_argument("--rate", type=float, default=1000, help="messages/s offered")
+    bb.add_argument("--repeat", type=int, default=3, help="crashes per autosave setting")
+    bb.add_argument("--seed", type=int, default=1, help="draws the crash points")
     bb.add_argument("--json", type=Path, help="write the result document here")
     bb.set_defaults(func=cmd_bench_broker)
     ba = bench.add_parser("analytics", help="detector throughput (points/s) on a simulated city")
@@ -519,6 +537,13 @@ def build_parser() -> argparse.ArgumentParser:
     bapi.add_argument("--alerts", type=int, default=100, help="open alerts seeded")
     bapi.add_argument("--json", type=Path, help="write the result document here")
     bapi.set_defaults(func=cmd_bench_api)
+    bdec = bench.add_parser(
+        "decoders", help="fuzz ingest's decoders: every message a row or a dead letter"
+    )
+    bdec.add_argument("--examples", type=int, default=100_000, help="messages to decode")
+    bdec.add_argument("--seed", type=int, default=1, help="the generator's seed")
+    bdec.add_argument("--json", type=Path, help="write the result document here")
+    bdec.set_defaults(func=cmd_bench_decoders)
 
     ana = sub.add_parser(
         "analytics", help="anomaly detection: the service (default), evaluate, train, score"

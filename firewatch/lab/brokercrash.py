@@ -12,10 +12,12 @@ Scenarios:
 ``sigterm-plain`` / ``sigterm-shared``
     the broker stopped with SIGTERM a third of the way into a paced stream and started
     again, ingest running with the default plain subscription / a shared group.
-``kill9-queued-autosave-N``
-    ingest stopped (its session kept), the stream published into the broker's queue, the
-    broker killed with SIGKILL right after the last acknowledgement, with
-    ``autosave_interval N``: what it loses is what it acknowledged since its last save.
+``kill9-queued-autosave-N-rK``
+    ingest stopped (its session kept), the stream published into the broker's queue, and
+    the broker killed with SIGKILL (then started again) at a random message of the
+    stream's second half, with ``autosave_interval N``; K repeats with different kill
+    points: what it loses is what it acknowledged since its last save, so between none and
+    about N + 1 seconds of traffic (Mosquitto compares whole seconds).
 ``kill9-live``
     SIGKILL a third of the way into the stream with ingest running and keeping up.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import tempfile
 import threading
 import time
@@ -67,7 +70,7 @@ class Outcome:
 
     def line(self) -> str:
         return (
-            f"{self.scenario:<26} published {self.published:>6}  acked {self.acked:>6}  "
+            f"{self.scenario:<30} published {self.published:>6}  acked {self.acked:>6}  "
             f"0x10 {self.unrouted:>6}  stored {self.stored:>6}  lost {self.lost:>6}"
         )
 
@@ -132,15 +135,20 @@ class BrokerBench:
             row = conn.execute("SELECT count(DISTINCT seq) FROM telemetry").fetchone()
         return int(row[0]) if row else 0
 
-    def _publish(self, pub: TrackingPublisher, at_third: Callable[[], None] | None) -> None:
+    def _publish(
+        self, pub: TrackingPublisher, action: Callable[[], None] | None, at: int | None = None
+    ) -> None:
+        """Publish the stream, paced; run ``action`` (on its own thread) after message
+        ``at`` (default: a third of the way)."""
+        at = self.messages // 3 if at is None else at
         started = time.monotonic()
         for i in range(self.messages):
             ahead = i / self.rate - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)  # pacing the offered load
             pub.publish(i + 1)
-            if at_third is not None and i == self.messages // 3:
-                threading.Thread(target=at_third, daemon=True).start()
+            if action is not None and i == at:
+                threading.Thread(target=action, daemon=True).start()
 
     def _outcome(self, name: str, pub: TrackingPublisher, started: float) -> Outcome:
         acked = set(pub.acked)
@@ -168,19 +176,22 @@ class BrokerBench:
             pub.close()
         return out
 
-    def kill9_queued(self, autosave: int) -> Outcome:
-        name = f"kill9-queued-autosave-{autosave}"
+    def kill9_queued(self, autosave: int, repeat: int, at: int) -> Outcome:
+        name = f"kill9-queued-autosave-{autosave}-r{repeat}"
         broker, settings = self._fresh(name, extra=f"autosave_interval {autosave}")
         started = time.monotonic()
         with broker:
             with _Ingest(settings, self.db_url, broker):
                 pass  # subscribed; stopped with its session kept
             pub = TrackingPublisher(broker.url, TOPIC, _payload)
-            self._publish(pub, None)
+
+            def crash() -> None:
+                broker.kill()
+                broker.start()
+
+            self._publish(pub, crash, at)
             _wait(lambda: pub.answered() == self.messages, 60)
             pub.close()
-            broker.kill()
-            broker.start()
             with _Ingest(settings, self.db_url, broker):
                 _wait(lambda: self._stored() >= len(pub.acked), 15)  # or what survived
                 out = self._outcome(name, pub, started)
@@ -227,18 +238,32 @@ def _database(settings: Settings) -> Iterator[str]:
 
 
 def run_broker_bench(
-    settings: Settings, *, messages: int, rate: float, autosaves: tuple[int, ...] = (30, 5, 1)
+    settings: Settings,
+    *,
+    messages: int,
+    rate: float,
+    repeat: int = 3,
+    seed: int = 1,
+    autosaves: tuple[int, ...] = (30, 5, 1),
 ) -> dict[str, Any]:
-    """Every scenario once; the result document (scenarios, machine, date)."""
+    """Every scenario (the crash ones ``repeat`` times, at kill points drawn with
+    ``seed``); the result document (scenarios, machine, date)."""
+    rng = random.Random(seed)
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="fw-bench-broker-") as tmp, _database(settings) as db:
         bench = BrokerBench(settings, db, Path(tmp), messages, rate)
         outcomes.append(bench.sigterm(""))
         outcomes.append(bench.sigterm("ingest"))
-        outcomes.extend(bench.kill9_queued(a) for a in autosaves)
+        for a in autosaves:
+            for k in range(1, repeat + 1):
+                at = rng.randrange(messages // 2, messages)
+                outcomes.append(bench.kill9_queued(a, k, at))
         outcomes.append(bench.kill9_live())
     return {
-        "command": f"firewatch bench broker --messages {messages} --rate {rate:g}",
+        "command": (
+            f"firewatch bench broker --messages {messages} --rate {rate:g} "
+            f"--repeat {repeat} --seed {seed}"
+        ),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cores": os.cpu_count(),
