@@ -1,6 +1,6 @@
 """What the detectors know about each device: its unit, kind and resolved thresholds.
 
-Thresholds come from the standards (DESIGN.md, ``core/domain.py``), can be overridden
+Thresholds come from the standards (docs/domain.md, ``core/domain.py``), can be overridden
 per building class in Settings, per device in its registry ``metadata`` and per unit in
 ``units.attributes.thresholds`` (most specific wins: unit, then device, then class).
 Profiles are built from the database registry (:func:`load_profiles`) or from a seed /

@@ -1,4 +1,4 @@
-"""E-bike charging-shed detectors (GB 42295-2022; DESIGN.md).
+"""E-bike charging-shed detectors (GB 42295-2022; docs/domain.md#e-bike-charging).
 
 Over 90 % of e-bike fires start while charging, and thermal runaway (> 1 °C/s) gives no
 time to act, so the useful warning is the slow heating before it. Per charging port:

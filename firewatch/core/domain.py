@@ -1,7 +1,7 @@
 """Domain vocabulary shared by every service: device kinds, channels, GB/T 26875.3 status words.
 
 Bit meanings follow GB/T 26875.3-2011 (alarm transmission protocol) as summarised in
-DESIGN.md. A system-status word's bit 0 is 1 for *normal operation* and 0 for *test*; we
+docs/domain.md#status-words. A system-status word's bit 0 is 1 for *normal* and 0 for *test*; we
 report the exceptional state, so a word with bit 0 clear carries the flag ``test``.
 """
 
@@ -147,7 +147,7 @@ COMPONENT_TYPES: dict[int, str] = {
 
 
 #: Minimum static pressure at the most unfavourable point, kPa, by building class
-#: (GB 50974-2014 / GB 55036-2022 as summarised in DESIGN.md; 0.10 MPa = 100 kPa).
+#: (GB 50974-2014 / GB 55036-2022 as summarised in docs/domain.md#fire-water; 0.10 MPa = 100 kPa).
 MIN_STATIC_PRESSURE_KPA: dict[str, float] = {
     "class1_highrise_over_100m": 150.0,  # public buildings above 100 m
     "class1_highrise": 100.0,  # class-1 high-rise public buildings

@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Seconds = Annotated[float, Field(gt=0)]
 
-#: GB 50440 / DESIGN.md: alarm and facility-status records are kept at least one year.
+#: GB 50440 (docs/domain.md#monitoring-center): alarm and status records are kept at least a year.
 MIN_RECORD_RETENTION_DAYS = 365
 
 
@@ -198,7 +198,7 @@ class Settings(BaseSettings):
         default=100, ge=1, description="Open live streams (/alerts/stream); beyond: 503."
     )
 
-    # --- analytics: rule thresholds (DESIGN.md; overridable per unit / device) --------------
+    # --- analytics: rule thresholds (docs/domain.md; overridable per unit / device) ---------
     analytics_min_pressure_kpa: dict[str, float] = Field(
         default_factory=dict,
         description="Override the static-pressure minimum per building class (JSON object).",

@@ -22,7 +22,7 @@ from firewatch.storage.seed import (
     read_seed,
 )
 
-#: Xuchang's six county-level divisions (DESIGN.md), with short codes for ids.
+#: Xuchang's six county-level divisions (docs/domain.md#xuchang), with short codes for ids.
 DISTRICTS: list[tuple[str, str, str]] = [
     ("weidu", "WD", "魏都区"),
     ("jianan", "JA", "建安区"),
