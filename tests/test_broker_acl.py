@@ -33,7 +33,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from firewatch.core.backoff import Backoff
 from firewatch.core.broker import BrokerAddress
 from firewatch.core.contract import ID_PATTERN, subscription
-from firewatch.ingest.consumer import Message, MqttConsumer
+from firewatch.ingest.consumer import Delivery, MqttConsumer
 from firewatch.ingest.metrics import IngestMetrics
 from firewatch.runtime import brokerconf
 from firewatch.runtime.brokerconf import Account, Kind, build_dynsec, write_dynsec
@@ -184,7 +184,7 @@ def ingest_worker(broker: Broker, name: str) -> Iterator[Worker]:
     received: list[str] = []
     consumer: MqttConsumer
 
-    def handle(messages: list[Message], _at: object) -> None:
+    def handle(messages: list[Delivery], _at: object) -> None:
         received.extend(t for t, _payload, _token in messages)
         consumer.ack([token for _t, _payload, token in messages])
 

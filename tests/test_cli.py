@@ -34,7 +34,7 @@ from firewatch.alerting.dispatcher import (
 from firewatch.core.settings import Settings
 from firewatch.runtime.mosquitto import free_port
 from firewatch.runtime.postgres import DATA_DIR_NAME, find_data_dir
-from firewatch.runtime.up import (
+from firewatch.up import (
     WEBHOOK_SECRET_FILE,
     WebhookSecretFileError,
     load_or_create_webhook_secret,

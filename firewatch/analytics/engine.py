@@ -21,8 +21,8 @@ from typing import Any
 
 from firewatch.analytics import checkpoint
 from firewatch.analytics.frames import Batch
+from firewatch.analytics.learned_models import ModelScorer, TrainedModel
 from firewatch.analytics.link import LinkDetectors
-from firewatch.analytics.models import ModelScorer, TrainedModel
 from firewatch.analytics.panel import PanelDetectors
 from firewatch.analytics.profiles import DeviceProfile
 from firewatch.analytics.shed import ShedDetectors

@@ -34,8 +34,8 @@ import psycopg
 from firewatch.analytics.checkpoint import STATE_FORMAT, CheckpointError
 from firewatch.analytics.engine import DetectorEngine
 from firewatch.analytics.frames import Batch, TelemetryFrame
+from firewatch.analytics.learned_models import latest_versions, load_latest
 from firewatch.analytics.metrics import AnalyticsMetrics
-from firewatch.analytics.models import latest_versions, load_latest
 from firewatch.analytics.profiles import load_profiles
 from firewatch.core.backoff import Backoff
 from firewatch.core.settings import Settings

@@ -36,7 +36,13 @@ from firewatch.analytics.series import (
     nz,
     run_starts,
 )
-from firewatch.analytics.stats import FlagSeries, MeasuredSeries, MetricSpec, Rule, local_hours
+from firewatch.analytics.statistical import (
+    FlagSeries,
+    MeasuredSeries,
+    MetricSpec,
+    Rule,
+    local_hours,
+)
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity
 

@@ -29,7 +29,7 @@ from firewatch.analytics.series import (
     nz,
     rounds,
 )
-from firewatch.analytics.stats import MeasuredSeries, MetricSpec, Rule
+from firewatch.analytics.statistical import MeasuredSeries, MetricSpec, Rule
 from firewatch.core.anomalies import Anomaly
 from firewatch.core.domain import Severity
 

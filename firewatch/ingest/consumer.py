@@ -58,9 +58,9 @@ def ack_token(generation: int, mid: int) -> AckToken:
 
 
 #: One received message: topic, payload, and its ack token (None for QoS 0).
-Message = tuple[str, bytes, AckToken | None]
+Delivery = tuple[str, bytes, AckToken | None]
 #: ``handler(messages, received_at)``: the messages of one loop turn, in arrival order.
-Handler = Callable[[list[Message], datetime], None]
+Handler = Callable[[list[Delivery], datetime], None]
 
 
 def _properties(packet_type: int, **values: int) -> Properties:
@@ -108,7 +108,7 @@ class MqttConsumer:
         self._keepalive = keepalive
         self._session_expiry_s = session_expiry_s
         self._acks: deque[AckToken] = deque()
-        self._arrived: list[Message] = []
+        self._arrived: list[Delivery] = []
         self._stop = threading.Event()
         self._intake_open = True
         self.generation = 0

@@ -23,11 +23,11 @@ from firewatch.core.backoff import Backoff
 from firewatch.core.contract import subscription
 from firewatch.core.settings import Settings
 from firewatch.ingest.codec import DeadLetter, Decoder, Limits, Reason, Row
-from firewatch.ingest.consumer import AckToken, Message, MqttConsumer
+from firewatch.ingest.consumer import AckToken, Delivery, MqttConsumer
 from firewatch.ingest.metrics import IngestMetrics
 from firewatch.ingest.quota import DeadLetterQuota
 from firewatch.ingest.registry import DeviceRegistry
-from firewatch.ingest.writer import Batch, BatchWriter, DatabaseUnavailable, recheck_unknown
+from firewatch.ingest.writer import BatchWriter, DatabaseUnavailable, WriteBatch, recheck_unknown
 from firewatch.storage.errors import database_unavailable, describe
 from firewatch.storage.maintenance import maintain
 
@@ -172,7 +172,7 @@ class IngestService:
     def _decode(self, topic: str, payload: bytes, received_at: datetime) -> Row | DeadLetter:
         return self._decoder(topic, payload, received_at)
 
-    def _handle(self, messages: list[Message], received_at: datetime) -> None:
+    def _handle(self, messages: list[Delivery], received_at: datetime) -> None:
         """Decode one socket read's messages (``received_at``: when it was read) and queue
         them in arrival order."""
         decode_one = self._decoder
@@ -203,14 +203,14 @@ class IngestService:
         if result.created or result.dropped:
             log.info("partitions: %d created, %d dropped", result.created, result.dropped)
 
-    def _collect(self, batch: Batch, wait: float) -> None:
+    def _collect(self, batch: WriteBatch, wait: float) -> None:
         """Add queued items to ``batch``: block up to ``wait`` for the first, then drain."""
         room = self.settings.ingest_batch_size - len(batch)
         if room > 0:
             items, arrived = self._inbox.take(room, wait)
             batch.extend(items, arrived)
 
-    def _flush(self, writer: BatchWriter, consumer: MqttConsumer, batch: Batch) -> None:
+    def _flush(self, writer: BatchWriter, consumer: MqttConsumer, batch: WriteBatch) -> None:
         unknown = {d.topic.split("/")[-2] for d in batch.dead if d.reason is Reason.UNKNOWN_DEVICE}
         found = 0
         if unknown:
@@ -296,7 +296,7 @@ class IngestService:
         except DatabaseUnavailable:
             writer.close()
             return self.stats
-        batch = Batch()
+        batch = WriteBatch()
         with writer, consumer:
             self.ready.set()
             try:
@@ -310,7 +310,7 @@ class IngestService:
                     )
                     if due:
                         self._flush(writer, consumer, batch)
-                        batch = Batch()
+                        batch = WriteBatch()
                     if not batch:
                         self._periodic(writer)
                         if self.retire and self._drained(consumer):
@@ -321,7 +321,7 @@ class IngestService:
                 self._collect(batch, 0.0)
                 while batch:
                     self._flush(writer, consumer, batch)
-                    batch = Batch()
+                    batch = WriteBatch()
                     self._collect(batch, 0.0)
             except DatabaseUnavailable:
                 self.stats.unflushed = len(batch) + len(self._inbox)

@@ -103,7 +103,7 @@ class LastSeen:
         self.refresh_s = refresh_s
         self._written: dict[str, float] = {}
 
-    def due(self, batch: Batch) -> dict[str, datetime]:
+    def due(self, batch: WriteBatch) -> dict[str, datetime]:
         latest: dict[str, datetime] = {}
         for table, rows in batch.rows.items():
             for r in rows:
@@ -159,7 +159,7 @@ Entry = tuple[Row | DeadLetter, Any, str | None, bytes | None]
 
 
 @dataclass
-class Batch:
+class WriteBatch:
     """Decoded messages waiting for one flush, in arrival order, with their ack tokens.
 
     ``urgent`` is set when a panel event carrying an alarm (fire, fault …) joins the batch:
@@ -177,7 +177,7 @@ class Batch:
     urgent: bool = False
 
     @classmethod
-    def of(cls, entries: Sequence[Entry]) -> Batch:
+    def of(cls, entries: Sequence[Entry]) -> WriteBatch:
         """A batch of ``entries`` (a part of another batch, in order)."""
         batch = cls()
         batch.extend(entries, time.monotonic())
@@ -223,7 +223,7 @@ class Batch:
         for i, item in items.items():
             _, ack, topic, payload = entries[i]
             entries[i] = (item, ack, topic, payload)
-        rebuilt = Batch.of(entries)
+        rebuilt = WriteBatch.of(entries)
         self.rows, self.dead, self.urgent = rebuilt.rows, rebuilt.dead, rebuilt.urgent
 
     def keep_dead(self, keep: Callable[[DeadLetter], bool]) -> int:
@@ -349,7 +349,7 @@ class BatchWriter:
                 self.close()
                 self._wait(f"database call failed: {err}".strip())
 
-    def flush(self, batch: Batch) -> FlushResult:
+    def flush(self, batch: WriteBatch) -> FlushResult:
         """Commit the batch (idempotently). Retries through outages; isolates poison
         messages into dead letters (module docstring). Raises only
         :class:`DatabaseUnavailable` (when stopped while the database is down)."""
@@ -364,14 +364,14 @@ class BatchWriter:
             )  # fmt: skip
             result = self._isolate(batch, err)
             try:  # advisory, written apart so that it cannot be what fails the halves
-                self._attempt(Batch(), due)
+                self._attempt(WriteBatch(), due)
             except Poison as last_seen_err:
                 log.error("device_last_seen not updated: %s", last_seen_err)
         self._last_seen.committed(due)
         result.seconds = time.perf_counter() - started
         return result
 
-    def _attempt(self, batch: Batch, due: dict[str, datetime] | None) -> FlushResult:
+    def _attempt(self, batch: WriteBatch, due: dict[str, datetime] | None) -> FlushResult:
         """One transaction for ``batch``; :class:`Poison` if the data is at fault."""
         try:
             return self.call(lambda conn: self._write(conn, batch, due, self._payload_cap))
@@ -389,7 +389,7 @@ class BatchWriter:
         if conn is not None and (conn.closed or conn.broken):
             self.close()
 
-    def _isolate(self, batch: Batch, first: Poison) -> FlushResult:
+    def _isolate(self, batch: WriteBatch, first: Poison) -> FlushResult:
         """Split a poison batch until each refused message stands alone (module docstring)."""
         total = FlushResult({}, {}, 0, 0.0, transactions=0)
         pending: list[tuple[list[Entry], Poison]] = []
@@ -405,7 +405,7 @@ class BatchWriter:
                 total.merge(self._reject(part[0], _known))
                 continue
             try:
-                total.merge(self._attempt(Batch.of(part), None))
+                total.merge(self._attempt(WriteBatch.of(part), None))
             except Poison as err:
                 mid = len(part) // 2
                 pending += [(part[mid:], err), (part[:mid], err)]  # left half first
@@ -415,7 +415,7 @@ class BatchWriter:
         """Try one message alone; if the database refuses it, store its dead letter."""
         item, ack, topic, payload = entry
         try:
-            return self._attempt(Batch.of([entry]), None)
+            return self._attempt(WriteBatch.of([entry]), None)
         except Poison as alone:
             err = alone
         if isinstance(item, DeadLetter):
@@ -429,7 +429,7 @@ class BatchWriter:
         )
         log.error("message on %s refused by the database: %s", dead.topic[:200], err)
         try:
-            result = self._attempt(Batch.of([(dead, ack, topic, payload)]), None)
+            result = self._attempt(WriteBatch.of([(dead, ack, topic, payload)]), None)
         except Poison as again:
             # Even its dead letter is refused (a schema change nobody foresaw): keep what
             # can be kept rather than stop the stream behind it in a crash loop.
@@ -439,14 +439,14 @@ class BatchWriter:
                 dead.received_at, dead.topic[:200], dead.payload[:256], Reason.DB_REJECTED, detail
             )
             log.critical("dead letter refused, storing a shortened one: %s", again)
-            result = self._attempt(Batch.of([(dead, ack, topic, payload)]), None)
+            result = self._attempt(WriteBatch.of([(dead, ack, topic, payload)]), None)
         result.rejected.append(dead)
         return result
 
     @staticmethod
     def _write(
         conn: psycopg.Connection[Any],
-        batch: Batch,
+        batch: WriteBatch,
         last_seen: dict[str, datetime] | None = None,
         payload_cap: int = DEFAULT_PAYLOAD_CAP,
     ) -> FlushResult:
@@ -497,7 +497,7 @@ class BatchWriter:
         return FlushResult(stored, dups, dead, 0.0)
 
 
-def recheck_unknown(batch: Batch, redecode: Callable[[DeadLetter], Row | DeadLetter]) -> None:
+def recheck_unknown(batch: WriteBatch, redecode: Callable[[DeadLetter], Row | DeadLetter]) -> None:
     """Re-decode unknown-device dead letters after a registry reload (a device registered
     moments ago must not be dead-lettered). Keeps arrival order of acks unchanged."""
     found: dict[int, Row | DeadLetter] = {}

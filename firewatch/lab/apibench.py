@@ -43,10 +43,10 @@ import psutil
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from firewatch.alerting.store import raise_alert
 from firewatch.api.server import ApiServer
 from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
+from firewatch.storage.alerts import raise_alert
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import upgrade
 from firewatch.storage.seed import load_seed, read_seed

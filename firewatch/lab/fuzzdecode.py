@@ -1,7 +1,7 @@
 """``firewatch bench decoders``: property A of ``tests/ingest/test_decode_properties.py``
 for a million messages and more.
 
-Each example is a message from :mod:`firewatch.lab.decodecases` (the generators behind the
+Each example is a message from :mod:`firewatch.lab.decode_cases` (the generators behind the
 tests' strategies), driven by ``random.Random(seed)`` rather than by hypothesis. Why: on
 this 2-core machine hypothesis' engine costs ~2.5 ms per example (generation and
 bookkeeping) against ~0.11 ms for the seeded generator, so a million examples take minutes
@@ -12,7 +12,7 @@ test as an ``@example``.
 
 Every message is decoded by :func:`~firewatch.ingest.codec.decode` and twice by one
 :class:`~firewatch.ingest.codec.Decoder` (the second from its topic cache), at one fixed
-server time, and checked by :func:`~firewatch.lab.decodecases.check`. The result: examples
+server time, and checked by :func:`~firewatch.lab.decode_cases.check`. The result: examples
 run, failures (must be 0, with the first few examples), outcomes by dead-letter reason and
 row kind, how the messages were made, time spent generating and decoding, examples/s, the
 limits, the machine, the date and the command.
@@ -31,7 +31,7 @@ import psutil
 
 from firewatch.core.settings import Settings
 from firewatch.ingest.codec import Limits
-from firewatch.lab.decodecases import (
+from firewatch.lab.decode_cases import (
     REFERENCE_TIME,
     World,
     decode_both,
@@ -87,7 +87,7 @@ def run_decoder_fuzz(settings: Settings, examples: int, seed: int) -> dict[str, 
         "config": {
             "examples": examples,
             "seed": seed,
-            "generator": "firewatch.lab.decodecases.random_messages (random.Random)",
+            "generator": "firewatch.lab.decode_cases.random_messages (random.Random)",
             "received_at": world.received_at.isoformat(),
             "topic_root": world.root,
             "registered_devices": len(world.devices),

@@ -27,7 +27,7 @@ from firewatch.storage.seed import CitySeed
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
+class SimulatedMessage:
     """One message on the wire at simulated time ``t``.
 
     ``PUBLISH``: the device publishes ``payload`` on ``topic``. ``DROP``: the device's
@@ -89,7 +89,7 @@ class Simulation:
         """Will payloads of the own-connection devices as they first connect."""
         return {d.id: self.will(d, self.start) for d in self.devices if d.own_connection}
 
-    def messages(self) -> Iterator[Message]:
+    def messages(self) -> Iterator[SimulatedMessage]:
         """The whole stream in time order (ties in a fixed order); ends at ``end``."""
         by_id = {d.id: d for d in self.devices}
         faults: dict[str, list[Fault]] = {}
@@ -127,11 +127,11 @@ class Simulation:
                 heapq.heappush(pending, (em.t, counter, em))
             heapq.heappush(steps, (behaviours[i].next_time(), i))
 
-    def _encode(self, em: Emission, device: SimDevice, seqs: dict[str, int]) -> Message:
+    def _encode(self, em: Emission, device: SimDevice, seqs: dict[str, int]) -> SimulatedMessage:
         if em.action is Action.DROP:
             connected = self._connected_at.get(device.id, self.start)
             topic = topic_for(self.root, device.unit_id, device.id, Channel.STATUS)
-            return Message(em.t, device, topic, self.will(device, connected), Action.DROP)
+            return SimulatedMessage(em.t, device, topic, self.will(device, connected), Action.DROP)
         if em.action is Action.RECONNECT:
             self._connected_at[device.id] = em.t
             seqs[device.id] += 1
@@ -139,13 +139,15 @@ class Simulation:
             online = orjson.dumps(
                 {"seq": seqs[device.id], "ts": iso(em.t + em.ts_offset_s), "state": "online"}
             )
-            return Message(em.t, device, topic, online, Action.RECONNECT, self.will(device, em.t))
+            return SimulatedMessage(
+                em.t, device, topic, online, Action.RECONNECT, self.will(device, em.t)
+            )
         topic = topic_for(self.root, device.unit_id, device.id, em.channel)
         if em.raw is not None:
-            return Message(em.t, device, topic, em.raw)
+            return SimulatedMessage(em.t, device, topic, em.raw)
         seqs[device.id] += 1
         body = {"seq": seqs[device.id], "ts": iso(em.t + em.ts_offset_s), **(em.body or {})}
-        return Message(em.t, device, topic, orjson.dumps(body))
+        return SimulatedMessage(em.t, device, topic, orjson.dumps(body))
 
 
 def scenario_window(

@@ -26,7 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firewatch.core.broker import BrokerAddress
-from firewatch.simulators.engine import Message, Simulation
+from firewatch.simulators.engine import SimulatedMessage, Simulation
 from firewatch.simulators.model import Action, Label, iso
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class SinkResult:
     wall_seconds: float = 0.0
     by_channel: dict[str, int] = field(default_factory=dict)
 
-    def count(self, m: Message) -> None:
+    def count(self, m: SimulatedMessage) -> None:
         channel = m.topic.rsplit("/", 1)[-1]
         self.by_channel[channel] = self.by_channel.get(channel, 0) + 1
         self.messages += 1

@@ -22,13 +22,13 @@ from firewatch.analytics.episodes import (
     anomaly_to_json,
     tracker_columns,
 )
-from firewatch.analytics.evaluate import batches
 from firewatch.analytics.frames import Batch
 from firewatch.analytics.profiles import DeviceProfile, profiles_from_city, resolve_thresholds
 from firewatch.analytics.series import SeriesTable, rounds
 from firewatch.core.anomalies import Anomaly, AnomalyKey
 from firewatch.core.domain import DeviceKind, Severity
 from firewatch.core.settings import Settings
+from firewatch.lab.detector_eval import batches
 from firewatch.simulators.engine import Simulation, scenario_window
 from firewatch.simulators.scenario import load_scenario
 from tests.analytics.builders import MIN, T0, final

@@ -1,4 +1,4 @@
-"""Fire-water detectors (firewatch/analytics/water.py, stats.py) on crafted series whose
+"""Fire-water detectors (firewatch/analytics/water.py, statistical.py) on crafted series whose
 right answer is known: threshold rules with hysteresis and escalation, sudden drops, slow
 leaks caught by the seasonal shift before the minimum is crossed, frozen sensors (and
 quantised ones that are not), tank level, pump-room temperature, jockey short cycling."""

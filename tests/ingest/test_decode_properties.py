@@ -5,14 +5,14 @@ Property A (pure): for any MQTT message, :func:`~firewatch.ingest.codec.decode` 
 one dead letter: a dead letter keeps the exact topic and bytes with a detail; a row passes
 :func:`~firewatch.core.rows.row_problem`, fits its columns and has ``ts`` in its window;
 where a message's construction makes the outcome certain, it is that outcome
-(:func:`firewatch.lab.decodecases.check`).
+(:func:`firewatch.lab.decode_cases.check`).
 
 Property B (real PostgreSQL): batches of decoded messages, redeliveries included, written
 by the real :class:`~firewatch.ingest.writer.BatchWriter`: the flush never raises, the
 database refuses no row the contract accepted (no ``db_rejected``), and every message is
 exactly one stored row or one dead letter, stored as decoded.
 
-The messages come from :mod:`firewatch.lab.decodecases`, which ``firewatch bench decoders``
+The messages come from :mod:`firewatch.lab.decode_cases`, which ``firewatch bench decoders``
 runs a million times with a seeded ``random.Random`` instead of hypothesis.
 """
 
@@ -34,8 +34,8 @@ from firewatch.core.domain import DeviceKind
 from firewatch.core.rows import DeadLetter, EventRow, Reason, StatusRow, TelemetryRow
 from firewatch.ingest.codec import DeviceInfo, Limits
 from firewatch.ingest.metrics import IngestMetrics
-from firewatch.ingest.writer import _COLUMNS, DEFAULT_PAYLOAD_CAP, Batch, BatchWriter, storable
-from firewatch.lab.decodecases import (
+from firewatch.ingest.writer import _COLUMNS, DEFAULT_PAYLOAD_CAP, BatchWriter, WriteBatch, storable
+from firewatch.lab.decode_cases import (
     ROW,
     Message,
     World,
@@ -253,7 +253,7 @@ def _store_and_verify(
         for table in ("telemetry", "events", "device_status", "device_state", "device_last_seen",
                       "dead_letters"):  # fmt: skip
             db.execute(f"DELETE FROM {table}")
-    batch = Batch()
+    batch = WriteBatch()
     rows: dict[str, dict[tuple[Any, ...], list[tuple[Any, ...]]]] = {t: {} for t in _COLUMNS}
     dead: dict[tuple[str, bytes], list[DeadLetter]] = {}
     for i, msg in enumerate(messages):

@@ -21,7 +21,7 @@ from firewatch.core.backoff import Backoff
 from firewatch.core.rows import Reason, StatusRow, TelemetryRow
 from firewatch.core.settings import Settings
 from firewatch.ingest.metrics import IngestMetrics
-from firewatch.ingest.writer import Batch, BatchWriter
+from firewatch.ingest.writer import BatchWriter, WriteBatch
 from tests.helpers import (
     WATER_TOPIC,
     ThreadedIngest,
@@ -50,7 +50,7 @@ def test_rows_the_database_refuses_become_dead_letters_and_the_rest_commit(
     now = datetime.now(UTC)
     nul = StatusRow(DEVICE, 7, now, now, "online", "x\x00y", None, None, None)
     surrogate = StatusRow(DEVICE, 8, now, now, "online", "\ud800", None, None, None)
-    batch = Batch()
+    batch = WriteBatch()
     for seq in range(1, 41):
         batch.add(_telemetry(seq), seq, WATER_TOPIC, b"raw %d" % seq)
         if seq == 10:
@@ -86,7 +86,7 @@ def test_a_batch_of_only_poison_and_a_poison_batch_of_one(
     now = datetime.now(UTC)
     with _writer(database_url) as writer:
         for n in (1, 5):
-            batch = Batch()
+            batch = WriteBatch()
             for i in range(n):
                 row = StatusRow(DEVICE, 1000 * n + i, now, now, "online", "\x00", None, None, None)
                 batch.add(row, i, f"firewatch/v1/U-WD-001/{DEVICE}/status", b"p%d-%d" % (n, i))
@@ -166,7 +166,7 @@ def test_when_even_the_dead_letter_is_refused_a_shortened_one_is_kept(
     shortened dead letter is stored instead of stopping ingest in a crash loop."""
     db.execute("ALTER TABLE telemetry ADD CONSTRAINT no_123_5 CHECK (pressure_kpa <> 123.5)")
     db.execute("ALTER TABLE dead_letters ADD CONSTRAINT small CHECK (octet_length(payload) <= 256)")
-    batch = Batch()
+    batch = WriteBatch()
     batch.add(_telemetry(1), 1, WATER_TOPIC, b"ok")
     batch.add(_telemetry(2, pressure=123.5), 2, WATER_TOPIC, b"x" * 1000)
     with _writer(database_url) as writer:

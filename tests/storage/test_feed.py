@@ -20,7 +20,7 @@ from firewatch.core.backoff import Backoff
 from firewatch.core.rows import DeadLetter, EventRow, Reason, StatusRow, TelemetryRow
 from firewatch.core.settings import Settings
 from firewatch.ingest.metrics import IngestMetrics
-from firewatch.ingest.writer import Batch, BatchWriter
+from firewatch.ingest.writer import BatchWriter, WriteBatch
 from firewatch.storage.feed import (
     DEFAULT_XID_SPAN,
     INGEST_CHANNEL,
@@ -475,7 +475,7 @@ def test_rows_written_by_the_ingest_writer_carry_its_xid_and_notify(
     listener = connect()
     listen(listener)
     now = datetime.now(UTC)
-    batch = Batch()
+    batch = WriteBatch()
     batch.add(TelemetryRow("D-WD-001-W1", 1, now, now, 350.0, 3.5, False, True, 12.5,
                            None, None, None, None, None, None), ack=1)  # fmt: skip
     batch.add(StatusRow("D-WD-001-W1", 2, now, now, "online", "1.0", 90.0, -60.0, None), 2)

@@ -12,7 +12,7 @@ from firewatch.core.settings import Settings
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import current_flavour, load_migrations, upgrade
 from firewatch.storage.seed import load_seed, read_seed
-from firewatch.storage.stats import collect
+from firewatch.storage.table_counts import collect
 from tests.helpers import scalar
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firewatch.analytics.score import (
+from firewatch.cli import main
+from firewatch.scoring.scorer import (
     ScoreResult,
     StreamingScorer,
     parse_timestamp,
     read_series_csv,
     score_series,
 )
-from firewatch.analytics.streaming import RollingQuantile, TailCalibrator, detect_period
-from firewatch.cli import main
+from firewatch.scoring.streaming_stats import RollingQuantile, TailCalibrator, detect_period
 
 STEP = 300.0  # 5-minute sampling
 DAY = 288  # samples per day

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from firewatch.core.settings import Settings
-from firewatch.simulators.bench import BenchConfig, quantile, run_ingest_bench
+from firewatch.lab.ingest_bench import BenchConfig, quantile, run_ingest_bench
 
 
 def test_quantile_interpolates_within_buckets() -> None:
@@ -54,25 +53,3 @@ def test_a_bench_run_with_alert_probes_times_each_alert(
     assert set(legs) == {"to_ingest", "to_anomaly", "to_alert", "to_stream"}
     assert all(v is not None for v in legs.values())
     assert r["lost"] == 0
-
-
-def test_alert_figures_from_hand_made_times() -> None:
-    from firewatch.simulators.alertprobe import summarize
-
-    sent = {"a": 100.0, "b": 200.0, "c": 300.0}
-    seen = {"a": 100.1, "b": 200.3}  # c never arrived
-    alerts = {
-        d: {"first_seen": datetime.fromtimestamp(sent[d] + 0.01, UTC).isoformat(),
-            "created_at": datetime.fromtimestamp(sent[d] + 0.05, UTC).isoformat()}
-        for d in ("a", "b")
-    }  # fmt: skip
-    anomalies = {"a": 100.04, "b": 200.04}
-    r = summarize(sent, seen, alerts, anomalies)
-    assert (r["alerts_expected"], r["alerts_seen"]) == (3, 2)
-    assert r["alert_latency_ms"]["p50"] == pytest.approx(200.0)
-    assert r["alert_latency_ms"]["max"] == pytest.approx(300.0)
-    legs = r["alert_latency_legs_median_ms"]
-    assert legs["to_ingest"] == pytest.approx(10.0)
-    assert legs["to_anomaly"] == pytest.approx(30.0)
-    assert legs["to_alert"] == pytest.approx(10.0)
-    assert legs["to_stream"] == pytest.approx(150.0)

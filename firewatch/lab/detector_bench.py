@@ -23,10 +23,10 @@ import numpy as np
 import psutil
 
 from firewatch.analytics.engine import DetectorEngine
-from firewatch.analytics.evaluate import batches
 from firewatch.analytics.frames import Batch, concat
 from firewatch.analytics.profiles import profiles_from_city
 from firewatch.core.settings import Settings
+from firewatch.lab.detector_eval import batches
 from firewatch.simulators.engine import Simulation
 from firewatch.simulators.scenario import load_scenario
 

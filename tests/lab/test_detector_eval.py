@@ -1,16 +1,14 @@
-"""The offline evaluation and the detector benchmark, end to end on small scenarios."""
+"""The offline evaluation (``firewatch analytics evaluate``), end to end on a small scenario."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from firewatch.analytics.bench import run_analytics_bench
-from firewatch.analytics.evaluate import EXPECTED_KINDS, evaluate_scenario
 from firewatch.cli import main
+from firewatch.lab.detector_eval import EXPECTED_KINDS, evaluate_scenario
 from firewatch.simulators.faults import FAULT_TYPES
 
 SCENARIO = """
@@ -121,19 +119,3 @@ def test_cli_refuses_a_missing_scenario(tmp_path: Path, capsys: pytest.CaptureFi
     code = main(["analytics", "evaluate", "--scenario", str(tmp_path / "nope.toml")])
     assert code == 2
     assert "analytics evaluate:" in capsys.readouterr().err
-
-
-def test_benchmark_reports_points_per_second() -> None:
-    result = run_analytics_bench_small()
-    (run,) = result["runs"]
-    assert run["points"] > 0
-    assert run["points_per_s"] > 0
-    assert result["machine"]["cores"] >= 1
-    assert result["city"]["devices"] > 10
-    json.dumps(result)
-
-
-def run_analytics_bench_small() -> dict[str, Any]:
-    from firewatch.core.settings import Settings
-
-    return run_analytics_bench(Settings(), units=10, duration_s=600.0, batch_s=[10.0])

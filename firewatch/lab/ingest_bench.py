@@ -32,10 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import make_conninfo
 
 from firewatch.core.settings import Settings
-from firewatch.runtime.mosquitto import free_port, mosquitto
-from firewatch.runtime.postgres import resolve_database_url
-from firewatch.runtime.process import stop_process
-from firewatch.simulators.alertprobe import (
+from firewatch.lab.alert_probe import (
     ProbePublisher,
     StreamWatcher,
     anomaly_times,
@@ -43,7 +40,10 @@ from firewatch.simulators.alertprobe import (
     register_probes,
     summarize,
 )
-from firewatch.simulators.loadgen import register_bench_devices
+from firewatch.lab.load_generator import register_bench_devices
+from firewatch.runtime.mosquitto import free_port, mosquitto
+from firewatch.runtime.postgres import resolve_database_url
+from firewatch.runtime.process import stop_process
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import upgrade
 
@@ -227,7 +227,7 @@ def run_ingest_bench(
         gens = cfg.generators or max(1, math.ceil(cfg.rate / RATE_PER_GENERATOR))
         generators = [
             subprocess.Popen(
-                [sys.executable, "-m", "firewatch.simulators.loadgen", "--url", mqtt_url,
+                [sys.executable, "-m", "firewatch.lab.load_generator", "--url", mqtt_url,
                  "--root", settings.topic_root, "--devices", str(cfg.devices),
                  "--shard", str(g), "--shards", str(gens), "--rate", str(cfg.rate / gens),
                  "--duration", str(cfg.duration), "--client-id", f"bench-{run_id}-load-{g}"],

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from firewatch.analytics.streaming import (
+from firewatch.scoring.streaming_stats import (
     RollingQuantile,
     TailCalibrator,
     detect_period,

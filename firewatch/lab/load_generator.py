@@ -2,7 +2,7 @@
 
 Each payload's ``ts`` is the wall-clock time of its publish, so ingest's commit-lag metric
 measures publish → committed. Runs in its own process (``python -m
-firewatch.simulators.loadgen``, JSON result on stdout) so that several generators can use
+firewatch.lab.load_generator``, JSON result on stdout) so that several generators can use
 both cores without sharing a GIL with each other or with the consumers.
 """
 
@@ -25,7 +25,7 @@ import psycopg
 from firewatch.core.broker import BrokerAddress
 from firewatch.core.contract import topic_for
 from firewatch.core.domain import Channel
-from firewatch.simulators import mqttwire as mqtt5
+from firewatch.lab import mqtt_writer as mqtt5
 
 BENCH_UNIT = "U-BENCH"
 

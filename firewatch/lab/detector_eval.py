@@ -14,7 +14,7 @@ broker and no database:
 3. at the end of the warm-up, one IsolationForest per device kind trained on the
    warm-up's feature windows (as ``firewatch analytics train`` does from stored history);
 4. the final revision of every anomaly episode detected in the scored span, matched with
-   the labels by :func:`~firewatch.analytics.evalmetrics.evaluate_detections`, plus the
+   the labels by :func:`~firewatch.lab.eval_metrics.evaluate_detections`, plus the
    two domain targets: thermal-runaway precursors flagged before the port reaches 65 °C,
    leaks flagged before pressure falls below the building's minimum.
 """
@@ -32,16 +32,16 @@ from typing import Any
 import numpy as np
 
 from firewatch.analytics.engine import DetectorEngine
-from firewatch.analytics.evalmetrics import EvaluationReport, MatchConfig, evaluate_detections
 from firewatch.analytics.features import WindowFeaturizer
 from firewatch.analytics.frames import Batch, TelemetryFrame
-from firewatch.analytics.models import TrainedModel, train_kind
+from firewatch.analytics.learned_models import TrainedModel, train_kind
 from firewatch.analytics.profiles import DeviceProfile, profiles_from_city
 from firewatch.core.anomalies import Anomaly, AnomalyKey
 from firewatch.core.domain import DeviceKind
 from firewatch.core.rows import DeadLetter, EventRow, StatusRow, TelemetryRow
 from firewatch.core.settings import Settings
 from firewatch.ingest.codec import DeviceInfo, Limits, decode
+from firewatch.lab.eval_metrics import EvaluationReport, MatchConfig, evaluate_detections
 from firewatch.simulators.engine import Simulation, scenario_window
 from firewatch.simulators.model import Label, iso
 from firewatch.simulators.scenario import load_scenario

@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firewatch.core.broker import BrokerAddress
 from firewatch.core.contract import topic_for
 from firewatch.core.domain import Channel
-from firewatch.simulators.loadgen import register_bench_devices
+from firewatch.lab.load_generator import register_bench_devices
 
 PROBE_UNIT = "U-BENCH-PROBE"
 
@@ -38,7 +38,7 @@ def probe_ids(n: int) -> list[str]:
 
 def register_probes(conn: psycopg.Connection[Any], n: int) -> None:
     """One unit with ``n`` alarm panels (idempotent); the bench regions must exist or are
-    made by :func:`~firewatch.simulators.loadgen.register_bench_devices`."""
+    made by :func:`~firewatch.lab.load_generator.register_bench_devices`."""
     register_bench_devices(conn, 0)
     with conn.transaction():
         conn.execute(

@@ -19,7 +19,7 @@ import pytest
 
 from firewatch.analytics.features import FEATURES, FeatureWindow, WindowFeaturizer
 from firewatch.analytics.frames import TelemetryFrame
-from firewatch.analytics.models import (
+from firewatch.analytics.learned_models import (
     DETECTOR,
     ModelIntegrityError,
     ModelScorer,

@@ -1,4 +1,4 @@
-"""Event-level detection metrics (firewatch.analytics.evalmetrics): hand-computed cases,
+"""Event-level detection metrics (firewatch.lab.eval_metrics): hand-computed cases,
 matching boundaries and tie-breaks, warm-up exclusion, reported-condition handling,
 false-alert attribution, empty inputs and the JSON / text forms."""
 
@@ -8,15 +8,15 @@ import json
 
 import pytest
 
-from firewatch.analytics.evalmetrics import (
+from firewatch.core.anomalies import Anomaly, Origin
+from firewatch.core.domain import DeviceKind, Severity
+from firewatch.lab.eval_metrics import (
     MAX_FALSE_ALERT_EXAMPLES,
     EvaluationReport,
     MatchConfig,
     evaluate_detections,
     match_anomaly,
 )
-from firewatch.core.anomalies import Anomaly, Origin
-from firewatch.core.domain import DeviceKind, Severity
 from firewatch.simulators.model import Label, iso
 
 T0 = 1_800_000_000.0  # a round Unix time; all times below are offsets from it
