@@ -120,7 +120,7 @@ def cmd_db_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db_stats(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.storage.stats import collect
+    from firewatch.storage.table_counts import collect
 
     with _connect(settings) as conn:
         stats = collect(conn)
@@ -258,7 +258,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bench_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.simulators.bench import BenchConfig, format_result, run_ingest_bench
+    from firewatch.lab.ingest_bench import BenchConfig, format_result, run_ingest_bench
 
     cfg = BenchConfig(
         rate=args.rate,
@@ -290,13 +290,13 @@ def cmd_bench_broker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.runtime.up import run_up
+    from firewatch.up import run_up
 
     return run_up(settings, stop=_stop_on_signals(), simulate=not args.no_simulate)
 
 
 def cmd_analytics_score(_settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.analytics.score import SeriesFileError, score_csv
+    from firewatch.scoring.scorer import SeriesFileError, score_csv
 
     if not 0.0 < args.threshold <= 1.0:
         print("analytics score: --threshold must be in (0, 1]", file=sys.stderr)
@@ -318,7 +318,7 @@ def cmd_analytics_run(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_analytics_evaluate(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.analytics.evaluate import evaluate_scenario
+    from firewatch.lab.detector_eval import evaluate_scenario
 
     try:
         run = evaluate_scenario(
@@ -343,7 +343,7 @@ def cmd_analytics_evaluate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_analytics_train(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, timedelta
 
-    from firewatch.analytics.models import train_from_database
+    from firewatch.analytics.learned_models import train_from_database
     from firewatch.analytics.profiles import load_profiles
 
     end = datetime.fromisoformat(args.to) if args.to else datetime.now(UTC)
@@ -368,7 +368,7 @@ def cmd_analytics_train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bench_analytics(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.analytics.bench import format_bench, run_analytics_bench
+    from firewatch.lab.detector_bench import format_bench, run_analytics_bench
 
     result = run_analytics_bench(
         settings, units=args.units, duration_s=args.duration, batch_s=args.batch
@@ -609,8 +609,8 @@ def _expected_error(err: Exception) -> tuple[int, str] | None:
     from firewatch.alerting.dispatcher import InsecureWebhookSecretError
     from firewatch.api.server import ApiStartupError
     from firewatch.runtime.mosquitto import BrokerStartError
-    from firewatch.runtime.up import WebhookSecretFileError
     from firewatch.storage.migrate import MigrationError
+    from firewatch.up import WebhookSecretFileError
 
     one_line = " ".join(str(err).split())
     if isinstance(err, DatabaseNotFoundError | SchemaMissingError | InsecureWebhookSecretError

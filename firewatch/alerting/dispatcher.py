@@ -10,25 +10,16 @@ HTTP POST to its channel's URL:
 * ``notify`` (``FIREWATCH_WEBHOOK_NOTIFY_URL``): a notification gateway for the unit's
   contacts (``recipient`` = ``{"role", "name", "phone"}``).
 
-**Claiming.** One autocommit statement takes due rows with ``FOR UPDATE SKIP LOCKED``, sets a
-lease (``lease_until``) and counts the attempt, and commits at once: no transaction is open
-while HTTP requests run (a long transaction would hold back the xmin horizon that the row
-feeds follow, ``storage/feed.py``). Any number of dispatchers (threads, processes, hosts) may
-run: SKIP LOCKED and the lease give each row to one of them. A dispatcher that dies
-mid-delivery leaves a lease that expires, and the row is tried again. Delivery is therefore
-*at least once*: receivers deduplicate by the outbox id (``X-Firewatch-Delivery``).
+**Claiming** (``storage/outbox.py``): one autocommit statement takes due rows with ``FOR
+UPDATE SKIP LOCKED``, sets a lease and counts the attempt, and commits at once: no
+transaction is open while HTTP requests run. Any number of dispatchers may run; a dispatcher
+that dies mid-delivery leaves a lease that expires, and the row is tried again. Delivery is
+therefore *at least once*: receivers deduplicate by the outbox id (``X-Firewatch-Delivery``).
+All due, lease and retry times are the database's clock; the injected ``clock`` only stamps
+signatures (``X-Firewatch-Timestamp``).
 
-All due, lease and retry times are the **database's** clock (``now()``), the one clock all
-dispatchers share whatever host they run on, and the clock of the ``available_at`` default of
-rows the writers insert. The injected ``clock`` only stamps signatures
-(``X-Firewatch-Timestamp``).
-
-**Delivery.** ``POST`` of the JSON envelope ``{"id", "channel", "alert_id", "recipient",
-"payload", "created_at", "attempt"}`` (compact, sorted keys; the exact bytes sent are the bytes
-signed) with the headers ``X-Firewatch-Delivery: <outbox id>``, ``X-Firewatch-Timestamp:
-<unix seconds>`` and ``X-Firewatch-Signature: sha256=<hex HMAC-SHA256(secret,
-"<timestamp>.<body>")>`` (``alerting/webhooks.py``: receivers check it with ``verify``).
-Redirects are not followed (a signed fire report is not sent to wherever a 3xx points).
+**Delivery** (``alerting/delivery.py``): one signed ``POST`` of the row's JSON envelope per
+attempt, redirects not followed.
 
 **Results.** 2xx: ``delivered``. Anything else (another status, a timeout, a connection error):
 retried after a jittered exponential backoff (``outbox_backoff_initial_s * 2**(attempt-1)``,
@@ -60,7 +51,7 @@ concurrently, waits for every result and records them; it is for tests and one-s
 webhook URL is configured and ``FIREWATCH_WEBHOOK_SECRET`` is the public development default
 or shorter than :data:`MIN_WEBHOOK_SECRET_BYTES`: a receiver could not tell a forged fire
 report from ours. Without URLs nothing is sent and any secret is accepted (the embedded demo;
-``firewatch up`` generates a random secret anyway, ``runtime/up.py``).
+``firewatch up`` generates a random secret anyway, ``firewatch/up.py``).
 
 Shutdown: stop claiming, finish the deliveries in flight, record their results, close, one
 summary line.
@@ -77,36 +68,31 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import httpx
-import orjson
 import psycopg
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
-from prometheus_client import Counter as PromCounter
 
-from firewatch.alerting.store import OUTBOX_CHANNEL
-from firewatch.alerting.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from firewatch.alerting.delivery import Attempt, WebhookSender
+from firewatch.alerting.dispatch_metrics import DispatcherMetrics, DispatchStats
 from firewatch.core.backoff import Backoff
 from firewatch.core.settings import Settings
+from firewatch.storage import outbox
+from firewatch.storage.outbox import (
+    CHANNELS,
+    COMMAND_CENTER,
+    NOTIFY,
+    OUTBOX_CHANNEL,
+    SUPERVISOR,
+    OutboxRow,
+)
 
 log = logging.getLogger(__name__)
 
 
-COMMAND_CENTER = "command_center"
-SUPERVISOR = "supervisor"
-NOTIFY = "notify"
-CHANNELS = (COMMAND_CENTER, SUPERVISOR, NOTIFY)
-"""Known channels, in delivery priority order."""
-
 APPLICATION_NAME = "firewatch-dispatcher"
 LEASE_MARGIN_S = 10.0  # beyond the longest attempt: time to record the result
 PENDING_CHECK_S = 5.0  # pending gauge / "no URL" check period in run()
-_ERROR_BODY_BYTES = 300
-_ERROR_TEXT_CHARS = 500
 
 #: The shortest webhook secret accepted while a webhook URL is configured (UTF-8 bytes).
 MIN_WEBHOOK_SECRET_BYTES = 16
@@ -116,20 +102,22 @@ class InsecureWebhookSecretError(ValueError):
     """Webhook URLs are configured but the signing secret is the public default or too short."""
 
 
+def channel_urls(settings: Settings) -> dict[str, str]:
+    """Channel -> webhook URL, the configured ones only, in priority order (``CHANNELS``)."""
+    configured = {
+        COMMAND_CENTER: settings.webhook_command_center_url,
+        SUPERVISOR: settings.webhook_supervisor_url,
+        NOTIFY: settings.webhook_notify_url,
+    }
+    return {ch: url for ch, url in configured.items() if url}
+
+
 def check_webhook_secret(settings: Settings) -> None:
     """Raise :class:`InsecureWebhookSecretError` (one-line message naming the variables) if
     any ``FIREWATCH_WEBHOOK_*_URL`` is set and ``settings.webhook_secret`` is the public
     default of :class:`Settings` or shorter than :data:`MIN_WEBHOOK_SECRET_BYTES`; return
     otherwise (also for any secret when no URL is set: nothing would be signed)."""
-    configured = [
-        f"FIREWATCH_WEBHOOK_{channel.upper()}_URL"
-        for channel, url in (
-            (COMMAND_CENTER, settings.webhook_command_center_url),
-            (SUPERVISOR, settings.webhook_supervisor_url),
-            (NOTIFY, settings.webhook_notify_url),
-        )
-        if url
-    ]
+    configured = [f"FIREWATCH_WEBHOOK_{channel.upper()}_URL" for channel in channel_urls(settings)]
     if not configured:
         return
     secret = settings.webhook_secret
@@ -156,162 +144,6 @@ def retry_delay(
     backoff = Backoff(initial, maximum, rng)
     backoff.attempts = max(0, attempt - 1)
     return backoff.next()
-
-
-# -- rows, attempts, stats, metrics ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    """A claimed outbox row; ``attempt`` is its attempt number (``outbox.attempts`` after
-    the claim)."""
-
-    id: int
-    channel: str
-    alert_id: int | None
-    recipient: Any
-    payload: Any
-    created_at: datetime
-    attempt: int
-
-    def body(self) -> bytes:
-        """The request body: compact JSON with sorted keys (deterministic)."""
-        return orjson.dumps(
-            {
-                "id": self.id,
-                "channel": self.channel,
-                "alert_id": self.alert_id,
-                "recipient": self.recipient,
-                "payload": self.payload,
-                "created_at": self.created_at.astimezone(UTC).isoformat(),
-                "attempt": self.attempt,
-            },
-            option=orjson.OPT_SORT_KEYS,
-        )
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """The outcome of one delivery attempt."""
-
-    row: OutboxRow
-    url: str  # without credentials
-    status_code: int | None
-    error: str | None
-    duration_s: float
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-@dataclass
-class DispatchStats:
-    """What one dispatcher did (the shutdown summary)."""
-
-    claimed: int = 0
-    attempts: int = 0
-    delivered: int = 0
-    retried: int = 0
-    dead: int = 0
-    superseded: int = 0  # results of expired leases that a newer claim overrode
-    reconnects: int = 0
-    unrecorded: int = 0  # results lost at shutdown (database down): retried after the lease
-
-    def summary(self, elapsed: float) -> str:
-        extra = f", {self.unrecorded} results not recorded" if self.unrecorded else ""
-        return (
-            f"dispatcher stopped after {elapsed:.0f}s: delivered {self.delivered}, "
-            f"retried {self.retried}, dead {self.dead} ({self.attempts} attempts, "
-            f"{self.superseded} superseded, {self.reconnects} reconnects{extra})"
-        )
-
-
-class DispatcherMetrics:
-    """The dispatcher's Prometheus metrics (its own registry, so tests can run several)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.deliveries = PromCounter(
-            "firewatch_outbox_deliveries_total",
-            "Delivery attempts by outcome (delivered, retry, dead)",
-            ["channel", "result"],
-            registry=r,
-        )
-        self.delivery_seconds = Histogram(
-            "firewatch_outbox_delivery_seconds",
-            "Duration of one HTTP delivery attempt",
-            ["channel"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=r,
-        )
-        self.latency = Histogram(
-            "firewatch_outbox_latency_seconds",
-            "From the outbox row's creation to its delivery being recorded",
-            ["channel"],
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 60, 300),
-            registry=r,
-        )
-        self.dead = PromCounter("firewatch_outbox_dead_total", "Rows given up on",
-                                ["channel"], registry=r)  # fmt: skip
-        self.pending = Gauge("firewatch_outbox_pending", "Rows waiting for delivery",
-                             ["channel"], registry=r)  # fmt: skip
-        self.reconnects = PromCounter("firewatch_outbox_reconnects_total",
-                                      "Database reconnects", registry=r)  # fmt: skip
-
-    def serve(self, host: str, port: int) -> None:
-        """Expose ``/metrics`` on ``host:port`` (a daemon thread); 0 disables."""
-        if port:
-            start_http_server(port, addr=host, registry=self.registry)
-
-
-# -- SQL ------------------------------------------------------------------------------------
-
-_CLAIM = """
-WITH due AS (
-    SELECT id FROM outbox
-    WHERE status = 'pending' AND channel = ANY(%(channels)s) AND available_at <= now()
-      AND (lease_until IS NULL OR lease_until < now())
-    ORDER BY {order}
-    LIMIT %(n)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE outbox o SET lease_until = now() + make_interval(secs => %(lease)s),
-                    attempts = o.attempts + 1
-FROM due WHERE o.id = due.id
-RETURNING o.id, o.channel, o.alert_id, o.recipient, o.payload, o.created_at, o.attempts
-"""
-_CLAIM_ONE_CHANNEL = _CLAIM.format(order="available_at, id")  # the partial index's order
-_CLAIM_CHANNELS = _CLAIM.format(order="(channel = 'command_center') DESC, available_at, id")
-
-_DELIVERED = """
-UPDATE outbox SET status = 'delivered', delivered_at = now(), lease_until = NULL
-WHERE id = %s AND status = 'pending'
-RETURNING extract(epoch FROM now() - created_at)::float8
-"""
-_RETRY = """
-UPDATE outbox SET available_at = now() + make_interval(secs => %s), lease_until = NULL,
-                  last_error = %s
-WHERE id = %s AND status = 'pending' AND attempts = %s
-"""
-_DEAD = """
-UPDATE outbox SET status = 'dead', lease_until = NULL, last_error = %s
-WHERE id = %s AND status = 'pending' AND attempts = %s
-"""
-_LOG = """
-INSERT INTO outbox_deliveries (outbox_id, attempt, url, status_code, error, duration_ms)
-SELECT %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM outbox WHERE id = %s)
-"""
-
-
-def _redact(url: str) -> str:
-    """The URL without user:password (for the delivery log)."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return url
-    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
 
 
 # -- the dispatcher -----------------------------------------------------------------------
@@ -351,31 +183,22 @@ class OutboxDispatcher:
         self.poll_s = poll_s
         self.concurrency = concurrency
         self.metrics_port = settings.alerting_metrics_port if metrics_port is None else metrics_port
-        configured = {
-            COMMAND_CENTER: settings.webhook_command_center_url,
-            SUPERVISOR: settings.webhook_supervisor_url,
-            NOTIFY: settings.webhook_notify_url,
-        }
         #: channel -> URL, only the configured ones, in priority order
-        self.urls = {ch: url for ch, url in configured.items() if url}
+        self.urls = channel_urls(settings)
         self.metrics = DispatcherMetrics()
         self.stats = DispatchStats()
         self.ready = threading.Event()  # set in run() once listening and the first claims ran
-        timeout = settings.webhook_timeout_s
-        #: the longest one attempt takes: connect, write, read headers (a timeout each),
-        #: reading an error body (bounded by a deadline)
-        self.attempt_bound_s = 4 * timeout
         self._workers = concurrency * len(CHANNELS)
+        self._sender = WebhookSender(
+            settings.webhook_secret,
+            timeout_s=settings.webhook_timeout_s,
+            connections=self._workers,
+            clock=clock,
+        )
+        #: the longest one attempt takes (``delivery.WebhookSender.attempt_bound_s``)
+        self.attempt_bound_s = self._sender.attempt_bound_s
         self._rng = rng or random.Random()
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="outbox-deliver")
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(
-                max_connections=self._workers, max_keepalive_connections=self._workers
-            ),
-            follow_redirects=False,
-            headers={"User-Agent": "firewatch-dispatcher/1"},
-        )
         self._conn: psycopg.Connection[Any] | None = None  # dispatch_once()'s connection
         self._done: queue.SimpleQueue[Attempt] = queue.SimpleQueue()  # run(): finished
         self._inflight: Counter[str] = Counter()  # run(): per channel
@@ -403,13 +226,7 @@ class OutboxDispatcher:
     def pending(self, conn: psycopg.Connection[Any] | None = None) -> dict[str, int]:
         """Pending rows per channel; updates the gauge and logs, once per channel, rows
         that wait for a URL that is not configured."""
-        db = conn if conn is not None else self._db()
-        counts = {
-            str(ch): int(n)
-            for ch, n in db.execute(
-                "SELECT channel, count(*) FROM outbox WHERE status = 'pending' GROUP BY channel"
-            ).fetchall()
-        }
+        counts = outbox.pending_counts(conn if conn is not None else self._db())
         for ch in {*CHANNELS, *counts}:
             self.metrics.pending.labels(ch).set(counts.get(ch, 0))
         for ch, n in sorted(counts.items()):
@@ -569,58 +386,16 @@ class OutboxDispatcher:
     def _claim(self, conn: psycopg.Connection[Any], channels: list[str], n: int) -> list[OutboxRow]:
         # every claimed row starts at once when n <= the pool; otherwise they queue
         lease = self.attempt_bound_s * math.ceil(n / self._workers) + LEASE_MARGIN_S
-        sql = _CLAIM_ONE_CHANNEL if len(channels) == 1 else _CLAIM_CHANNELS
-        got = conn.execute(sql, {"channels": channels, "n": n, "lease": lease}).fetchall()
-        rows = [OutboxRow(*r) for r in got]
+        rows = outbox.claim(conn, channels, n, lease)
         rows.sort(key=lambda r: (CHANNELS.index(r.channel) if r.channel in CHANNELS else 9, r.id))
         self.stats.claimed += len(rows)
         return rows
 
     def _attempt(self, row: OutboxRow) -> Attempt:
         """One HTTP delivery (a pool thread). Never raises: every failure is a result."""
-        url = self.urls[row.channel]
-        body = row.body()
-        timestamp = int(self.clock())
-        headers = {
-            "Content-Type": "application/json",
-            DELIVERY_HEADER: str(row.id),
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(self.settings.webhook_secret, timestamp, body),
-        }
-        status: int | None = None
-        error: str | None = None
-        started = time.monotonic()
-        try:
-            with self._http.stream("POST", url, content=body, headers=headers) as resp:
-                status = resp.status_code
-                if not 200 <= status < 300:
-                    text = self._error_body(resp, started + self.attempt_bound_s)
-                    error = f"HTTP {status}: {text}" if text else f"HTTP {status}"
-        except httpx.TimeoutException as err:
-            error = f"timeout ({type(err).__name__}, {self.settings.webhook_timeout_s:g}s)"
-        except httpx.HTTPError as err:
-            error = f"{type(err).__name__}: {err}"
-        except Exception as err:  # a bad URL, a bug: still a result, so the row is retried
-            log.exception("outbox %d: delivery to %s failed", row.id, _redact(url))
-            error = f"{type(err).__name__}: {err}"
-        duration = time.monotonic() - started
-        self.metrics.delivery_seconds.labels(row.channel).observe(duration)
-        if error is not None:  # text columns refuse NUL; keep the log row small
-            error = error.replace("\x00", "\\0")[:_ERROR_TEXT_CHARS]
-        return Attempt(row, _redact(url), status, error, duration)
-
-    @staticmethod
-    def _error_body(resp: httpx.Response, deadline: float) -> str:
-        """The start of an error response's body, read within ``deadline``."""
-        buf = bytearray()
-        try:
-            for chunk in resp.iter_bytes():
-                buf += chunk
-                if len(buf) >= _ERROR_BODY_BYTES or time.monotonic() > deadline:
-                    break
-        except httpx.HTTPError:
-            pass
-        return " ".join(buf[:_ERROR_BODY_BYTES].decode("utf-8", "replace").split())
+        attempt = self._sender.send(row, self.urls[row.channel])
+        self.metrics.delivery_seconds.labels(row.channel).observe(attempt.duration_s)
+        return attempt
 
     def _flush(self, conn: psycopg.Connection[Any], attempts: Sequence[Attempt]) -> None:
         """Record ``attempts`` and any left unrecorded; kept for later if this fails."""
@@ -661,19 +436,23 @@ class OutboxDispatcher:
                 row = a.row
                 latency: float | None = None
                 if a.ok:
-                    got = conn.execute(_DELIVERED, (row.id,)).fetchone()
-                    outcome = "delivered" if got is not None else "superseded"
-                    latency = float(got[0]) if got is not None else None
+                    latency = outbox.mark_delivered(conn, row)
+                    outcome = "delivered" if latency is not None else "superseded"
                 elif row.attempt >= s.outbox_max_attempts:
-                    cur = conn.execute(_DEAD, (a.error, row.id, row.attempt))
-                    outcome = "dead" if cur.rowcount else "superseded"
+                    outcome = "dead" if outbox.mark_dead(conn, row, a.error) else "superseded"
                 else:
                     delay = retry_delay(row.attempt, s.outbox_backoff_initial_s,
                                         s.outbox_backoff_max_s, self._rng)  # fmt: skip
-                    cur = conn.execute(_RETRY, (delay, a.error, row.id, row.attempt))
-                    outcome = "retry" if cur.rowcount else "superseded"
-                conn.execute(_LOG, (row.id, row.attempt, a.url, a.status_code, a.error,
-                                    a.duration_s * 1000.0, row.id))  # fmt: skip
+                    retried = outbox.schedule_retry(conn, row, delay, a.error)
+                    outcome = "retry" if retried else "superseded"
+                outbox.log_attempt(
+                    conn,
+                    row,
+                    url=a.url,
+                    status_code=a.status_code,
+                    error=a.error,
+                    duration_s=a.duration_s,
+                )
                 out.append((outcome, latency))
         return out
 
@@ -696,7 +475,7 @@ class OutboxDispatcher:
             return
         self._closed = True
         self._pool.shutdown(wait=True)
-        self._http.close()
+        self._sender.close()
         if self._conn is not None:
             self._conn.close()
 

@@ -18,47 +18,40 @@ transaction with its cursor:
 
 Every ``alert_tick_s`` (injected clock): escalation of alerts nobody acknowledged in time,
 and the offline and patrol checks over every device at once.
+
+Decide, then execute: per change, the service gathers the facts through the alert store
+(``storage/alerts.py``), asks the pure decision functions (``alerting/decide.py``) what to
+do, and applies the commands they return (``core/alert_commands.py``) through the store,
+all inside the change's savepoint. No SQL here.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
-from firewatch.alerting.store import (
-    SYSTEM,
-    AlertNotFound,
-    apply_action,
-    check_offline,
-    escalate_due,
-    get_alert,
-    raise_alert,
-    set_condition,
+from firewatch.alerting import decide
+from firewatch.core.alert_commands import (
+    AlertUpdate,
+    MergeInto,
+    RaiseAlert,
+    RefreshAlert,
+    Resolve,
+    SetCondition,
 )
-from firewatch.core.alerts import (
-    ACTIVE_STATES,
-    AlertAction,
-    AlertState,
-    IllegalTransition,
-    alert_type,
-    auto_resolves,
-    category_of,
-)
-from firewatch.core.anomalies import SEVERITY_RANK
+from firewatch.core.alerts import AlertAction, AnomalyChange, IllegalTransition
 from firewatch.core.backoff import Backoff
-from firewatch.core.domain import Severity
 from firewatch.core.rows import SANE_EARLIEST, SANE_LATEST
 from firewatch.core.settings import Settings
+from firewatch.storage import alerts as store
+from firewatch.storage.alert_checks import check_offline, overdue_alerts
 from firewatch.storage.anomalies import ANOMALY_CHANNEL
 from firewatch.storage.changes import ChangeCursor, read_changes
 from firewatch.storage.errors import database_unavailable, describe
@@ -68,10 +61,6 @@ from firewatch.storage.timestamps import clamp_timestamps
 log = logging.getLogger(__name__)
 
 CURSOR_NAME = "anomalies"
-#: Episodes that ended longer ago than this when first seen (a fresh start over old
-#: history) raise nothing: the alert list is for what needs attention now.
-BACKFILL_S = 3600.0
-_ADDR = re.compile(r"(\d+)\s*$")
 
 
 @dataclass
@@ -97,27 +86,6 @@ class AlertingStats:
             f"{self.offline_resolved} resolved, {self.reconnects} reconnects, "
             f"{self.skipped} changes skipped"
         )
-
-
-def zone_of(component: str, metadata: Mapping[str, Any]) -> str:
-    """The zone of a panel component (``"point smoke detector 1004"``).
-
-    From the device's registry metadata: an explicit ``zones`` map (address -> zone), or
-    the addressing ``loop * 1000 + index`` with ``detectors_per_loop`` and
-    ``zones_per_loop``; without either the whole panel is one zone.
-    """
-    m = _ADDR.search(component)
-    if m is None:
-        return "panel"
-    addr = int(m[1])
-    zones = metadata.get("zones")
-    if isinstance(zones, Mapping) and str(addr) in zones:
-        return str(zones[str(addr)])
-    per_loop, per_zone = metadata.get("detectors_per_loop"), metadata.get("zones_per_loop")
-    if isinstance(per_loop, int) and isinstance(per_zone, int) and per_loop and per_zone:
-        size = max(1, per_loop // per_zone)
-        return f"loop {addr // 1000} zone {(addr % 1000 - 1) // size + 1}"
-    return "panel"
 
 
 class AlertingService:
@@ -181,14 +149,10 @@ class AlertingService:
             break
 
     def _load_cursor(self, conn: psycopg.Connection[Any]) -> ChangeCursor:
-        row = conn.execute(
-            "SELECT cursor FROM alerting_cursor WHERE name = %s", (CURSOR_NAME,)
-        ).fetchone()
-        return ChangeCursor.from_json(row[0]) if row else ChangeCursor()
+        return store.load_cursor(conn, CURSOR_NAME)
 
     def _load_metadata(self, conn: psycopg.Connection[Any]) -> dict[str, Mapping[str, Any]]:
-        rows = conn.execute("SELECT id, metadata FROM devices WHERE kind = 'panel'").fetchall()
-        return {str(r[0]): dict(r[1] or {}) for r in rows}
+        return store.panel_metadata(conn)
 
     # -- the anomaly feed -----------------------------------------------------------------
 
@@ -208,12 +172,7 @@ class AlertingService:
                         skipped.append(("anomalies", {"id": row.get("id")}, problem))
                 if skipped:
                     record_skipped(conn, "alerting", skipped)
-                conn.execute(
-                    "INSERT INTO alerting_cursor (name, cursor) VALUES (%s, %s)"
-                    " ON CONFLICT (name) DO UPDATE SET cursor = EXCLUDED.cursor,"
-                    " saved_at = now()",
-                    (CURSOR_NAME, Jsonb(changes.cursor.to_json())),
-                )
+                store.save_cursor(conn, CURSOR_NAME, changes.cursor)
             self._cursor = changes.cursor
             self.stats.changes += len(changes.rows)
             if skipped:
@@ -232,7 +191,7 @@ class AlertingService:
                 return f"{column} {value.isoformat()} is not a plausible time"
         try:
             with conn.transaction():
-                self._handle(conn, n)
+                self._handle(conn, AnomalyChange.of(n))
         except Exception as err:
             if isinstance(err, psycopg.Error) and database_unavailable(err):
                 raise
@@ -240,111 +199,62 @@ class AlertingService:
             return describe(err)
         return None
 
-    def _handle(self, conn: psycopg.Connection[Any], n: Mapping[str, Any]) -> None:
-        row = conn.execute(
-            "SELECT alert_id FROM alert_evidence WHERE anomaly_id = %s", (n["id"],)
-        ).fetchone()
-        if row is None:
-            if n["ended_at"] is not None and n["ended_at"].timestamp() < self.clock() - BACKFILL_S:
+    def _handle(self, conn: psycopg.Connection[Any], change: AnomalyChange) -> None:
+        """Facts, decision, commands: the episode raises or refreshes its alert, and when it
+        ended, the alert's condition may have cleared."""
+        alert_id = store.evidence_alert_id(conn, change.id)
+        if alert_id is None:
+            if decide.is_backfill(change, self.clock()):
                 return
-            alert_id = self._new_episode(conn, n)
+            fire = (
+                self._fire_facts(conn, change) if change.alert_type == decide.FIRE_ALARM else None
+            )
+            alert_id = self._raise(conn, decide.new_episode(change, fire))
         else:
-            alert_id = int(row[0])
-            self._refresh(conn, alert_id, n)
-        if n["ended_at"] is not None:
-            self._ended(conn, alert_id, n)
+            self._apply(conn, decide.refresh(change, store.find_alert(conn, alert_id)))
+        if change.ended:
+            still_open = store.open_evidence(conn, alert_id)
+            alert = None if still_open else store.get_alert(conn, alert_id)
+            self._apply(conn, decide.episode_ended(change, alert, open_evidence=still_open))
 
-    def _new_episode(self, conn: psycopg.Connection[Any], n: Mapping[str, Any]) -> int:
-        type_ = alert_type(n["kind"])
-        if type_ == "fire_alarm":
-            correlated = self._correlate_fire(conn, n)
-            if correlated is not None:
-                return correlated
-        alert, created = raise_alert(conn, type=type_, severity=n["severity"],
-                                     unit_id=n["unit_id"], device_id=n["device_id"],
-                                     seen_at=n["detected_at"], explanation=n["explanation"],
-                                     anomaly_id=n["id"])  # fmt: skip
-        self._count(alert.type, created)
-        return alert.id
+    def _fire_facts(self, conn: psycopg.Connection[Any], change: AnomalyChange) -> decide.FireFacts:
+        window = self.settings.alert_correlation_window_s
+        active = store.active_alert_id(conn, change.device_id, decide.LIKELY_REAL_FIRE)
+        recent = store.recent_fire_components(
+            conn, change.device_id, at=change.detected_at, window_s=window, excluding=change.id
+        )
+        return decide.FireFacts(
+            metadata=self._metadata.get(change.device_id, {}),
+            likely_fire_active=active is not None,
+            recent_components=recent,
+            window_s=window,
+        )
 
-    def _correlate_fire(self, conn: psycopg.Connection[Any], n: Mapping[str, Any]) -> int | None:
-        """A fire alarm in a zone where another detector is in fire within the window: one
-        critical likely-real-fire alert (returned); None when this alarm stands alone."""
-        device, window = n["device_id"], self.settings.alert_correlation_window_s
-        meta = self._metadata.get(device, {})
-        zone = zone_of(n["component"], meta)
-        with conn.cursor(row_factory=dict_row) as cur:
-            active = cur.execute(
-                "SELECT id FROM alerts WHERE device_id = %s AND type = 'likely_real_fire'"
-                " AND state = ANY(%s)",
-                (device, [s.value for s in ACTIVE_STATES]),
-            ).fetchone()
-            recent = cur.execute(
-                "SELECT DISTINCT component FROM anomalies WHERE device_id = %s"
-                " AND kind = 'fire_alarm' AND id <> %s"
-                " AND detected_at BETWEEN %s - make_interval(secs => %s) AND %s",
-                (device, n["id"], n["detected_at"], window, n["detected_at"]),
-            ).fetchall()
-        same_zone = {r["component"] for r in recent if zone_of(r["component"], meta) == zone}
-        same_zone.discard(n["component"])
-        if active is None and not same_zone:
-            return None
-        count = len(same_zone) + 1
-        text = (f"{count} detectors in fire in {zone} within {window / 60:.0f} min "
-                f"(latest: {n['component']}): likely a real fire")  # fmt: skip
-        alert, created = raise_alert(conn, type="likely_real_fire", severity=Severity.CRITICAL,
-                                     unit_id=n["unit_id"], device_id=device,
-                                     seen_at=n["detected_at"], explanation=text,
-                                     anomaly_id=n["id"])  # fmt: skip
+    # -- executing commands ---------------------------------------------------------------
+
+    def _raise(self, conn: psycopg.Connection[Any], cmd: RaiseAlert) -> int:
+        """Apply a raise; the id of the alert the episode is now evidence of."""
+        alert, created = store.raise_alert(
+            conn,
+            type=cmd.type,
+            severity=cmd.severity,
+            unit_id=cmd.unit_id,
+            device_id=cmd.device_id,
+            seen_at=cmd.seen_at,
+            explanation=cmd.explanation,
+            anomaly_id=cmd.anomaly_id,
+        )
         self._count(alert.type, created)
-        if created:
+        if created and cmd.merge_active is not None:
             self.stats.correlated += 1
-            plain = conn.execute(
-                "SELECT id FROM alerts WHERE device_id = %s AND type = 'fire_alarm'"
-                " AND state = ANY(%s)",
-                (device, [s.value for s in ACTIVE_STATES]),
-            ).fetchone()
-            if plain is not None:
-                apply_action(conn, int(plain[0]), AlertAction.MERGE, actor=SYSTEM,
-                             parent_id=alert.id, now=n["detected_at"],
-                             note=f"correlated into likely real fire #{alert.id}")  # fmt: skip
+            plain = store.active_alert_id(conn, cmd.device_id, cmd.merge_active)
+            self._apply(conn, decide.merge_into_correlated(alert, plain, cmd.seen_at))
         return alert.id
 
-    def _refresh(self, conn: psycopg.Connection[Any], alert_id: int, n: Mapping[str, Any]) -> None:
-        try:
-            alert = get_alert(conn, alert_id)
-        except AlertNotFound:
-            return
-        if AlertState(alert.state) not in ACTIVE_STATES:
-            return
-        if SEVERITY_RANK[Severity(n["severity"])] > SEVERITY_RANK[Severity(alert.severity)]:
-            raise_alert(conn, type=alert.type, severity=n["severity"], unit_id=alert.unit_id,
-                        device_id=alert.device_id, seen_at=n["last_at"],
-                        explanation=n["explanation"], repeat=False)  # fmt: skip
-        elif n["ended_at"] is None:
-            set_condition(conn, alert_id, True, explanation=n["explanation"],
-                          seen_at=n["last_at"])  # fmt: skip
-
-    def _ended(self, conn: psycopg.Connection[Any], alert_id: int, n: Mapping[str, Any]) -> None:
-        still_open = conn.execute(
-            "SELECT count(*) FROM alert_evidence e JOIN anomalies a ON a.id = e.anomaly_id"
-            " WHERE e.alert_id = %s AND a.ended_at IS NULL",
-            (alert_id,),
-        ).fetchone()
-        if still_open and still_open[0]:
-            return
-        alert = get_alert(conn, alert_id)
-        if AlertState(alert.state) not in ACTIVE_STATES:
-            return
-        set_condition(conn, alert_id, False, seen_at=n["last_at"])
-        if auto_resolves(category_of(alert.type)):
-            try:
-                apply_action(conn, alert_id, AlertAction.RESOLVE, actor=SYSTEM,
-                             now=n["ended_at"],
-                             note=f"condition cleared: {n['explanation']}")  # fmt: skip
+    def _apply(self, conn: psycopg.Connection[Any], commands: Sequence[AlertUpdate]) -> None:
+        for cmd in commands:
+            if apply_update(conn, cmd) and isinstance(cmd, Resolve):
                 self.stats.auto_resolved += 1
-            except IllegalTransition:
-                pass  # an operator's decision stands
 
     def _count(self, type_: str, created: bool) -> None:
         if created:
@@ -364,3 +274,67 @@ class AlertingService:
         self.stats.offline_opened += len(result.opened)
         self.stats.offline_resolved += len(result.resolved)
         self._next_tick = t + self.settings.alert_tick_s
+
+
+def escalate_due(
+    conn: psycopg.Connection[Any], settings: Settings, *, now: datetime | float
+) -> list[int]:
+    """Escalate every open alert not acknowledged within its severity's timeout
+    (``alert_ack_timeout_s``, counted from the last escalation); returns their ids. One
+    selection (the due rows, locked), the decision, then one escalation each, in one
+    transaction."""
+    at = store.as_datetime(now)
+    timeouts = settings.alert_ack_timeout_s
+    with conn.transaction():
+        commands = decide.escalations(overdue_alerts(conn, timeouts, now=at), timeouts, at)
+        for cmd in commands:
+            apply_update(conn, cmd)
+    return [cmd.alert_id for cmd in commands]
+
+
+def apply_update(conn: psycopg.Connection[Any], cmd: AlertUpdate) -> bool:
+    """Apply one command on an existing alert through the store, in the caller's
+    transaction; False when it was dropped: a system resolve that the alert's state no
+    longer allows (an operator's decision stands)."""
+    if isinstance(cmd, RefreshAlert):
+        store.raise_alert(
+            conn,
+            type=cmd.type,
+            severity=cmd.severity,
+            unit_id=cmd.unit_id,
+            device_id=cmd.device_id,
+            seen_at=cmd.seen_at,
+            explanation=cmd.explanation,
+            repeat=False,
+        )
+    elif isinstance(cmd, SetCondition):
+        store.set_condition(
+            conn, cmd.alert_id, cmd.active, explanation=cmd.explanation, seen_at=cmd.seen_at
+        )
+    elif isinstance(cmd, Resolve):
+        try:
+            store.apply_action(
+                conn,
+                cmd.alert_id,
+                AlertAction.RESOLVE,
+                actor=store.SYSTEM,
+                now=cmd.at,
+                note=cmd.note,
+            )
+        except IllegalTransition:
+            return False
+    elif isinstance(cmd, MergeInto):
+        store.apply_action(
+            conn,
+            cmd.alert_id,
+            AlertAction.MERGE,
+            actor=store.SYSTEM,
+            parent_id=cmd.parent_id,
+            now=cmd.at,
+            note=cmd.note,
+        )
+    else:
+        store.escalate(
+            conn, cmd.alert_id, severity=cmd.severity, level=cmd.level, at=cmd.at, note=cmd.note
+        )
+    return True

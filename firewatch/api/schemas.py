@@ -1,7 +1,9 @@
 """Request and response bodies of the HTTP API (pydantic models: the OpenAPI schema).
 
-Responses carry exactly the fields of :class:`firewatch.alerting.store.Alert` and of
-``store.alert_detail`` — the shape the live stream's ``payload.alert`` has too.
+An alert is one record, :class:`firewatch.core.alerts.Alert`: :class:`AlertOut` is that
+record under the API's name, so the response cannot drift from what the store returns and
+the live stream's ``payload.alert`` carries. The detail adds the evidence and the audit
+trail as ``storage/alerts.py``'s ``alert_detail`` reads them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from firewatch.core.alerts import OPERATOR_ACTIONS, AlertAction
+from firewatch.core.alerts import OPERATOR_ACTIONS, Alert, AlertAction
 
 #: What an operator may send, in lifecycle order (the enum in the OpenAPI schema).
 OPERATOR_ACTION_NAMES = tuple(a.value for a in AlertAction if a in OPERATOR_ACTIONS)
@@ -45,29 +47,8 @@ class ActionRequest(BaseModel):
         return v
 
 
-class AlertOut(BaseModel):
+class AlertOut(Alert):
     """An alert (``alerts`` row)."""
-
-    id: int
-    type: str
-    category: str
-    severity: str
-    unit_id: str
-    device_id: str
-    state: str
-    first_seen: datetime
-    last_seen: datetime
-    occurrences: int
-    explanation: str
-    condition_active: bool
-    escalation_level: int
-    escalated_at: datetime | None
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
-    closed_at: datetime | None
-    parent_id: int | None
-    created_at: datetime
-    updated_at: datetime
 
 
 class EvidenceOut(BaseModel):

@@ -49,7 +49,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
-from firewatch.alerting.store import ALERT_CHANNEL
+from firewatch.storage.alerts import ALERT_CHANNEL
 from firewatch.storage.changes import ChangeCursor, Changes, horizon, read_changes
 
 log = logging.getLogger("firewatch.api.stream")

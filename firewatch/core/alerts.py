@@ -18,11 +18,21 @@ marks a false alarm; faults go to maintenance)::
 
 ``escalate`` (not acknowledged in time) keeps the state and raises the severity. Any other
 move is refused with :class:`IllegalTransition`, which names what is allowed instead.
+
+The records: :class:`Alert` (an ``alerts`` row; the API's response model is derived from it)
+and :class:`AnomalyChange` (an anomaly episode as the alerting service reads it from the
+change feed). What alerting decides about them is in ``core/alert_commands.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from firewatch.core.domain import Severity
 
@@ -157,3 +167,103 @@ def escalated(severity: Severity) -> Severity:
     """One level up (critical stays critical)."""
     order = [Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
     return order[min(order.index(severity) + 1, len(order) - 1)]
+
+
+def _text(title: str) -> WithJsonSchema:
+    """An enum field's JSON schema: a plain string, as the API has documented these fields
+    since issue 5 (the values are the enum's; the database's CHECK constraints hold them)."""
+    return WithJsonSchema({"type": "string", "title": title})
+
+
+class Alert(BaseModel):
+    """An ``alerts`` row: what the store returns, the live stream's ``payload.alert`` and the
+    API's response (``api/schemas.py``: ``AlertOut`` is this record under the API's name)."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    id: int
+    type: str
+    category: Annotated[AlertCategory, _text("Category")]
+    severity: Annotated[Severity, _text("Severity")]
+    unit_id: str
+    device_id: str
+    state: Annotated[AlertState, _text("State")]
+    first_seen: datetime
+    last_seen: datetime
+    occurrences: int
+    explanation: str
+    condition_active: bool
+    escalation_level: int
+    escalated_at: datetime | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    parent_id: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Alert:
+        """From a ``SELECT *`` row (other keys are ignored)."""
+        return cls.model_validate(row)
+
+    @property
+    def active(self) -> bool:
+        """Whether it is the one active alert of its ``(device_id, type)``."""
+        return self.state in ACTIVE_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON the stream events and the outbox carry: times in ISO 8601 (with their
+        offset), enums as their values."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            v = getattr(self, name)
+            if isinstance(v, datetime):
+                v = v.isoformat()
+            elif isinstance(v, StrEnum):
+                v = v.value
+            out[name] = v
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyChange:
+    """One committed version of an anomaly episode (``core/anomalies.py``) as the alerting
+    service reads it from the ``anomalies`` change feed: what it raises, refreshes or
+    clears. Times are the table's ``timestamptz`` values."""
+
+    id: int
+    device_id: str
+    unit_id: str
+    kind: str
+    component: str
+    severity: Severity
+    detected_at: datetime
+    last_at: datetime
+    ended_at: datetime | None
+    explanation: str
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> AnomalyChange:
+        """From a feed row (an ``anomalies`` row; other keys are ignored)."""
+        return cls(
+            id=int(row["id"]),
+            device_id=row["device_id"],
+            unit_id=row["unit_id"],
+            kind=row["kind"],
+            component=row["component"],
+            severity=Severity(row["severity"]),
+            detected_at=row["detected_at"],
+            last_at=row["last_at"],
+            ended_at=row["ended_at"],
+            explanation=row["explanation"],
+        )
+
+    @property
+    def alert_type(self) -> str:
+        """The type of alert this episode raises."""
+        return alert_type(self.kind)
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None

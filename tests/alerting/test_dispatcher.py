@@ -27,7 +27,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from firewatch.alerting.dispatcher import DispatchStats, OutboxDispatcher, retry_delay
+from firewatch.alerting.dispatch_metrics import DispatchStats
+from firewatch.alerting.dispatcher import OutboxDispatcher, retry_delay
 from firewatch.alerting.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,

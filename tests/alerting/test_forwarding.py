@@ -16,10 +16,10 @@ import psycopg
 import pytest
 
 from firewatch.alerting.dispatcher import OutboxDispatcher
-from firewatch.alerting.store import raise_alert
 from firewatch.alerting.webhooks import verify
 from firewatch.api.server import ApiServer
 from firewatch.core.settings import Settings
+from firewatch.storage.alerts import raise_alert
 from tests.helpers import ThreadedService, wait_until
 
 

@@ -14,7 +14,8 @@ import orjson
 import psycopg
 import pytest
 
-from firewatch.alerting.service import AlertingService, zone_of
+from firewatch.alerting.decide import zone_of
+from firewatch.alerting.service import AlertingService
 from firewatch.analytics.service import AnalyticsService
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity

@@ -1,6 +1,7 @@
-"""The alert store (firewatch/alerting/store.py) on a real PostgreSQL: raise with dedup
-(also under concurrent writers), the audited lifecycle with its outbox side effects,
-escalation and the offline/patrol checks driven by an injected clock, and the read side."""
+"""The alert store (firewatch/storage/alerts.py, alert_checks.py) on a real PostgreSQL:
+raise with dedup (also under concurrent writers), the audited lifecycle with its outbox side
+effects, escalation and the offline/patrol checks driven by an injected clock, and the read
+side."""
 
 from __future__ import annotations
 
@@ -17,21 +18,12 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from firewatch.alerting.store import (
-    SYSTEM,
-    Alert,
-    AlertNotFound,
-    alert_detail,
-    apply_action,
-    check_offline,
-    escalate_due,
-    get_alert,
-    list_alerts,
-    raise_alert,
-)
+from firewatch.alerting.decide import escalation_due
+from firewatch.alerting.service import escalate_due
 from firewatch.core.alerts import (
     ACTIVE_STATES,
     TRANSITIONS,
+    Alert,
     AlertAction,
     AlertState,
     IllegalTransition,
@@ -39,6 +31,17 @@ from firewatch.core.alerts import (
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
+from firewatch.storage.alert_checks import check_offline, overdue_alerts
+from firewatch.storage.alerts import (
+    SYSTEM,
+    AlertNotFound,
+    alert_detail,
+    apply_action,
+    escalate,
+    get_alert,
+    list_alerts,
+    raise_alert,
+)
 from firewatch.storage.anomalies import upsert_anomalies
 from firewatch.storage.seed import load_seed, read_seed
 from tests.conftest import Connect
@@ -112,6 +115,11 @@ def outbox(conn: psycopg.Connection[Any], alert_id: int | None = None) -> list[d
 
 def count(conn: psycopg.Connection[Any], table: str) -> int:
     return int(scalar(conn, f"SELECT count(*) FROM {table}"))
+
+
+def alerts_of_all(conn: psycopg.Connection[Any]) -> list[Alert]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [Alert.of(r) for r in cur.execute("SELECT * FROM alerts ORDER BY id").fetchall()]
 
 
 def alerts_of(conn: psycopg.Connection[Any], device: str, type_: str) -> list[Alert]:
@@ -635,6 +643,34 @@ def test_acknowledged_or_decided_alerts_never_escalate(
     assert escalate_due(conn, cfg, now=T0 + timedelta(days=30)) == []
     assert scalar(conn, "SELECT max(escalation_level) FROM alerts") == 0
     assert count(conn, "outbox WHERE channel = 'supervisor'") == 0
+
+
+def test_the_overdue_selection_is_the_escalation_rule(
+    conn: psycopg.Connection[Any], cfg: Settings
+) -> None:
+    """The store selects (and locks) exactly the alerts decide.escalation_due says are due:
+    every severity a second before, at and after its timeout, escalated ones counted from
+    their escalation, acknowledged ones never."""
+    now = T0 + timedelta(days=1)
+    timeouts = cfg.alert_ack_timeout_s
+    n = itertools.count()
+    for sev, secs in timeouts.items():
+        severity = Severity(sev)
+        for offset in (-1.0, -0.001, 0.0, 0.001, 1.0):
+            fire(conn, device=f"D-DUE-{next(n)}", severity=severity, at=now - s(secs + offset))
+        seen, _ = fire(conn, device=f"D-DUE-{next(n)}", severity=severity, at=now - s(2 * secs))
+        apply_action(conn, seen.id, A.ACKNOWLEDGE, actor="op", now=now - s(secs))
+        for offset in (-1.0, 1.0):
+            up, _ = fire(conn, device=f"D-DUE-{next(n)}", severity=severity, at=now - s(3 * secs))
+            at = now - s(secs + offset)
+            escalate(conn, up.id, severity=up.severity, level=1, at=at, note="earlier")
+    with conn.transaction():
+        selected = overdue_alerts(conn, timeouts, now=now)
+    everything = alerts_of_all(conn)
+    expected = [a.id for a in everything if escalation_due(a, timeouts, now)]
+    assert len(expected) == 4 * 4  # per severity: at and after the timeout, one escalated
+    assert [a.id for a in selected] == expected
+    assert selected == [a for a in everything if a.id in expected]
 
 
 def test_hundreds_of_overdue_alerts_escalate_in_one_call(

@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 
-from firewatch.alerting.store import raise_alert
 from firewatch.api.server import ApiServer
 from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
 from firewatch.lab.apibench import fire
+from firewatch.storage.alerts import raise_alert
 from tests.api.conftest import TEST_OPTIONS
 from tests.api.sse import SseReader
 from tests.api.test_alerts import new_alert

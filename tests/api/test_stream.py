@@ -15,12 +15,13 @@ import httpx
 import psycopg
 import pytest
 
-from firewatch.alerting.store import Alert, raise_alert
 from firewatch.api.deps import ApiOptions
 from firewatch.api.server import ApiServer
 from firewatch.api.stream import LISTEN_APPLICATION_NAME, AlertHub, StreamOptions
+from firewatch.core.alerts import Alert
 from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
+from firewatch.storage.alerts import raise_alert
 from firewatch.storage.changes import ChangeCursor
 from tests.api.sse import Event, SseReader
 from tests.helpers import scalar, wait_until

@@ -6,11 +6,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, status
 
-from firewatch.alerting import store
 from firewatch.api.deps import Conn, Context
 from firewatch.api.schemas import ActionRequest, AlertDetailOut, AlertOut, ErrorOut
 from firewatch.api.stream import AlertStreamResponse, BadPosition
-from firewatch.core.alerts import AlertAction, AlertState, IllegalTransition
+from firewatch.core.alerts import Alert, AlertAction, AlertState, IllegalTransition
+from firewatch.storage import alerts as store
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
@@ -22,8 +22,8 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The alert's id.")]
 
 
-def _out(alert: store.Alert) -> AlertOut:
-    return AlertOut.model_validate(alert.to_json())
+def _out(alert: Alert) -> AlertOut:
+    return AlertOut.model_validate(alert)
 
 
 @router.get("", response_model=list[AlertOut])
