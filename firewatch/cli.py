@@ -66,15 +66,15 @@ def _connect(
     database may be initialised if there is none (``db upgrade`` only; see
     :func:`resolve_database_url`). ``schema``: raise :class:`SchemaMissingError` unless the
     migrations have run there."""
+    from firewatch.storage.migrate import is_migrated
+
     conn = psycopg.connect(resolve_database_url(settings, create=create), autocommit=True)
     try:
-        if schema:
-            migrated = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
-            if migrated == (None,):
-                raise SchemaMissingError(
-                    f"the database {conn.info.dbname!r} has no Firewatch schema; run "
-                    "`firewatch db upgrade` with the same settings first"
-                )
+        if schema and not is_migrated(conn):
+            raise SchemaMissingError(
+                f"the database {conn.info.dbname!r} has no Firewatch schema; run "
+                "`firewatch db upgrade` with the same settings first"
+            )
     except BaseException:
         conn.close()
         raise

@@ -212,12 +212,12 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
         for child in children:
             child.start()
         metrics = (
-            f"http://{settings.ingest_metrics_host}:{settings.ingest_metrics_port}/metrics"
+            f"http://{settings.metrics_host}:{settings.ingest_metrics_port}/metrics"
             if settings.ingest_metrics_port
             else "disabled"
         )
         analytics_metrics = (
-            f"http://{settings.ingest_metrics_host}:{settings.analytics_metrics_port}/metrics"
+            f"http://{settings.metrics_host}:{settings.analytics_metrics_port}/metrics"
             if settings.analytics_metrics_port
             else "disabled"
         )

@@ -34,7 +34,7 @@ from firewatch.core.backoff import Backoff
 from firewatch.core.broker import BrokerAddress
 from firewatch.core.contract import ID_PATTERN, subscription
 from firewatch.ingest.consumer import Delivery, MqttConsumer
-from firewatch.ingest.metrics import IngestMetrics
+from firewatch.ingest.ingest_metrics import IngestMetrics
 from firewatch.runtime import brokerconf
 from firewatch.runtime.brokerconf import Account, Kind, build_dynsec, write_dynsec
 from firewatch.runtime.mosquitto import free_port, mosquitto, wait_for_port

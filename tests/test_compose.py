@@ -382,7 +382,7 @@ def test_prometheus_scrapes_every_ingest_worker(monkeypatch: pytest.MonkeyPatch)
         with monkeypatch.context() as m:
             s = settings_for(svc, m)
         assert s.ingest_metrics_port == port
-        assert s.ingest_metrics_host not in ("127.0.0.1", "localhost", "::1"), (
+        assert s.metrics_host not in ("127.0.0.1", "localhost", "::1"), (
             f"{name}: metrics bound to loopback are unreachable from the prometheus container"
         )
         assert f":{port}/metrics" in " ".join(svc["healthcheck"]["test"]), name
@@ -392,14 +392,14 @@ def test_prometheus_scrapes_every_ingest_worker(monkeypatch: pytest.MonkeyPatch)
             with monkeypatch.context() as m:
                 s = settings_for(svc, m)
             assert s.analytics_metrics_port > 0, f"{name}: metrics disabled"
-            assert s.ingest_metrics_host not in ("127.0.0.1", "localhost", "::1"), name
+            assert s.metrics_host not in ("127.0.0.1", "localhost", "::1"), name
             assert f":{s.analytics_metrics_port}/metrics" in " ".join(svc["healthcheck"]["test"])
             expected.add(f"{name}:{s.analytics_metrics_port}")
         if name.startswith("alerting"):
             with monkeypatch.context() as m:
                 s = settings_for(svc, m)
             assert s.alerting_metrics_port > 0, f"{name}: metrics disabled"
-            assert s.ingest_metrics_host not in ("127.0.0.1", "localhost", "::1"), name
+            assert s.metrics_host not in ("127.0.0.1", "localhost", "::1"), name
             assert f":{s.alerting_metrics_port}/metrics" in " ".join(svc["healthcheck"]["test"])
             expected.add(f"{name}:{s.alerting_metrics_port}")
     app_targets = {t for t in targets if t.split(":")[0] in services()}

@@ -1,11 +1,13 @@
 """What the outbox dispatcher (``alerting/dispatcher.py``) counts: its shutdown summary
-(:class:`DispatchStats`) and its Prometheus metrics (:class:`DispatcherMetrics`)."""
+(:class:`DispatchStats`) and its Prometheus metrics (:class:`DispatcherMetrics`, served by
+the runtime's one rule, ``runtime/metrics.py``, on ``FIREWATCH_METRICS_HOST``:
+``FIREWATCH_ALERTING_METRICS_PORT``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 
 
@@ -22,10 +24,12 @@ class DispatchStats:
     reconnects: int = 0
     unrecorded: int = 0  # results lost at shutdown (database down): retried after the lease
 
-    def summary(self, elapsed: float) -> str:
+    def summary(self) -> str:
+        """What the dispatcher did, for the shutdown line
+        (:func:`firewatch.runtime.worker.stopped`)."""
         extra = f", {self.unrecorded} results not recorded" if self.unrecorded else ""
         return (
-            f"dispatcher stopped after {elapsed:.0f}s: delivered {self.delivered}, "
+            f"delivered {self.delivered}, "
             f"retried {self.retried}, dead {self.dead} ({self.attempts} attempts, "
             f"{self.superseded} superseded, {self.reconnects} reconnects{extra})"
         )
@@ -63,8 +67,3 @@ class DispatcherMetrics:
                              ["channel"], registry=r)  # fmt: skip
         self.reconnects = PromCounter("firewatch_outbox_reconnects_total",
                                       "Database reconnects", registry=r)  # fmt: skip
-
-    def serve(self, host: str, port: int) -> None:
-        """Expose ``/metrics`` on ``host:port`` (a daemon thread); 0 disables."""
-        if port:
-            start_http_server(port, addr=host, registry=self.registry)

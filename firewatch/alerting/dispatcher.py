@@ -55,6 +55,11 @@ report from ours. Without URLs nothing is sent and any secret is accepted (the e
 
 Shutdown: stop claiming, finish the deliveries in flight, record their results, close, one
 summary line.
+
+:meth:`OutboxDispatcher.run` is the worker runtime's loop (``runtime/worker.py``:
+connections, the LISTEN thread, reconnects, ``/metrics``, ready, the summary); the
+dispatcher supplies the rounds (record finished deliveries, claim into free slots) and
+wakes the loop itself when a delivery finishes.
 """
 
 from __future__ import annotations
@@ -77,15 +82,10 @@ from firewatch.alerting.delivery import Attempt, WebhookSender
 from firewatch.alerting.dispatch_metrics import DispatcherMetrics, DispatchStats
 from firewatch.core.backoff import Backoff
 from firewatch.core.settings import Settings
-from firewatch.storage import outbox
-from firewatch.storage.outbox import (
-    CHANNELS,
-    COMMAND_CENTER,
-    NOTIFY,
-    OUTBOX_CHANNEL,
-    SUPERVISOR,
-    OutboxRow,
-)
+from firewatch.runtime.metrics import MetricsEndpoint
+from firewatch.runtime.worker import Worker
+from firewatch.storage import channels, outbox
+from firewatch.storage.outbox import CHANNELS, COMMAND_CENTER, NOTIFY, SUPERVISOR, OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,20 @@ class OutboxDispatcher:
         self.urls = channel_urls(settings)
         self.metrics = DispatcherMetrics()
         self.stats = DispatchStats()
-        self.ready = threading.Event()  # set in run() once listening and the first claims ran
+        self._worker = Worker(
+            "dispatcher",
+            conninfo,
+            log=log,
+            channels=[channels.OUTBOX],
+            backoff_initial_s=settings.backoff_initial_s,
+            backoff_max_s=settings.backoff_max_s,
+            metrics=MetricsEndpoint(
+                self.metrics.registry, settings.metrics_host, self.metrics_port
+            ),
+            application_name=APPLICATION_NAME,
+        )
+        #: set in run() once connected, listening, and earlier results recorded
+        self.ready: threading.Event = self._worker.ready
         self._workers = concurrency * len(CHANNELS)
         self._sender = WebhookSender(
             settings.webhook_secret,
@@ -203,9 +216,9 @@ class OutboxDispatcher:
         self._done: queue.SimpleQueue[Attempt] = queue.SimpleQueue()  # run(): finished
         self._inflight: Counter[str] = Counter()  # run(): per channel
         self._unrecorded: list[Attempt] = []  # finished, not yet recorded (database down)
-        self._wake = threading.Event()  # run()'s loop: something to do
-        self._notified = threading.Event()  # a NOTIFY arrived
-        self._listen_error: BaseException | None = None
+        self._drained: dict[str, bool] = {}  # run(): claimed fewer than asked last time
+        self._polled_at = -math.inf  # run(): the last round that looked for due rows anew
+        self._pending_at = -math.inf  # run(): the last pending() check
         self._warned: set[str] = set()
         self._closed = False
 
@@ -252,109 +265,83 @@ class OutboxDispatcher:
         """Deliver until ``stop`` is set; reconnects with jittered backoff through database
         outages. Then finishes the deliveries in flight, records them, closes, logs one
         summary line."""
-        started = time.monotonic()
-        self.metrics.serve(self.settings.ingest_metrics_host, self.metrics_port)
         if unconfigured := [ch for ch in CHANNELS if ch not in self.urls]:
             log.info("outbox: no URL for %s: those rows stay pending", ", ".join(unconfigured))
-        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
-        waker = threading.Thread(target=self._wake_on, args=(stop,), daemon=True,
-                                 name="outbox-stop")  # fmt: skip
-        waker.start()
         try:
-            while not stop.is_set():
-                try:
-                    self._session(stop, backoff)
-                except psycopg.OperationalError as err:
-                    self.stats.reconnects += 1
-                    self.metrics.reconnects.inc()
-                    delay = backoff.next()
-                    log.warning("database: %s; retrying in %.2fs", str(err).strip(), delay)
-                    stop.wait(delay)
-            self._unrecorded += self._finish_inflight()
-            if self._unrecorded:  # the last session ended with the database gone
-                try:
-                    with self._connect() as conn:
-                        self._flush(conn, [])
-                except psycopg.OperationalError as err:
-                    self.stats.unrecorded = len(self._unrecorded)
-                    log.warning("database: %s; %d delivery results not recorded (those rows "
-                                "are sent again after their lease)", str(err).strip(),
-                                len(self._unrecorded))  # fmt: skip
+            self._worker.run(stop, self)
         finally:
             self.close()
-        log.info(self.stats.summary(time.monotonic() - started))
         return self.stats
 
-    def _wake_on(self, stop: threading.Event) -> None:
-        stop.wait()
-        self._wake.set()
+    # -- the work (runtime.worker.Work) -------------------------------------------------
 
-    def _session(self, stop: threading.Event, backoff: Backoff) -> None:
-        with self._connect() as conn, self._connect() as listen_conn:
-            listen_conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
-            over = threading.Event()
-            self._listen_error = None
-            listener = threading.Thread(target=self._listen, args=(listen_conn, over),
-                                        daemon=True, name="outbox-listen")  # fmt: skip
-            listener.start()
-            try:
-                self._flush(conn, [])
-                backoff.reset()
-                self._loop(conn, stop)
-            finally:
-                over.set()
-                listener.join()
+    def load(self, conn: psycopg.Connection[Any]) -> None:
+        """On every (re)connect: record what an earlier session could not, and look for
+        due rows at once."""
+        self._flush(conn, [])
+        self._polled_at = self._pending_at = -math.inf
 
-    def _listen(self, conn: psycopg.Connection[Any], over: threading.Event) -> None:
-        """The LISTEN connection's thread: every NOTIFY wakes the loop."""
+    def step(self, conn: psycopg.Connection[Any]) -> bool:
+        """Record finished deliveries, then claim due rows into each channel's free slots
+        (priority order). A channel that had fewer due rows than free slots is not asked
+        again until a NOTIFY or the poll: finished deliveries alone wake this too."""
+        self._flush(conn, self._drain())
+        now = time.monotonic()
+        if self._worker.notified() or now - self._polled_at >= self.poll_s:
+            self._polled_at = now
+            self._drained = dict.fromkeys(self.urls, False)
+        for ch in self.urls:  # priority order
+            free = self.concurrency - self._inflight[ch]
+            if self._drained.get(ch, False) or free <= 0:
+                continue
+            rows = self._claim(conn, [ch], free)
+            self._drained[ch] = len(rows) < free
+            for row in rows:
+                self._inflight[ch] += 1
+                self._pool.submit(self._job, row)
+        return True  # the rest waits for a NOTIFY, a finished delivery or the poll
+
+    def tick(self, conn: psycopg.Connection[Any]) -> None:
+        """The pending gauge and the "no URL" warning, every ``PENDING_CHECK_S``."""
+        now = time.monotonic()
+        if now - self._pending_at >= PENDING_CHECK_S:
+            self._pending_at = now
+            self.pending(conn)
+
+    def wait_s(self) -> float:
+        return max(0.0, self._polled_at + self.poll_s - time.monotonic())
+
+    def final(self, conn: psycopg.Connection[Any] | None) -> None:
+        """Finish the deliveries in flight and record every result; without a live session
+        (the database went away), try once on a new connection, else count them as not
+        recorded (their rows are sent again after their lease)."""
+        if conn is not None:
+            self._flush(conn, self._finish_inflight())
+            return
+        self._unrecorded += self._finish_inflight()
+        if not self._unrecorded:
+            return
         try:
-            while not over.is_set():
-                for _ in conn.notifies(timeout=0.25):
-                    self._notified.set()
-                    self._wake.set()
-        except psycopg.Error as err:
-            if not over.is_set():
-                self._listen_error = err
-                self._wake.set()
+            with self._connect() as fresh:
+                self._flush(fresh, [])
+        except psycopg.OperationalError as err:
+            self.stats.unrecorded = len(self._unrecorded)
+            log.warning("database: %s; %d delivery results not recorded (those rows "
+                        "are sent again after their lease)", str(err).strip(),
+                        len(self._unrecorded))  # fmt: skip
 
-    def _loop(self, conn: psycopg.Connection[Any], stop: threading.Event) -> None:
-        self._notified.set()  # claim at once
-        drained = dict.fromkeys(self.urls, False)  # claimed fewer than asked last time
-        polled_at = pending_at = -math.inf
-        while True:
-            if self._listen_error is not None:
-                err = self._listen_error
-                if isinstance(err, psycopg.OperationalError):
-                    raise err
-                raise psycopg.OperationalError(f"LISTEN connection: {err}") from err
-            self._flush(conn, self._drain())
-            if stop.is_set():
-                break
-            now = time.monotonic()
-            if self._notified.is_set() or now - polled_at >= self.poll_s:
-                self._notified.clear()
-                polled_at = now
-                drained = dict.fromkeys(self.urls, False)
-            for ch in self.urls:  # priority order
-                free = self.concurrency - self._inflight[ch]
-                if drained[ch] or free <= 0:
-                    continue
-                rows = self._claim(conn, [ch], free)
-                drained[ch] = len(rows) < free
-                for row in rows:
-                    self._inflight[ch] += 1
-                    self._pool.submit(self._job, row)
-            if now - pending_at >= PENDING_CHECK_S:
-                pending_at = now
-                self.pending(conn)
-            self.ready.set()
-            self._wake.wait(max(0.0, polled_at + self.poll_s - time.monotonic()))
-            self._wake.clear()  # before the next round looks at what woke it
-        self._flush(conn, self._finish_inflight())
+    def lost(self, err: Exception) -> None:
+        self.stats.reconnects += 1
+        self.metrics.reconnects.inc()
+
+    def summary(self) -> str:
+        return self.stats.summary()
+
+    # -- deliveries ---------------------------------------------------------------------
 
     def _job(self, row: OutboxRow) -> None:
         self._done.put(self._attempt(row))
-        self._wake.set()
+        self._worker.wake()
 
     def _drain(self) -> list[Attempt]:
         out: list[Attempt] = []
@@ -459,8 +446,7 @@ class OutboxDispatcher:
     # -- connections, lifetime -----------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5,
-                               application_name=APPLICATION_NAME)  # fmt: skip
+        return self._worker.connect()
 
     def _db(self) -> psycopg.Connection[Any]:
         if self._closed:

@@ -2,8 +2,9 @@
 plus the time-driven escalation and offline/patrol checks.
 
 It follows the ``anomalies`` table's change feed (``storage/changes.py``: every committed
-change once, woken by analytics' ``NOTIFY firewatch_anomalies``) and, per change, in one
-transaction with its cursor:
+change once, woken by analytics' ``NOTIFY firewatch_anomalies``) on the worker runtime
+(``runtime/worker.py``: connections, LISTEN, reconnects, ready, the summary) and, per
+change, in one transaction with its cursor:
 
 * a **new episode** raises an alert of its type on its device, or — if one is active —
   counts an occurrence (``store.raise_alert``; the database keeps one active alert per
@@ -47,12 +48,12 @@ from firewatch.core.alert_commands import (
     SetCondition,
 )
 from firewatch.core.alerts import AlertAction, AnomalyChange, IllegalTransition
-from firewatch.core.backoff import Backoff
 from firewatch.core.rows import SANE_EARLIEST, SANE_LATEST
 from firewatch.core.settings import Settings
+from firewatch.runtime.worker import Worker
 from firewatch.storage import alerts as store
+from firewatch.storage import channels
 from firewatch.storage.alert_checks import check_offline, overdue_alerts
-from firewatch.storage.anomalies import ANOMALY_CHANNEL
 from firewatch.storage.changes import ChangeCursor, read_changes
 from firewatch.storage.errors import database_unavailable, describe
 from firewatch.storage.skipped import record_skipped
@@ -77,9 +78,10 @@ class AlertingStats:
     skipped: int = 0  # anomaly changes recorded in skipped_rows instead of handled
     by_type: dict[str, int] = field(default_factory=dict)
 
-    def summary(self, elapsed: float) -> str:
+    def summary(self) -> str:
+        """What the worker did, for the shutdown line (:func:`firewatch.runtime.worker.stopped`)."""
         return (
-            f"alerting stopped after {elapsed:.0f}s: {self.changes} anomaly changes, "
+            f"{self.changes} anomaly changes, "
             f"{self.raised} alerts raised ({self.correlated} correlated fires), "
             f"{self.occurrences} repeats, {self.auto_resolved} auto-resolved, "
             f"{self.escalated} escalations, offline {self.offline_opened} opened / "
@@ -100,59 +102,46 @@ class AlertingService:
         self.conninfo = conninfo
         self.clock = clock
         self.stats = AlertingStats()
-        self.ready = threading.Event()
+        # No /metrics of its own: the dispatcher beside it serves the process's.
+        self._worker = Worker(
+            "alerting",
+            conninfo,
+            log=log,
+            channels=[channels.ANOMALIES],
+            backoff_initial_s=settings.backoff_initial_s,
+            backoff_max_s=settings.backoff_max_s,
+        )
+        self.ready: threading.Event = self._worker.ready
         self._cursor: ChangeCursor | None = None
         self._metadata: dict[str, Mapping[str, Any]] = {}
         self._next_tick = 0.0
 
     def run(self, stop: threading.Event) -> AlertingStats:
         """Until ``stop`` is set; reconnects with jittered backoff through outages."""
-        started = time.monotonic()
-        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
-        while not stop.is_set():
-            try:
-                self._session(stop, backoff)
-            except psycopg.Error as err:
-                self._cursor = None  # reload it: what was not committed is read again
-                self.stats.reconnects += 1
-                delay = backoff.next()
-                if database_unavailable(err):
-                    log.warning("database: %s; retrying in %.2fs", str(err).strip(), delay)
-                else:  # not an outage, and not one change's fault: say so loudly, go on
-                    log.error("alerting failed: %s; retrying in %.2fs", describe(err), delay)
-                stop.wait(delay)
-        log.info(self.stats.summary(time.monotonic() - started))
+        self._worker.run(stop, self)
         return self.stats
 
-    def _session(self, stop: threading.Event, backoff: Backoff) -> None:
-        with (
-            psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn,
-            psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as wake,
-        ):
-            clamp_timestamps(conn)  # any stored time loads (docs/reliability.md)
-            wake.execute(f"LISTEN {ANOMALY_CHANNEL}")
-            if self._cursor is None:
-                self._cursor = self._load_cursor(conn)
-            self._metadata = self._load_metadata(conn)
-            backoff.reset()
-            self.ready.set()
-            while not stop.is_set():
-                caught_up = self.step(conn)
-                if self.clock() >= self._next_tick:
-                    self.tick(conn)
-                if caught_up and not stop.is_set():
-                    self._wait(wake, min(1.0, self.settings.alert_tick_s))
+    # -- the work (runtime.worker.Work): step and tick are below ------------------------
 
-    @staticmethod
-    def _wait(wake: psycopg.Connection[Any], timeout: float) -> None:
-        for _ in wake.notifies(timeout=timeout, stop_after=1):
-            break
+    def load(self, conn: psycopg.Connection[Any]) -> None:
+        """On every (re)connect: the saved cursor (what was not committed is read again)
+        and the panels' metadata (zones)."""
+        clamp_timestamps(conn)  # any stored time loads (docs/reliability.md)
+        self._cursor = store.load_cursor(conn, CURSOR_NAME)
+        self._metadata = store.panel_metadata(conn)
 
-    def _load_cursor(self, conn: psycopg.Connection[Any]) -> ChangeCursor:
-        return store.load_cursor(conn, CURSOR_NAME)
+    def wait_s(self) -> float:
+        return min(1.0, self.settings.alert_tick_s)
 
-    def _load_metadata(self, conn: psycopg.Connection[Any]) -> dict[str, Mapping[str, Any]]:
-        return store.panel_metadata(conn)
+    def final(self, conn: psycopg.Connection[Any] | None) -> None:
+        """Nothing: every change commits with its cursor as it is handled."""
+
+    def lost(self, err: Exception) -> None:
+        self._cursor = None
+        self.stats.reconnects += 1
+
+    def summary(self) -> str:
+        return self.stats.summary()
 
     # -- the anomaly feed -----------------------------------------------------------------
 
@@ -266,8 +255,11 @@ class AlertingService:
     # -- time-driven checks -------------------------------------------------------------
 
     def tick(self, conn: psycopg.Connection[Any]) -> None:
-        """Escalation and the offline/patrol checks as of the injected clock."""
+        """Escalation and the offline/patrol checks as of the injected clock, when due
+        (every ``alert_tick_s`` of it; the first round runs them at once)."""
         t = self.clock()  # one reading: the next tick counts from the time this one judged
+        if t < self._next_tick:
+            return
         now = datetime.fromtimestamp(t, UTC)
         self.stats.escalated += len(escalate_due(conn, self.settings, now=now))
         result = check_offline(conn, self.settings, now=now)

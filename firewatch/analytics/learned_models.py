@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 import psycopg
 import sklearn  # type: ignore[import-untyped]
-from psycopg.types.json import Jsonb
 from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]
 from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
 from sklearn.preprocessing import RobustScaler  # type: ignore[import-untyped]
@@ -59,7 +58,8 @@ from firewatch.analytics.frames import TelemetryFrame
 from firewatch.analytics.profiles import DeviceProfile
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import DeviceKind, Severity
-from firewatch.core.rows import TelemetryRow
+from firewatch.storage import analytics_models as stored_models
+from firewatch.storage.streams import telemetry_between
 
 log = logging.getLogger(__name__)
 F64 = np.ndarray[Any, np.dtype[np.float64]]
@@ -77,7 +77,6 @@ RANGE_MARGIN = 2.0  # robust units (IQRs) beyond a feature's training range
 #: that matters lasts longer than that, and the rules and statistics catch the fast ones.
 MIN_WINDOWS = 2
 QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95)
-_TELEMETRY_COLUMNS = ", ".join(TelemetryRow._fields)  # the table's column names, row order
 
 
 class ModelIntegrityError(Exception):
@@ -221,46 +220,53 @@ def save_model(conn: psycopg.Connection[Any], model: TrainedModel) -> int:
     access to the database (who could run code in any service that loads models).
     """
     blob = pickle.dumps(model.pipeline, protocol=pickle.HIGHEST_PROTOCOL)
-    row = conn.execute(
-        "INSERT INTO analytics_models (kind, algorithm, trained_from, trained_to, window_s,"
-        " features, params, metrics, model, sha256)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING version",
-        (model.kind.value, model.algorithm, model.trained_from, model.trained_to,
-         round(model.window_s), list(model.features), Jsonb(model.params),
-         Jsonb(model.metrics), blob, hashlib.sha256(blob).digest()),
-    ).fetchone()  # fmt: skip
-    assert row is not None
-    model.version = int(row[0])
+    model.version = stored_models.insert_model(
+        conn,
+        kind=model.kind.value,
+        algorithm=model.algorithm,
+        trained_from=model.trained_from,
+        trained_to=model.trained_to,
+        window_s=round(model.window_s),
+        features=list(model.features),
+        params=model.params,
+        metrics=model.metrics,
+        model=blob,
+        sha256=hashlib.sha256(blob).digest(),
+    )
     return model.version
 
 
 def load_latest(conn: psycopg.Connection[Any]) -> dict[DeviceKind, TrainedModel]:
     """The newest stored model of each kind; :class:`ModelIntegrityError` if its bytes
     do not match their sha256 (checked before unpickling)."""
-    rows = conn.execute(
-        "SELECT DISTINCT ON (kind) version, kind, algorithm, trained_from, trained_to,"
-        " window_s, features, params, metrics, model, sha256"
-        " FROM analytics_models ORDER BY kind, version DESC"
-    ).fetchall()
     out: dict[DeviceKind, TrainedModel] = {}
-    for version, kind, algo, t0, t1, window_s, feats, params, metrics, blob, digest in rows:
-        data = bytes(blob)
-        if hashlib.sha256(data).digest() != bytes(digest):
+    for row in stored_models.latest_models(conn):
+        data = row.model
+        if hashlib.sha256(data).digest() != row.sha256:
             raise ModelIntegrityError(
-                f"analytics model version {version} ({kind}): stored bytes do not match "
-                "their sha256; retrain or delete the row"
+                f"analytics model version {row.version} ({row.kind}): stored bytes do not "
+                "match their sha256; retrain or delete the row"
             )
         pipeline = pickle.loads(data)  # our own, verified bytes (see save_model)
-        k = DeviceKind(kind)
-        out[k] = TrainedModel(k, t0, t1, float(window_s), tuple(feats), dict(params),
-                              dict(metrics), pipeline, algo, int(version))  # fmt: skip
+        k = DeviceKind(row.kind)
+        out[k] = TrainedModel(
+            k,
+            row.trained_from,
+            row.trained_to,
+            float(row.window_s),
+            tuple(row.features),
+            dict(row.params),
+            dict(row.metrics),
+            pipeline,
+            row.algorithm,
+            row.version,
+        )
     return out
 
 
 def latest_versions(conn: psycopg.Connection[Any]) -> dict[DeviceKind, int]:
     """The newest version number of each kind (cheap: for polling)."""
-    rows = conn.execute("SELECT kind, max(version) FROM analytics_models GROUP BY kind").fetchall()
-    return {DeviceKind(kind): int(v) for kind, v in rows}
+    return {DeviceKind(kind): v for kind, v in stored_models.latest_versions(conn).items()}
 
 
 def train_from_database(
@@ -278,15 +284,8 @@ def train_from_database(
     t0, t1 = _utc(start), _utc(end)
     featurizer = WindowFeaturizer(profiles, window_s)
     windows: list[FeatureWindow] = []
-    with conn.transaction(), conn.cursor(name="firewatch_train_models") as cur:
-        cur.execute(
-            f"SELECT {_TELEMETRY_COLUMNS} FROM telemetry WHERE ts >= %s AND ts < %s"
-            " ORDER BY ts, device_id, seq",
-            (t0, t1),
-        )
-        while rows := cur.fetchmany(chunk_rows):
-            frame = TelemetryFrame.from_rows([TelemetryRow._make(r) for r in rows])
-            windows += featurizer.update(frame)
+    for rows in telemetry_between(conn, t0, t1, chunk_rows):
+        windows += featurizer.update(TelemetryFrame.from_rows(rows))
     models: list[TrainedModel] = []
     for kind in KINDS:
         n = sum(1 for w in windows if w.kind is kind)

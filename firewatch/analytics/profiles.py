@@ -18,7 +18,7 @@ import psycopg
 
 from firewatch.core.domain import MIN_STATIC_PRESSURE_KPA, DeviceKind
 from firewatch.core.settings import Settings
-from firewatch.storage.seed import CitySeed
+from firewatch.storage.seed import CitySeed, device_profile_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +119,8 @@ def profiles_from_city(city: CitySeed, settings: Settings) -> dict[str, DevicePr
 
 def load_profiles(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, DeviceProfile]:
     """Profiles of every registered device, from the ``devices`` and ``units`` tables."""
-    rows = conn.execute(
-        "SELECT d.id, d.unit_id, d.kind, u.building_class, d.metadata,"
-        " COALESCE(u.attributes -> 'thresholds', '{}'::jsonb)"
-        " FROM devices d JOIN units u ON u.id = d.unit_id"
-    ).fetchall()
     out: dict[str, DeviceProfile] = {}
-    for dev_id, unit_id, kind, bclass, meta, overrides in rows:
+    for dev_id, unit_id, kind, bclass, meta, overrides in device_profile_rows(conn):
         k = DeviceKind(kind)
         meta = dict(meta or {})
         th = resolve_thresholds(settings, k, bclass, meta, dict(overrides or {}))

@@ -6,7 +6,9 @@ need every point of a device (and of its unit, for false-alarm counts) in order,
 place. Analytics reads what ingest *committed*, through the feed (``storage/feed.py``:
 every row exactly once, never one of an unfinished transaction), sharded by unit
 (``FIREWATCH_ANALYTICS_SHARD=k/n``), woken by ingest's NOTIFY. Ingest stays as fast as it
-was, and a detector bug cannot lose a message.
+was, and a detector bug cannot lose a message. The loop around it — connections, LISTEN,
+reconnects, ``/metrics``, ready, the summary — is the worker runtime's
+(``runtime/worker.py``); this module is the work.
 
 Each loop: read a batch after the cursor, run the engine, and in one transaction upsert
 the anomaly changes and — every ``analytics_checkpoint_s`` — the engine state with the
@@ -31,25 +33,18 @@ from typing import Any
 
 import psycopg
 
+from firewatch.analytics.analytics_metrics import AnalyticsMetrics
 from firewatch.analytics.checkpoint import STATE_FORMAT, CheckpointError
 from firewatch.analytics.engine import DetectorEngine
 from firewatch.analytics.frames import Batch, TelemetryFrame
 from firewatch.analytics.learned_models import latest_versions, load_latest
-from firewatch.analytics.metrics import AnalyticsMetrics
 from firewatch.analytics.profiles import load_profiles
-from firewatch.core.backoff import Backoff
 from firewatch.core.settings import Settings
+from firewatch.runtime.metrics import MetricsEndpoint
+from firewatch.runtime.worker import Worker
+from firewatch.storage import channels
 from firewatch.storage.anomalies import load_checkpoint, save_checkpoint, upsert_anomalies
-from firewatch.storage.errors import database_unavailable, describe
-from firewatch.storage.feed import (
-    FeedBatch,
-    FeedCursor,
-    Shard,
-    Skipped,
-    listen,
-    read_batch,
-    wait_for_rows,
-)
+from firewatch.storage.feed import FeedBatch, FeedCursor, Shard, Skipped, read_batch
 from firewatch.storage.skipped import record_skipped
 
 log = logging.getLogger(__name__)
@@ -69,9 +64,10 @@ class AnalyticsStats:
     failed_batches: int = 0  # batches the detectors raised on (skipped after a reload)
     detector_seconds: float = 0.0
 
-    def summary(self, elapsed: float, open_now: int) -> str:
+    def summary(self, open_now: int) -> str:
+        """What the worker did, for the shutdown line (:func:`firewatch.runtime.worker.stopped`)."""
         return (
-            f"analytics stopped after {elapsed:.0f}s: {self.rows} rows, {self.points} points "
+            f"{self.rows} rows, {self.points} points "
             f"in {self.batches} batches ({self.detector_seconds:.1f}s in detectors), "
             f"{self.changes} anomaly changes, {open_now} open, {self.checkpoints} checkpoints, "
             f"{self.reconnects} reconnects, {self.skipped} rows skipped, "
@@ -80,7 +76,8 @@ class AnalyticsStats:
 
 
 class AnalyticsService:
-    """One analytics worker for one shard (see the module docstring)."""
+    """One analytics worker for one shard (see the module docstring): the
+    :class:`~firewatch.runtime.worker.Work` of a :class:`~firewatch.runtime.worker.Worker`."""
 
     def __init__(
         self,
@@ -95,7 +92,19 @@ class AnalyticsService:
         self.clock = clock
         self.metrics = AnalyticsMetrics()
         self.stats = AnalyticsStats()
-        self.ready = threading.Event()  # set once the engine is loaded and reading
+        self._worker = Worker(
+            "analytics",
+            conninfo,
+            log=log,
+            channels=[channels.INGEST],
+            backoff_initial_s=settings.backoff_initial_s,
+            backoff_max_s=settings.backoff_max_s,
+            metrics=MetricsEndpoint(
+                self.metrics.registry, settings.metrics_host, settings.analytics_metrics_port
+            ),
+        )
+        #: set once the engine is loaded and reading
+        self.ready: threading.Event = self._worker.ready
         self.engine: DetectorEngine | None = None
         self._cursor: FeedCursor | None = None
         self._stream_now = 0.0
@@ -108,47 +117,32 @@ class AnalyticsService:
     def run(self, stop: threading.Event) -> AnalyticsStats:
         """Run until ``stop`` is set; reconnects with jittered backoff through database
         outages (the engine then reloads from its last checkpoint)."""
-        started = time.monotonic()
-        self.metrics.serve(self.settings.ingest_metrics_host, self.settings.analytics_metrics_port)
-        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
-        while not stop.is_set():
-            try:
-                self._session(stop, backoff)
-            except psycopg.Error as err:
-                # State may be ahead of what was committed: reload it from the checkpoint.
-                self.engine, self._cursor = None, None
-                self.stats.reconnects += 1
-                self.metrics.reconnects.inc()
-                delay = backoff.next()
-                if database_unavailable(err):
-                    log.warning("database: %s; retrying in %.2fs", str(err).strip(), delay)
-                else:  # not an outage and not a row's fault (those are skipped): go on
-                    log.error("analytics failed: %s; retrying in %.2fs", describe(err), delay)
-                stop.wait(delay)
-        open_now = len(self.engine.open_anomalies()) if self.engine else 0
-        log.info(self.stats.summary(time.monotonic() - started, open_now))
+        self._worker.run(stop, self)
         return self.stats
 
-    # -- one connection's lifetime ------------------------------------------------------
+    # -- the work (runtime.worker.Work): load, step and tick are below ------------------
 
-    def _session(self, stop: threading.Event, backoff: Backoff) -> None:
-        with (
-            psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn,
-            psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as wake,
-        ):
-            listen(wake)
-            if self.engine is None or self._cursor is None:
-                self._load(conn)
-            backoff.reset()
-            self.ready.set()
-            while not stop.is_set():
-                self._refresh(conn)
-                caught_up = self._step(conn)
-                if caught_up and not stop.is_set():
-                    wait_for_rows(wake, self.settings.analytics_poll_s)
+    def wait_s(self) -> float:
+        return self.settings.analytics_poll_s
+
+    def final(self, conn: psycopg.Connection[Any] | None) -> None:
+        """The final checkpoint, when the database is there for it."""
+        if conn is not None:
             self._checkpoint(conn, force=True)
 
-    def _load(self, conn: psycopg.Connection[Any]) -> None:
+    def lost(self, err: Exception) -> None:
+        # State may be ahead of what was committed: load() reloads it from the checkpoint.
+        self.engine, self._cursor = None, None
+        self.stats.reconnects += 1
+        self.metrics.reconnects.inc()
+
+    def summary(self) -> str:
+        open_now = len(self.engine.open_anomalies()) if self.engine else 0
+        return self.stats.summary(open_now)
+
+    def load(self, conn: psycopg.Connection[Any]) -> None:
+        """On every (re)connect (and after a failed batch): profiles, models, and the
+        checkpoint's detector state and cursor (or the configured start)."""
         s = self.settings
         profiles = load_profiles(conn, s)
         models = load_latest(conn)
@@ -178,8 +172,8 @@ class AnalyticsService:
         for kind, v in self._versions.items():
             self.metrics.model_version.labels(kind.value).set(v or 0)
 
-    def _refresh(self, conn: psycopg.Connection[Any]) -> None:
-        """Pick up registry edits and newly trained models."""
+    def tick(self, conn: psycopg.Connection[Any]) -> None:
+        """Pick up registry edits and newly trained models, when their refresh is due."""
         assert self.engine is not None
         s, now = self.settings, time.monotonic()
         if now - self._profiles_at >= s.analytics_registry_refresh_s:
@@ -199,7 +193,7 @@ class AnalyticsService:
                 for kind, v in self._versions.items():
                     self.metrics.model_version.labels(kind.value).set(v or 0)
 
-    def _step(self, conn: psycopg.Connection[Any]) -> bool:
+    def step(self, conn: psycopg.Connection[Any]) -> bool:
         """One read-process-write round; True when the feed was caught up."""
         assert self.engine is not None
         assert self._cursor is not None
@@ -266,7 +260,7 @@ class AnalyticsService:
         self.stats.failed_batches += 1
         reason = f"detectors failed on its batch: {type(err).__name__}: {err}"[:1000]
         cursor = fb.cursor
-        self._load(conn)
+        self.load(conn)
         self._cursor = cursor
         out: list[Skipped] = []
         for table, rows in (("telemetry", fb.telemetry), ("events", fb.events),

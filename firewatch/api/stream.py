@@ -49,14 +49,14 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
-from firewatch.storage.alerts import ALERT_CHANNEL
+from firewatch.storage import channels
 from firewatch.storage.changes import ChangeCursor, Changes, horizon, read_changes
+from firewatch.storage.database import snapshot_xmax
 
 log = logging.getLogger("firewatch.api.stream")
 T = TypeVar("T")
 
 LISTEN_APPLICATION_NAME = "firewatch-api-listen"
-_XMAX = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
 _BIGINT_MAX = 2**63 - 1  # alert_events.id is a bigint
 
 
@@ -143,7 +143,7 @@ class AlertHub:
                 async with await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True
                 ) as conn:
-                    await conn.execute(f"LISTEN {ALERT_CHANNEL}")
+                    await conn.execute(f"LISTEN {channels.ALERTS}")
                     self.listening = True
                     delay = 0.1
                     self._wake_all()
@@ -191,9 +191,7 @@ class AlertHub:
 
     def _xmax(self) -> int:
         with self._pool.connection() as conn:
-            row = conn.execute(_XMAX).fetchone()
-            assert row is not None
-            return int(row[0])
+            return snapshot_xmax(conn)
 
     def _horizon(self) -> ChangeCursor:
         with self._pool.connection() as conn:

@@ -1,7 +1,8 @@
 """The one settings class. Created once at start-up and passed down; never read from globals.
 
 Every field reads from an environment variable named ``FIREWATCH_<FIELD>`` (case-insensitive),
-e.g. ``FIREWATCH_DATABASE_URL`` or ``FIREWATCH_INGEST_BATCH_SIZE``.
+e.g. ``FIREWATCH_DATABASE_URL`` or ``FIREWATCH_INGEST_BATCH_SIZE``; ``metrics_host`` also
+from its former name ``FIREWATCH_INGEST_METRICS_HOST``, so that deployments keep working.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Seconds = Annotated[float, Field(gt=0)]
@@ -26,7 +27,10 @@ class Settings(BaseSettings):
     PostgreSQL and a Mosquitto child process under ``data_dir``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="FIREWATCH_", extra="ignore")
+    # populate_by_name: an aliased field is still set by its name in code (Settings(...)).
+    model_config = SettingsConfigDict(
+        env_prefix="FIREWATCH_", extra="ignore", populate_by_name=True
+    )
 
     # --- where things live -------------------------------------------------------------
     data_dir: Path = Field(
@@ -86,7 +90,13 @@ class Settings(BaseSettings):
     )
     ingest_registry_refresh_s: Seconds = Field(default=10.0)
     ingest_metrics_port: int = Field(default=9108, ge=0, description="0 disables /metrics.")
-    ingest_metrics_host: str = Field(default="127.0.0.1")
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        # The first name wins when both are set; the second is what it was called when
+        # only ingest served /metrics on it (analytics and alerting borrowed it).
+        validation_alias=AliasChoices("FIREWATCH_METRICS_HOST", "FIREWATCH_INGEST_METRICS_HOST"),
+        description="Bind address of every service's /metrics (ports per service).",
+    )
 
     # --- dead letters ------------------------------------------------------------------------
     dead_letter_quota_per_device: int = Field(

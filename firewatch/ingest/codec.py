@@ -1,7 +1,7 @@
 """Turn one MQTT message into one storable row, or into a dead letter with a precise reason.
 
 :func:`decode` never raises for bad input: every failure is a :class:`DeadLetter`. The row
-tuples are in the column order of the COPY statements in :mod:`firewatch.ingest.writer`.
+tuples are in the column order of the COPY statements in :mod:`firewatch.storage.streams`.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from firewatch.core.backoff import Backoff
 from firewatch.core.broker import BrokerAddress
-from firewatch.ingest.metrics import IngestMetrics
+from firewatch.ingest.ingest_metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 

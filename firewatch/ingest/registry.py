@@ -14,6 +14,7 @@ import psycopg
 
 from firewatch.core.domain import DeviceKind
 from firewatch.ingest.codec import DeviceInfo
+from firewatch.storage.seed import device_routes
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +44,14 @@ class DeviceRegistry:
     def refresh_ids(self, conn: psycopg.Connection[Any], ids: set[str]) -> int:
         """Look up ``ids`` the snapshot does not know (registered since the last reload);
         add those found. One indexed query; returns how many were added."""
-        rows = conn.execute(
-            "SELECT id, unit_id, kind FROM devices WHERE id = ANY(%s)", (list(ids),)
-        ).fetchall()
-        found = _known(rows)
+        found = _known(device_routes(conn, ids))
         if found:
             self._devices = {**self._devices, **found}
         return len(found)
 
     def reload(self, conn: psycopg.Connection[Any]) -> None:
         """Replace the snapshot with the database's devices. Raises psycopg errors."""
-        rows = conn.execute("SELECT id, unit_id, kind FROM devices").fetchall()
-        self._devices = _known(rows)
+        self._devices = _known(device_routes(conn))
         self.loaded_at = time.monotonic()
 
     def touch(self) -> None:
@@ -62,7 +59,7 @@ class DeviceRegistry:
         self.loaded_at = time.monotonic()
 
 
-def _known(rows: list[tuple[Any, ...]]) -> dict[str, DeviceInfo]:
+def _known(rows: list[tuple[str, str, str]]) -> dict[str, DeviceInfo]:
     """Registry rows ingest can route; a device whose kind this version does not know is
     left out (its messages become ``unknown_device`` dead letters) and logged, rather
     than stopping ingest."""

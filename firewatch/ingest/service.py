@@ -5,6 +5,10 @@ puts them on a bounded queue in one step; the calling thread runs the writer loo
 size or after ``ingest_flush_interval_ms``), commits, then releases the acks. Shutdown is
 one sequence: stop taking messages, flush what was taken, send the acks, disconnect (keeping
 the broker session), close the database, log one summary line.
+
+Its loop is its own (an MQTT network thread feeding a batching writer is not a database
+worker's round), but ``/metrics`` follows the runtime's one rule and the shutdown line its
+one convention (``runtime/metrics.py``, ``runtime/worker.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from firewatch.core.contract import subscription
 from firewatch.core.settings import Settings
 from firewatch.ingest.codec import DeadLetter, Decoder, Limits, Reason, Row
 from firewatch.ingest.consumer import AckToken, Delivery, MqttConsumer
-from firewatch.ingest.metrics import IngestMetrics
+from firewatch.ingest.ingest_metrics import IngestMetrics
 from firewatch.ingest.quota import DeadLetterQuota
 from firewatch.ingest.registry import DeviceRegistry
 from firewatch.ingest.writer import BatchWriter, DatabaseUnavailable, WriteBatch, recheck_unknown
+from firewatch.runtime.metrics import MetricsEndpoint
+from firewatch.runtime.worker import stopped
 from firewatch.storage.errors import database_unavailable, describe
 from firewatch.storage.maintenance import maintain
 
@@ -106,6 +112,7 @@ class IngestStats:
     started: float = field(default_factory=time.monotonic)
 
     def summary(self, consumer: MqttConsumer | None) -> str:
+        """What ingest did, for the shutdown line (:func:`firewatch.runtime.worker.stopped`)."""
         stored = ", ".join(f"{k} {v}" for k, v in sorted(self.stored.items())) or "nothing"
         reconnect_note = ""
         if consumer is not None:
@@ -114,10 +121,9 @@ class IngestStats:
                 f"{consumer.acks_dropped}, left for redelivery {consumer.ignored_after_close}"
             )
         return (
-            f"ingest stopped after {time.monotonic() - self.started:.1f}s: received "
-            f"{self.received}, stored {stored}; duplicates {self.duplicates}, dead letters "
-            f"{self.dead_letters} (refused by the database {self.rejected}, over quota and not "
-            f"stored {self.over_quota}), flushes {self.flushes}, unflushed {self.unflushed}"
+            f"received {self.received}, stored {stored}; duplicates {self.duplicates}, dead "
+            f"letters {self.dead_letters} (refused by the database {self.rejected}, over quota "
+            f"and not stored {self.over_quota}), flushes {self.flushes}, unflushed {self.unflushed}"
             f"{reconnect_note}"
         )
 
@@ -258,11 +264,8 @@ class IngestService:
     def run(self, stop: threading.Event) -> IngestStats:
         """Consume until ``stop`` is set. Raises only on programming errors."""
         s = self.settings
-        if s.ingest_metrics_port:
-            try:
-                self.metrics_port = self.metrics.serve(s.ingest_metrics_host, s.ingest_metrics_port)
-            except OSError as err:  # keep ingesting: losing /metrics must not lose data
-                log.error("cannot serve /metrics on port %d: %s", s.ingest_metrics_port, err)
+        endpoint = MetricsEndpoint(self.metrics.registry, s.metrics_host, s.ingest_metrics_port)
+        self.metrics_port = endpoint.serve(log)
         flush_after = s.ingest_flush_interval_ms / 1000
         writer = BatchWriter(
             self.database_url,
@@ -326,7 +329,8 @@ class IngestService:
             except DatabaseUnavailable:
                 self.stats.unflushed = len(batch) + len(self._inbox)
             consumer.close()
-        log.info(self.stats.summary(consumer))
+        elapsed = time.monotonic() - self.stats.started
+        log.info(stopped("ingest", elapsed, self.stats.summary(consumer), digits=1))
         return self.stats
 
     def _drained(self, consumer: MqttConsumer) -> bool:

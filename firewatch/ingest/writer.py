@@ -4,7 +4,8 @@ One transaction per batch: every row of the batch (data rows and dead letters) i
 or none is. Rows go by binary COPY into per-connection temporary staging tables, then
 ``INSERT … SELECT … ON CONFLICT DO NOTHING`` into the real tables, so a redelivered message
 (same device, ts, seq) adds nothing and the batch still commits. Only after COMMIT returns
-are the batch's MQTT acknowledgements released.
+are the batch's MQTT acknowledgements released. The statements are the stream tables' own,
+in :mod:`firewatch.storage.streams`; this module decides what goes into which transaction.
 
 Poison isolation: when a batch fails for a reason other than the database being
 unavailable (``firewatch.storage.errors``: a value the database refuses, a constraint, a
@@ -19,7 +20,6 @@ worker keeps running. With ``k`` poison messages in a batch of ``n`` that costs 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -32,65 +32,14 @@ import psycopg
 
 from firewatch.core.backoff import Backoff
 from firewatch.core.domain import ALARM_FLAGS
-from firewatch.ingest.codec import DeadLetter, EventRow, Reason, Row, StatusRow, TelemetryRow
-from firewatch.ingest.metrics import IngestMetrics
+from firewatch.ingest.codec import DeadLetter, Reason, Row
+from firewatch.ingest.ingest_metrics import IngestMetrics
+from firewatch.storage import streams
 from firewatch.storage.errors import database_unavailable, describe
+from firewatch.storage.streams import DEFAULT_PAYLOAD_CAP, STREAM_COLUMNS, TABLE_OF_ROW
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_COLUMNS: dict[str, tuple[Sequence[str], Sequence[str]]] = {
-    # table: (columns in row-tuple order, binary COPY types)
-    "telemetry": (
-        TelemetryRow._fields,
-        ("text", "int8", "timestamptz", "timestamptz", "float4", "float4", "bool", "bool",
-         "float4", "float4", "bool", "int2[]", "float4[]", "float4[]", "bool[]"),
-    ),
-    "events": (
-        EventRow._fields,
-        ("text", "int8", "timestamptz", "timestamptz", "text", "int2", "int2", "int2", "int8",
-         "int4", "text[]", "int2", "text"),
-    ),
-    "device_status": (
-        StatusRow._fields,
-        ("text", "int8", "timestamptz", "timestamptz", "text", "text", "float4", "float4",
-         "text"),
-    ),
-}  # fmt: skip
-_TABLE_OF: dict[type, str] = {
-    TelemetryRow: "telemetry",
-    EventRow: "events",
-    StatusRow: "device_status",
-}
-
-# Device status rows are inserted by this statement rather than the generic one: only rows
-# actually inserted (not redeliveries) move device_state, and the latest *received* status
-# wins. Server receive order, not device time, because a last will carries its connect time.
-_INSERT_STATUS = """
-WITH inserted AS (
-    INSERT INTO device_status ({cols}) SELECT {cols} FROM _stage_device_status
-    ON CONFLICT DO NOTHING RETURNING *
-), latest AS (
-    SELECT DISTINCT ON (device_id) * FROM inserted ORDER BY device_id, received_at DESC, seq DESC
-), upsert AS (
-    INSERT INTO device_state (device_id, state, ts, seq, firmware, battery_pct, updated_at)
-    SELECT device_id, state, ts, seq, firmware, battery_pct, received_at FROM latest
-    ON CONFLICT (device_id) DO UPDATE SET
-        state = EXCLUDED.state, ts = EXCLUDED.ts, seq = EXCLUDED.seq,
-        firmware = COALESCE(EXCLUDED.firmware, device_state.firmware),
-        battery_pct = COALESCE(EXCLUDED.battery_pct, device_state.battery_pct),
-        updated_at = EXCLUDED.updated_at
-    WHERE device_state.updated_at <= EXCLUDED.updated_at
-)
-SELECT count(*) FROM inserted
-"""
-
-_LAST_SEEN = """
-INSERT INTO device_last_seen (device_id, last_rx)
-SELECT * FROM unnest(%s::text[], %s::timestamptz[])
-ON CONFLICT (device_id) DO UPDATE SET last_rx = EXCLUDED.last_rx
-WHERE device_last_seen.last_rx < EXCLUDED.last_rx
-"""
 
 
 class LastSeen:
@@ -121,33 +70,6 @@ class LastSeen:
             self._written[d] = t.timestamp()
 
 
-# dedup_key is filled in by a trigger (migration 0007): the same topic and payload are one
-# dead letter, however long the topic.
-_INSERT_DEAD = """
-INSERT INTO dead_letters (received_at, topic, payload, reason, detail, payload_sha256,
-                          payload_size)
-SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bytea[], %s::text[], %s::text[],
-                     %s::bytea[], %s::int[])
-ON CONFLICT (dedup_key) DO NOTHING
-"""
-
-#: Default cap on the raw bytes kept per dead letter (Settings.dead_letter_payload_cap_bytes).
-DEFAULT_PAYLOAD_CAP = 4096
-
-
-def storable(text: str, limit: int = 1000) -> str:
-    """``text`` as PostgreSQL ``text`` can hold it: NUL and unpaired surrogates escaped,
-    at most ``limit`` characters. Dead letters describe bad input, so their own text
-    columns must never be what fails."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class DatabaseUnavailable(Exception):
     """The writer gave up reaching the database because it was told to stop."""
 
@@ -169,7 +91,7 @@ class WriteBatch:
     ``acks`` are the views the writer uses on the fast path.
     """
 
-    rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in _COLUMNS})
+    rows: dict[str, list[Row]] = field(default_factory=lambda: {t: [] for t in STREAM_COLUMNS})
     dead: list[DeadLetter] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
@@ -201,7 +123,7 @@ class WriteBatch:
         if not self.acks:
             self.first_at = arrived
         rows, dead, acks = self.rows, self.dead.append, self.acks.append
-        tables = _TABLE_OF
+        tables = TABLE_OF_ROW
         for entry in items:
             item = entry[0]
             table = tables.get(type(item))
@@ -312,11 +234,7 @@ class BatchWriter:
             self.close()
             try:
                 conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
-                for table in _COLUMNS:
-                    conn.execute(
-                        f"CREATE TEMP TABLE IF NOT EXISTS _stage_{table} "
-                        f"(LIKE {table}) ON COMMIT DELETE ROWS"
-                    )
+                streams.create_staging(conn)
                 if self._on_connect:
                     self._on_connect(conn)
                 self._conn = conn
@@ -374,7 +292,7 @@ class BatchWriter:
     def _attempt(self, batch: WriteBatch, due: dict[str, datetime] | None) -> FlushResult:
         """One transaction for ``batch``; :class:`Poison` if the data is at fault."""
         try:
-            return self.call(lambda conn: self._write(conn, batch, due, self._payload_cap))
+            return self.call(lambda conn: self._write(conn, batch, due))
         except DatabaseUnavailable:
             raise
         except Exception as err:  # the data's fault: psycopg errors and encoding errors alike
@@ -443,58 +361,16 @@ class BatchWriter:
         result.rejected.append(dead)
         return result
 
-    @staticmethod
     def _write(
+        self,
         conn: psycopg.Connection[Any],
         batch: WriteBatch,
-        last_seen: dict[str, datetime] | None = None,
-        payload_cap: int = DEFAULT_PAYLOAD_CAP,
+        last_seen: dict[str, datetime] | None,
     ) -> FlushResult:
-        stored: dict[str, int] = {}
-        dups: dict[str, int] = {}
-        dead = 0
-        with conn.transaction(), conn.cursor() as cur:
-            for table, rows in batch.rows.items():
-                if not rows:
-                    continue
-                cols, types = _COLUMNS[table]
-                collist = ", ".join(cols)
-                with cur.copy(
-                    f"COPY _stage_{table} ({collist}) FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.set_types(list(types))
-                    for row in rows:
-                        copy.write_row(row)
-                if table == "device_status":
-                    counted = cur.execute(_INSERT_STATUS.format(cols=collist)).fetchone()
-                    inserted = int(counted[0]) if counted else 0
-                else:
-                    cur.execute(
-                        f"INSERT INTO {table} ({collist}) SELECT {collist} FROM _stage_{table} "
-                        "ON CONFLICT DO NOTHING"
-                    )
-                    inserted = cur.rowcount
-                stored[table] = inserted
-                dups[table] = len(rows) - inserted
-            if last_seen:
-                cur.execute(_LAST_SEEN, (list(last_seen), list(last_seen.values())))
-            if batch.dead:
-                dl = batch.dead
-                cur.execute(
-                    _INSERT_DEAD,
-                    (
-                        [d.received_at for d in dl],
-                        [storable(d.topic, 65_536) for d in dl],  # MQTT caps topics at 64 KiB
-                        [d.payload[:payload_cap] for d in dl],
-                        [d.reason.value for d in dl],
-                        [storable(d.detail) for d in dl],
-                        [hashlib.sha256(d.payload).digest() for d in dl],
-                        [len(d.payload) for d in dl],
-                    ),
-                )
-                dead = cur.rowcount
-            cur.execute("SELECT pg_notify('firewatch_ingest', '')")  # delivered at COMMIT
-        return FlushResult(stored, dups, dead, 0.0)
+        """The batch in one transaction (:func:`firewatch.storage.streams.write_batch`)."""
+        with conn.transaction():
+            n = streams.write_batch(conn, batch.rows, batch.dead, last_seen, self._payload_cap)
+        return FlushResult(n.stored, n.duplicates, n.dead_letters, 0.0)
 
 
 def recheck_unknown(batch: WriteBatch, redecode: Callable[[DeadLetter], Row | DeadLetter]) -> None:

@@ -197,7 +197,7 @@ def run_ingest_bench(
                 FIREWATCH_INGEST_GROUP=f"bench-{run_id}" if cfg.workers > 1 else "",
                 FIREWATCH_INGEST_SESSION_EXPIRY_S="0",
                 FIREWATCH_INGEST_METRICS_PORT=str(port),
-                FIREWATCH_INGEST_METRICS_HOST="127.0.0.1",
+                FIREWATCH_METRICS_HOST="127.0.0.1",
                 FIREWATCH_TOPIC_ROOT=settings.topic_root,
             )
             out = (logs / f"worker-{k}.log").open("wb")

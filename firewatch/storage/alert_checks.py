@@ -17,9 +17,9 @@ from psycopg.rows import dict_row
 from firewatch.core.alerts import Alert, AlertAction, AlertCategory
 from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
+from firewatch.storage import channels
 from firewatch.storage.alerts import (
     ACTIVE_SQL,
-    ALERT_CHANNEL,
     SYSTEM,
     apply_action,
     as_datetime,
@@ -197,7 +197,7 @@ def check_offline(
              "note": "device heard from again"},
         ).fetchall()]  # fmt: skip
         if opened or resolved:
-            cur.execute("SELECT pg_notify(%s, '')", (ALERT_CHANNEL,))
+            cur.execute("SELECT pg_notify(%s, '')", (channels.ALERTS,))
     if not mass and mass_alert is not None:
         note = f"{silent} of {heard} devices silent: below the mass-outage share"
         apply_action(conn, int(mass_alert["id"]), AlertAction.RESOLVE, actor=SYSTEM, now=at,

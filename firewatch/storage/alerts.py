@@ -41,11 +41,10 @@ from firewatch.core.alerts import (
     next_state,
 )
 from firewatch.core.domain import Severity
+from firewatch.storage import channels
 from firewatch.storage.changes import ChangeCursor
 from firewatch.storage.outbox import COMMAND_CENTER, NOTIFY, SUPERVISOR, enqueue
 
-ALERT_CHANNEL = "firewatch_alerts"
-"""NOTIFY channel every alert change signals (the live stream listens to it)."""
 SYSTEM = "system"
 
 #: ``ACTIVE_STATES`` as an SQL list: the partial unique index's predicate, ``state IN …``.
@@ -68,7 +67,7 @@ def _event(cur: psycopg.Cursor[Any], alert: Alert, event: str, extra: Mapping[st
         "INSERT INTO alert_events (alert_id, event, payload) VALUES (%s, %s, %s)",
         (alert.id, event, Jsonb(payload)),
     )
-    cur.execute("SELECT pg_notify(%s, '')", (ALERT_CHANNEL,))
+    cur.execute("SELECT pg_notify(%s, '')", (channels.ALERTS,))
 
 
 def _audit(

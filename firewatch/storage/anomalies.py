@@ -26,9 +26,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from firewatch.core.anomalies import Anomaly, AnomalyKey
-
-ANOMALY_CHANNEL = "firewatch_anomalies"
-"""NOTIFY channel: :func:`upsert_anomalies` signals it when it changed a row."""
+from firewatch.storage import channels
 
 # One statement for the whole batch: the rows arrive as parallel arrays. A conflicting
 # episode is updated only by a newer revision, so replaying an older version (analytics
@@ -69,7 +67,7 @@ WITH incoming AS (
     RETURNING 1
 ), notified AS (
     -- At most one notification, and only when something changed; delivered at commit.
-    SELECT pg_notify('firewatch_anomalies', '')
+    SELECT pg_notify(%(channel)s, '')
     FROM (SELECT 1 FROM changed LIMIT 1) AS first_change
 )
 SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM notified)
@@ -107,7 +105,8 @@ def upsert_anomalies(conn: psycopg.Connection[Any], anomalies: Sequence[Anomaly]
 
     One round trip for the whole sequence. If it holds several versions of one episode
     (same :class:`AnomalyKey`), only the highest revision (the last of equals) is sent.
-    Sends NOTIFY ``firewatch_anomalies`` (delivered at commit) when the count is > 0.
+    Sends NOTIFY :data:`~firewatch.storage.channels.ANOMALIES` (delivered at commit) when
+    the count is > 0.
     Times are Unix seconds, stored with microsecond precision by ``to_timestamp``.
 
     Raises ValueError for a non-finite time or score (before touching the database) and
@@ -148,6 +147,7 @@ def upsert_anomalies(conn: psycopg.Connection[Any], anomalies: Sequence[Anomaly]
         ],
         "model_version": [a.model_version for a in rows],
         "revision": [a.revision for a in rows],
+        "channel": channels.ANOMALIES,
     }
     with conn.cursor(row_factory=tuple_row) as cur:
         row = cur.execute(_UPSERT, params).fetchone()

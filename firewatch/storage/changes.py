@@ -2,10 +2,12 @@
 them (``anomalies.change_xid``, ``alert_events.xid``): every committed change once, in
 ``(xid, id)`` order, never one of an unfinished transaction.
 
-The technique is the ingest feed's (``storage/feed.py``): in one REPEATABLE READ snapshot,
-only rows below ``pg_snapshot_xmin`` are read — every transaction below it has finished,
+The read is the one every feed uses (``storage/xid_feed.py``): in one REPEATABLE READ
+snapshot, only rows below ``pg_snapshot_xmin`` — every transaction below it has finished,
 so nothing can appear there later. A row updated again later comes back with its new xid:
-a reader sees each *version* that was current at some read, always the newest last.
+a reader sees each *version* that was current at some read, always the newest last. What
+this module adds: a cursor of two numbers that travels well (an SSE event id), and rows as
+dicts of the table's columns.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
-_HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+from firewatch.storage.xid_feed import Position, Source, at_horizon, read_after, snapshot
+
+#: The id of a cursor that stands after every row of its xid (ids are bigint from 1).
+AFTER_ALL = 2**62
 
 
 @dataclass(frozen=True, order=True)
@@ -69,9 +71,7 @@ class Changes:
 
 def horizon(conn: psycopg.Connection[Any]) -> ChangeCursor:
     """A cursor at the current horizon: reading from it skips every change made so far."""
-    row = conn.execute(_HORIZON).fetchone()
-    assert row is not None
-    return ChangeCursor(int(row[0]) - 1, 2**62)
+    return _cursor(at_horizon(conn))
 
 
 def read_changes(
@@ -86,33 +86,22 @@ def read_changes(
     """Up to ``limit`` committed changes of ``table`` after ``cursor``.
 
     ``table`` must have an ``id`` column and ``xid_column`` (with an index on both); the
-    names are checked against a plain identifier pattern (ValueError otherwise). Runs its
-    own read-only REPEATABLE READ transaction: ``conn`` must have none open (RuntimeError).
+    names are checked against a plain identifier pattern (ValueError otherwise). Rows carry
+    ``_xid`` and every column, or ``id`` and ``columns``. Runs its own read-only REPEATABLE
+    READ transaction: ``conn`` must have none open (RuntimeError).
     """
-    for name in (table, xid_column, *(columns or ())):
-        if not _IDENT.match(name):
-            raise ValueError(f"not a plain SQL identifier: {name!r}")
+    chosen = None if columns is None else ("id", *(c for c in columns if c != "id"))
+    source = Source(table, xid_column, (("id", "bigint"),), chosen)  # validates the names
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise RuntimeError("read_changes needs a connection with no transaction open")
-    cols = "*" if columns is None else ", ".join({"id", *columns})
-    sql = (
-        f"SELECT {xid_column} AS _xid, {cols} FROM {table}"
-        f" WHERE {xid_column} >= %(xid)s AND ({xid_column}, id) > (%(xid)s, %(id)s)"
-        f" AND {xid_column} < %(horizon)s ORDER BY {xid_column}, id LIMIT %(limit)s"
-    )
-    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        row = cur.execute(_HORIZON).fetchone()
-        assert row is not None
-        top = int(next(iter(row.values())))
-        rows = cur.execute(
-            sql, {"xid": cursor.xid, "id": cursor.id, "horizon": top, "limit": limit}
-        ).fetchall()
-    if len(rows) == limit:
-        last = rows[-1]
-        return Changes(rows, ChangeCursor(int(last["_xid"]), int(last["id"])), False)
-    # Everything below the horizon has been read: move past it, so the next read starts
-    # at the first transaction that had not finished now.
-    return Changes(rows, max(cursor, ChangeCursor(top - 1, 2**62)), True)
+    # The (xid, id) index serves the keyset order directly: no xid windows needed.
+    with snapshot(conn, "read_changes") as (cur, snap):
+        read = read_after(cur, source, Position(cursor.xid, (cursor.id,)), snap, limit=limit)
+    rows = [{"_xid": r[0], **dict(zip(read.names, r[2:], strict=True))} for r in read.rows]
+    # max: a cursor given past every id of its xid (a hand-made token) never moves back.
+    return Changes(rows, max(cursor, _cursor(read.position)), read.caught_up)
+
+
+def _cursor(pos: Position) -> ChangeCursor:
+    """A feed position as a change cursor: after one row, or after every row of its xid."""
+    return ChangeCursor(pos.xid, AFTER_ALL if pos.key is None else int(pos.key[0]))

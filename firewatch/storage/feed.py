@@ -2,17 +2,12 @@
 
 Analytics must see each committed row exactly once and never skip one, while several
 ingest transactions commit concurrently and not in the order of their transaction ids.
-Ordering by time or by an identity column cannot do that: a transaction that started
-earlier can commit later, with rows that sort before rows already read.
-
-The technique: every row carries ``ingest_xid``, the id of the transaction that inserted it
-(a column default, migration 0004). In one REPEATABLE READ, read-only transaction we take
-``horizon = pg_snapshot_xmin(pg_current_snapshot())``: every transaction with a smaller id
-has finished, so no new row with ``ingest_xid < horizon`` can ever appear, and all committed
-ones are visible in this snapshot. Each table is read in ``(ingest_xid, key)`` order from
-the cursor up to the horizon, with a LIMIT. Rows of a transaction still running (or of a
-later one that already committed) wait until the horizon passes them; rows of an aborted
-transaction are never visible and hold nothing back once it has ended.
+Every row carries ``ingest_xid``, the id of the transaction that inserted it (a column
+default, migration 0004), and this feed reads the four tables with the one xid read
+(``storage/xid_feed.py``: in one REPEATABLE READ snapshot, each table in
+``(ingest_xid, key)`` order up to ``pg_snapshot_xmin``). What this module adds: the four
+tables and their keys, one cursor over them, partition pruning, sharding by unit, and
+turning rows into the readers' types (skipping those that break what readers rely on).
 
 Consequences worth knowing:
 
@@ -27,19 +22,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import psycopg
-from psycopg.pq import TransactionStatus
-from psycopg.rows import tuple_row
 
 from firewatch.core.rows import DeadLetter, EventRow, Reason, StatusRow, TelemetryRow, row_problem
-from firewatch.storage.timestamps import fetchall_clamped
-
-INGEST_CHANNEL = "firewatch_ingest"
-"""NOTIFY channel: ingest signals it in every batch transaction (delivered at commit)."""
+from firewatch.storage import channels
+from firewatch.storage.xid_feed import Position as Position  # part of this feed's API
+from firewatch.storage.xid_feed import Snapshot, Source, at_horizon, read_after, snapshot
 
 PRUNE_SLACK_S = 86_400.0
 """How much later than its receipt a row may be committed and still be seen by a feed that
@@ -49,22 +41,6 @@ DEFAULT_XID_SPAN = 1 << 16
 """xids one query looks at, at first (the window doubles while it finds too few rows)."""
 
 _FORMAT = 1  # FeedCursor.to_json() layout version
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where one table's feed stands.
-
-    Every row ``(ingest_xid, key) <= (xid, key)`` has been read; ``key`` None means after
-    *all* rows of ``xid``. ``synced_at`` (database clock, Unix seconds) is when this table
-    was last read up to the horizon, or None if never: rows not yet read were then still
-    uncommitted, so they were received after about ``synced_at - PRUNE_SLACK_S``, which
-    bounds their device time from below (ingest refuses older than ``max_age_s``).
-    """
-
-    xid: int
-    key: tuple[Any, ...] | None = None
-    synced_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,10 +66,7 @@ class FeedCursor:
     def at_horizon(cls, conn: psycopg.Connection[Any]) -> FeedCursor:
         """Skip history: the first batch read from here holds only rows whose transaction
         had not finished now. Runs one statement (in the caller's transaction, if any)."""
-        with conn.cursor(row_factory=tuple_row) as cur:
-            row = cur.execute(_HORIZON).fetchone()
-        assert row is not None
-        pos = Position(int(row[0]) - 1, None, float(row[1]))
+        pos = at_horizon(conn)
         return cls(pos, pos, pos, pos)
 
     def to_json(self) -> dict[str, Any]:
@@ -221,24 +194,14 @@ def read_batch(
     """
     if limit < 1 or xid_span < 1 or max_age_s < 0:
         raise ValueError("need limit >= 1, xid_span >= 1 and max_age_s >= 0")
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise RuntimeError("read_batch needs a connection with no transaction open")
     results: dict[str, list[Any]] = {}
     positions: dict[str, Position] = {}
     skipped: list[Skipped] = []
     caught_up = True
-    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-        # Must come first: the snapshot is taken by the first query below.
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        # Times in keys travel as text (exact for any value, ±infinity and BC included);
-        # ISO output reads back the same whatever the server's DateStyle.
-        cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
-        row = cur.execute(_HORIZON).fetchone()
-        assert row is not None
-        horizon, now = int(row[0]), float(row[1])
+    with snapshot(conn, "read_batch") as (cur, snap):
         for spec in _TABLES:
             rows, pos, done = _read_table(
-                cur, spec, getattr(cursor, spec.attr), horizon, now, skipped,
+                cur, spec, getattr(cursor, spec.attr), snap, skipped,
                 limit=limit, max_age_s=max_age_s, shard=shard, xid_span=xid_span,
             )  # fmt: skip
             results[spec.attr] = rows
@@ -251,23 +214,22 @@ def read_batch(
         dead_letters=results["dead_letters"],
         cursor=FeedCursor(**positions),
         caught_up=caught_up,
-        horizon=horizon,
+        horizon=snap.horizon,
         skipped=skipped,
     )
 
 
 def listen(conn: psycopg.Connection[Any]) -> None:
-    """Subscribe ``conn`` to :data:`INGEST_CHANNEL` (idempotent). Needs autocommit, because
-    LISTEN inside a transaction only takes effect at its commit."""
-    if not conn.autocommit:
-        raise RuntimeError("listening needs an autocommit connection")
-    conn.execute(f"LISTEN {INGEST_CHANNEL}")
+    """Subscribe ``conn`` to :data:`~firewatch.storage.channels.INGEST` (idempotent). Needs
+    autocommit, because LISTEN inside a transaction only takes effect at its commit."""
+    channels.listen(conn, [channels.INGEST])
 
 
 def wait_for_rows(conn: psycopg.Connection[Any], timeout: float) -> bool:
     """Wait until ingest commits a batch: True as soon as a notification on
-    :data:`INGEST_CHANNEL` arrives (or one arrived on ``conn`` since the last call, even
-    during other queries: psycopg keeps those), False after ``timeout`` seconds without.
+    :data:`~firewatch.storage.channels.INGEST` arrives (or one arrived on ``conn`` since
+    the last call, even during other queries: psycopg keeps those), False after
+    ``timeout`` seconds without.
 
     It subscribes first (:func:`listen`, idempotent); call :func:`listen` once before the
     first :func:`read_batch` too, so that a commit in between is not missed. Notifications
@@ -279,7 +241,7 @@ def wait_for_rows(conn: psycopg.Connection[Any], timeout: float) -> bool:
     listen(conn)
     notified = False
     for note in conn.notifies(timeout=max(0.0, timeout)):
-        if note.channel == INGEST_CHANNEL:
+        if note.channel == channels.INGEST:
             notified = True
             break
     if notified:
@@ -289,8 +251,6 @@ def wait_for_rows(conn: psycopg.Connection[Any], timeout: float) -> bool:
 
 
 # --- implementation ----------------------------------------------------------------------
-
-_HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, extract(epoch FROM now())"
 
 # A device's shard is its unit's; the semi-join becomes one hashed scan of `devices`.
 _SHARD_DEVICES = (
@@ -335,16 +295,9 @@ def _dump_key(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _key_out(column: str, typ: str) -> str:
-    """How a key column is selected: times as text, which holds every value exactly."""
-    return f"t.{column}::text" if typ == "timestamptz" else f"t.{column}"
-
-
 class _Spec(NamedTuple):
     attr: str  # FeedCursor / FeedBatch attribute
-    table: str
-    columns: Sequence[str]  # selected in this order = the row type's fields
-    key: Sequence[tuple[str, str]]  # (column, SQL type) of the ordering key after ingest_xid
+    source: Source  # table, key after ingest_xid, columns = the row type's fields in order
     pruned: bool  # telemetry/events: ts is bounded below by ingest's backlog limit
     shard_sql: str
     load_key: Callable[[Sequence[Any]], tuple[Any, ...]]  # from to_json()'s key list
@@ -356,54 +309,28 @@ def _dead_letter(values: tuple[Any, ...]) -> DeadLetter:
     return DeadLetter(received_at, topic, payload, Reason(reason), detail)
 
 
+def _source(table: str, key: tuple[tuple[str, str], ...], columns: Sequence[str]) -> Source:
+    return Source(table, "ingest_xid", key, tuple(columns))
+
+
 _STREAM_KEY = (("device_id", "text"), ("ts", "timestamptz"), ("seq", "bigint"))
 _TABLES: tuple[_Spec, ...] = (
-    _Spec("telemetry", "telemetry", TelemetryRow._fields, _STREAM_KEY, True, _SHARD_DEVICES,
-          _stream_key, lambda v: TelemetryRow(*v)),
-    _Spec("events", "events", EventRow._fields, _STREAM_KEY, True, _SHARD_DEVICES,
-          _stream_key, lambda v: EventRow(*v)),
-    _Spec("statuses", "device_status", StatusRow._fields, _STREAM_KEY, False, _SHARD_DEVICES,
-          _stream_key, lambda v: StatusRow(*v)),
-    _Spec("dead_letters", "dead_letters", DeadLetter._fields, (("id", "bigint"),), False,
-          _SHARD_TOPIC, _id_key, _dead_letter),
+    _Spec("telemetry", _source("telemetry", _STREAM_KEY, TelemetryRow._fields), True,
+          _SHARD_DEVICES, _stream_key, lambda v: TelemetryRow(*v)),
+    _Spec("events", _source("events", _STREAM_KEY, EventRow._fields), True,
+          _SHARD_DEVICES, _stream_key, lambda v: EventRow(*v)),
+    _Spec("statuses", _source("device_status", _STREAM_KEY, StatusRow._fields), False,
+          _SHARD_DEVICES, _stream_key, lambda v: StatusRow(*v)),
+    _Spec("dead_letters", _source("dead_letters", (("id", "bigint"),), DeadLetter._fields),
+          False, _SHARD_TOPIC, _id_key, _dead_letter),
 )  # fmt: skip
-
-
-def _sql(spec: _Spec, *, keyed: bool, pruned: bool, sharded: bool) -> str:
-    key = ", ".join(f"t.{c}" for c, _ in spec.key)
-    key_out = ", ".join(_key_out(c, typ) for c, typ in spec.key)
-    # Plain bounds on ingest_xid, which its index can use as a range (a row comparison alone
-    # would not bound the scan).
-    where = ["t.ingest_xid >= %(lo)s::bigint", "t.ingest_xid < %(upper)s::bigint"]
-    if keyed:
-        params = ", ".join(f"%(k{i})s::{typ}" for i, (_, typ) in enumerate(spec.key))
-        where.append(f"(t.ingest_xid, {key}) > (%(xid)s::bigint, {params})")
-    if pruned:
-        where.append("t.ts >= %(ts_floor)s")
-    if sharded:
-        where.append(spec.shard_sql)
-    return (
-        f"SELECT t.ingest_xid, {key_out}, {', '.join(f't.{c}' for c in spec.columns)}"
-        f" FROM {spec.table} AS t WHERE {' AND '.join(where)}"
-        f" ORDER BY t.ingest_xid, {key} LIMIT %(limit)s"
-    )
-
-
-_SQL: dict[tuple[str, bool, bool, bool], str] = {
-    (spec.attr, keyed, pruned, sharded): _sql(spec, keyed=keyed, pruned=pruned, sharded=sharded)
-    for spec in _TABLES
-    for keyed in (False, True)
-    for pruned in (False, True)
-    for sharded in (False, True)
-}
 
 
 def _read_table(
     cur: psycopg.Cursor[tuple[Any, ...]],
     spec: _Spec,
     pos: Position,
-    horizon: int,
-    now: float,
+    snap: Snapshot,
     skipped: list[Skipped],
     *,
     limit: int,
@@ -411,52 +338,42 @@ def _read_table(
     shard: Shard | None,
     xid_span: int,
 ) -> tuple[list[Any], Position, bool]:
-    """Rows of one table after ``pos`` below ``horizon``; the new position; and whether
-    the table is now read up to the horizon. Rows that break the readers' assumptions are
-    appended to ``skipped`` instead of returned."""
-    rows: list[Any] = []
-    nkey = len(spec.key)
-    pruned = spec.pruned and pos.synced_at is not None
+    """Rows of one table after ``pos`` below the snapshot's horizon; the new position; and
+    whether the table is now read up to the horizon. Rows that break the readers'
+    assumptions are appended to ``skipped`` instead of returned."""
+    where: list[str] = []
     params: dict[str, Any] = {}
-    if pruned:
-        assert pos.synced_at is not None
+    if spec.pruned and pos.synced_at is not None:
+        where.append("t.ts >= %(ts_floor)s")
         floor = pos.synced_at - max_age_s - PRUNE_SLACK_S
         params["ts_floor"] = datetime.fromtimestamp(floor, UTC)
     if shard is not None:
+        where.append(spec.shard_sql)
         params.update(shard_count=shard.count, shard_index=shard.index)
-    span = xid_span
-    while True:
-        # Smallest xid that may still hold unread rows.
-        lo = pos.xid if pos.key is not None else pos.xid + 1
-        if lo >= horizon:  # nothing below the horizon is unread
-            return rows, replace(pos, synced_at=now), True
-        # Scan a window of xids, not everything up to the horizon: with a long backlog,
-        # each query would otherwise sort (most of) the backlog to return `limit` rows.
-        upper = min(horizon, lo + span)
-        want = limit - len(rows)
-        params.update(lo=lo, upper=upper, limit=want, xid=pos.xid)
-        if pos.key is not None:
-            params.update({f"k{i}": v for i, v in enumerate(pos.key)})
-        sql = _SQL[(spec.attr, pos.key is not None, pruned, shard is not None)]
-        fetched = fetchall_clamped(cur.connection, sql, params, cur)
-        for r in fetched:
-            try:
-                made = spec.make(r[1 + nkey :])
-                problem = row_problem(made)
-            except (ValueError, TypeError) as err:  # e.g. a dead letter's unknown reason
-                problem = f"unreadable row: {err}"
-            if problem is None:
-                rows.append(made)
-            else:
-                skipped.append(Skipped(spec.table, [_dump_key(v) for v in r[1 : 1 + nkey]],
-                                       problem))  # fmt: skip
-        if fetched:
-            last = fetched[-1]
-            pos = Position(int(last[0]), tuple(last[1 : 1 + nkey]), pos.synced_at)
-        if len(fetched) == want:
-            return rows, pos, False
-        # Fewer than asked: every row with xid < upper has been read.
-        pos = Position(upper - 1, None, now if upper == horizon else pos.synced_at)
-        if upper == horizon:
-            return rows, pos, True
-        span *= 2
+    # Scan a window of xids, not everything up to the horizon: the stream tables are indexed
+    # on ingest_xid alone, so with a long backlog each query would otherwise sort (most of)
+    # the backlog to return `limit` rows.
+    read = read_after(
+        cur,
+        spec.source,
+        pos,
+        snap,
+        limit=limit,
+        where=tuple(where),
+        params=params,
+        xid_span=xid_span,
+    )
+    rows: list[Any] = []
+    nkey = len(spec.source.key)
+    for r in read.rows:
+        try:
+            made = spec.make(r[1 + nkey :])
+            problem = row_problem(made)
+        except (ValueError, TypeError) as err:  # e.g. a dead letter's unknown reason
+            problem = f"unreadable row: {err}"
+        if problem is None:
+            rows.append(made)
+        else:
+            key = [_dump_key(v) for v in r[1 : 1 + nkey]]
+            skipped.append(Skipped(spec.source.table, key, problem))
+    return rows, read.position, read.caught_up

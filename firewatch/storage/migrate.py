@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import psycopg
 
@@ -114,7 +114,12 @@ def upgrade(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
 
 def current_flavour(conn: psycopg.Connection[tuple[object, ...]]) -> Flavour | None:
     """The flavour recorded by the first upgrade, or None on an empty database."""
-    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
+    if not is_migrated(conn):
         return None
     row = conn.execute("SELECT flavour FROM schema_migrations LIMIT 1").fetchone()
     return row[0] if row else None  # type: ignore[return-value]
+
+
+def is_migrated(conn: psycopg.Connection[Any]) -> bool:
+    """Has ``firewatch db upgrade`` ever run on this database (is there a schema)?"""
+    return conn.execute("SELECT to_regclass('schema_migrations')").fetchone() != (None,)

@@ -33,8 +33,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-OUTBOX_CHANNEL = "firewatch_outbox"
-"""NOTIFY channel the outbox writers signal in the transaction that inserts rows."""
+from firewatch.storage import channels
 
 COMMAND_CENTER = "command_center"  # a confirmed real fire, for the fire command center
 SUPERVISOR = "supervisor"  # escalations
@@ -69,7 +68,7 @@ def enqueue(
         "INSERT INTO outbox (alert_id, channel, recipient, payload) VALUES (%s, %s, %s, %s)",
         (alert_id, channel, Jsonb(dict(recipient or {})), Jsonb(dict(payload))),
     )
-    cur.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
+    cur.execute("SELECT pg_notify(%s, '')", (channels.OUTBOX,))
 
 
 _CLAIM = """

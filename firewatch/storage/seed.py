@@ -1,16 +1,20 @@
-"""Load a city (regions, units, devices) from a TOML seed file: ``firewatch db seed FILE``.
+"""The registry tables (``regions``, ``units``, ``devices``): load a city from a TOML seed
+file (``firewatch db seed FILE``), and read the registry back for the services.
 
 Idempotent: rows are upserted by id, so loading the same file twice changes nothing and an
-edited file updates names, contacts and metadata. The full registry API comes later.
+edited file updates names, contacts and metadata. Readers: :func:`device_routes` (ingest's
+device -> unit, kind snapshot) and :func:`device_profile_rows` (analytics' profiles). The
+full registry API comes later.
 """
 
 from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Collection
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import psycopg
 from pydantic import BaseModel, ConfigDict, Field
@@ -138,3 +142,41 @@ def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
         "units": len(city.units),
         "devices": sum(len(u.devices) for u in city.units),
     }
+
+
+# -- reading the registry -----------------------------------------------------------------
+
+_ROUTES = "SELECT id, unit_id, kind FROM devices"
+_PROFILES = (
+    "SELECT d.id, d.unit_id, d.kind, u.building_class, d.metadata,"
+    " COALESCE(u.attributes -> 'thresholds', '{}'::jsonb)"
+    " FROM devices d JOIN units u ON u.id = d.unit_id"
+)
+
+
+def device_routes(
+    conn: psycopg.Connection[Any], ids: Collection[str] | None = None
+) -> list[tuple[str, str, str]]:
+    """``(device id, unit id, kind)`` of every registered device, or (one indexed query)
+    of those among ``ids``. ``kind`` is the stored text: it may be one this version does
+    not know."""
+    if ids is None:
+        return conn.execute(_ROUTES).fetchall()
+    return conn.execute(_ROUTES + " WHERE id = ANY(%s)", (list(ids),)).fetchall()
+
+
+class ProfileRow(NamedTuple):
+    """What a device's detector profile is built from: the device, its unit's building
+    class, its metadata, and the unit's threshold overrides (``{}`` when none)."""
+
+    device_id: str
+    unit_id: str
+    kind: str
+    building_class: str
+    metadata: dict[str, Any] | None
+    thresholds: dict[str, Any] | None
+
+
+def device_profile_rows(conn: psycopg.Connection[Any]) -> list[ProfileRow]:
+    """One :class:`ProfileRow` per registered device."""
+    return [ProfileRow._make(r) for r in conn.execute(_PROFILES).fetchall()]

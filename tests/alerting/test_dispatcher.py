@@ -37,6 +37,7 @@ from firewatch.alerting.webhooks import (
     verify,
 )
 from firewatch.core.settings import Settings
+from firewatch.storage import channels
 from tests.helpers import scalar, wait_until
 
 SECRET = "test-secret-5c1f"
@@ -179,7 +180,7 @@ def enqueue(
             (alert_id, channel, Jsonb(recipient or {}), Jsonb(payload or {"what": "test"})),
         ).fetchone()
         if notify:
-            db.execute("SELECT pg_notify('firewatch_outbox', '')")
+            db.execute("SELECT pg_notify(%s, '')", (channels.OUTBOX,))
     assert row is not None
     return int(row[0])
 
@@ -517,7 +518,7 @@ def test_two_dispatchers_deliver_200_rows_exactly_once(
                     " FROM generate_series(%s::int, %s::int) g",
                     (i * 20 + 1, i * 20 + 20),
                 )
-                db.execute("SELECT pg_notify('firewatch_outbox', '')")
+                db.execute("SELECT pg_notify(%s, '')", (channels.OUTBOX,))
 
     def all_delivered() -> bool:
         return bool(scalar(db, "SELECT count(*) FROM outbox WHERE status = 'delivered'") == 200)
@@ -754,3 +755,25 @@ def test_a_database_outage_is_survived(
     assert stats.reconnects >= 1
     assert stats.delivered == 1
     assert receiver.counts() == {str(rid): 1}
+
+
+def test_a_taken_metrics_port_does_not_stop_the_dispatcher(
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The one /metrics rule (runtime/metrics.py): logged, and delivery goes on. Before the
+    runtime, only ingest survived this; the dispatcher's thread died."""
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        s = configure(settings, webhook_command_center_url=receiver.url)
+        d = OutboxDispatcher(s, conninfo(s), poll_s=0.2, metrics_port=port)
+        with Running(d) as running:
+            rid = enqueue(db, "command_center")
+            running.wait(lambda: status(db, rid) == "delivered", 10.0, "delivered")
+            stats = running.stop()
+    assert stats.delivered == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(f"cannot serve /metrics on 127.0.0.1:{port}" in e for e in errors), errors

@@ -33,8 +33,8 @@ from firewatch.core.backoff import Backoff
 from firewatch.core.domain import DeviceKind
 from firewatch.core.rows import DeadLetter, EventRow, Reason, StatusRow, TelemetryRow
 from firewatch.ingest.codec import DeviceInfo, Limits
-from firewatch.ingest.metrics import IngestMetrics
-from firewatch.ingest.writer import _COLUMNS, DEFAULT_PAYLOAD_CAP, BatchWriter, WriteBatch, storable
+from firewatch.ingest.ingest_metrics import IngestMetrics
+from firewatch.ingest.writer import BatchWriter, WriteBatch
 from firewatch.lab.decode_cases import (
     ROW,
     Message,
@@ -47,6 +47,7 @@ from firewatch.lab.decode_cases import (
     message_strategy,
     outcome_label,
 )
+from firewatch.storage.streams import DEFAULT_PAYLOAD_CAP, STREAM_COLUMNS, storable
 
 WORLD = demo_world()
 _DECODER = WORLD.decoder()  # one for the whole run: later examples hit its topic cache
@@ -254,7 +255,7 @@ def _store_and_verify(
                       "dead_letters"):  # fmt: skip
             db.execute(f"DELETE FROM {table}")
     batch = WriteBatch()
-    rows: dict[str, dict[tuple[Any, ...], list[tuple[Any, ...]]]] = {t: {} for t in _COLUMNS}
+    rows: dict[str, dict[tuple[Any, ...], list[tuple[Any, ...]]]] = {t: {} for t in STREAM_COLUMNS}
     dead: dict[tuple[str, bytes], list[DeadLetter]] = {}
     for i, msg in enumerate(messages):
         item = decoder(msg.topic, msg.payload, world.received_at)
@@ -265,7 +266,7 @@ def _store_and_verify(
             dead.setdefault(dl_key, []).append(item)
         else:
             table = _STREAMS[type(item)]
-            stored = _as_stored(item, _COLUMNS[table][1])
+            stored = _as_stored(item, STREAM_COLUMNS[table][1])
             rows[table].setdefault((item.device_id, item.ts, item.seq), []).append(stored)
 
     result = writer.flush(batch)  # raises only DatabaseUnavailable, which fails the test
@@ -280,7 +281,7 @@ def _store_and_verify(
         n = sum(len(v) for v in by_key.values())
         assert result.stored.get(table, 0) == len(by_key), (table, result)
         assert result.stored.get(table, 0) + result.duplicates.get(table, 0) == n, (table, result)
-        names, types = _COLUMNS[table]
+        names, types = STREAM_COLUMNS[table]
         query = f"SELECT {', '.join(names)} FROM {table}"
         # PostgreSQL prints a real in its shortest float4 form: read back through float4 too
         got = {(r[0], r[2], r[1]): _as_stored(r, types) for r in db.execute(query)}

@@ -18,9 +18,10 @@ from firewatch.core.backoff import Backoff
 from firewatch.core.domain import DeviceKind
 from firewatch.ingest.codec import DeadLetter, Decoder, DeviceInfo, Limits, decode
 from firewatch.ingest.consumer import MqttConsumer, ack_token
-from firewatch.ingest.metrics import LAG_BUCKETS, BulkHistogram, IngestMetrics
+from firewatch.ingest.ingest_metrics import LAG_BUCKETS, IngestMetrics
 from firewatch.ingest.registry import DeviceRegistry
 from firewatch.ingest.service import Inbox
+from firewatch.runtime.metrics import BulkHistogram
 
 
 # --- cached decoder == decode ----------------------------------------------------------------

@@ -20,7 +20,7 @@ import psycopg
 from firewatch.core.backoff import Backoff
 from firewatch.core.rows import Reason, StatusRow, TelemetryRow
 from firewatch.core.settings import Settings
-from firewatch.ingest.metrics import IngestMetrics
+from firewatch.ingest.ingest_metrics import IngestMetrics
 from firewatch.ingest.writer import BatchWriter, WriteBatch
 from tests.helpers import (
     WATER_TOPIC,

@@ -18,12 +18,8 @@ from psycopg.rows import dict_row
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
-from firewatch.storage.anomalies import (
-    ANOMALY_CHANNEL,
-    load_checkpoint,
-    save_checkpoint,
-    upsert_anomalies,
-)
+from firewatch.storage import channels
+from firewatch.storage.anomalies import load_checkpoint, save_checkpoint, upsert_anomalies
 from firewatch.storage.feed import FeedCursor
 from firewatch.storage.maintenance import maintain
 from tests.helpers import scalar
@@ -183,13 +179,13 @@ def test_changes_notify_and_stale_replays_do_not(
     conn: psycopg.Connection[Any], database_url: str
 ) -> None:
     with psycopg.connect(database_url, autocommit=True) as listener:
-        listener.execute(f"LISTEN {ANOMALY_CHANNEL}")
+        listener.execute(f"LISTEN {channels.ANOMALIES}")
         a = episode()
         upsert_anomalies(conn, [a])
         notes = list(listener.notifies(timeout=10.0, stop_after=1))
-        assert [n.channel for n in notes] == [ANOMALY_CHANNEL]
+        assert [n.channel for n in notes] == [channels.ANOMALIES]
         assert upsert_anomalies(conn, [a]) == 0
-        conn.execute("SELECT pg_notify(%s, 'marker')", (ANOMALY_CHANNEL,))
+        conn.execute("SELECT pg_notify(%s, 'marker')", (channels.ANOMALIES,))
         # Notifications arrive in commit order: the marker comes first, so none was sent.
         notes = list(listener.notifies(timeout=10.0, stop_after=1))
         assert [n.payload for n in notes] == ["marker"]

@@ -19,11 +19,11 @@ import pytest
 from firewatch.core.backoff import Backoff
 from firewatch.core.rows import DeadLetter, EventRow, Reason, StatusRow, TelemetryRow
 from firewatch.core.settings import Settings
-from firewatch.ingest.metrics import IngestMetrics
+from firewatch.ingest.ingest_metrics import IngestMetrics
 from firewatch.ingest.writer import BatchWriter, WriteBatch
+from firewatch.storage import channels
 from firewatch.storage.feed import (
     DEFAULT_XID_SPAN,
-    INGEST_CHANNEL,
     FeedBatch,
     FeedCursor,
     Position,
@@ -575,7 +575,7 @@ def test_wait_for_rows_wakes_on_notify_and_times_out_quickly(
     assert wait_for_rows(listener, 0.2) is False  # also subscribes
     assert time.monotonic() - started < 2.0
     for _ in range(3):  # a burst of commits ...
-        conn.execute("SELECT pg_notify(%s, '')", (INGEST_CHANNEL,))
+        conn.execute("SELECT pg_notify(%s, '')", (channels.INGEST,))
     conn.execute("SELECT pg_notify('some_other_channel', '')")
     started = time.monotonic()
     assert wait_for_rows(listener, 10.0) is True
@@ -598,6 +598,6 @@ def test_wait_for_rows_wakes_a_waiting_reader(
     dev, unit = next(iter(devices(conn).items()))
     with conn.transaction():  # as ingest does: the notification is part of the batch
         add_rows(conn, dev, unit)
-        conn.execute("SELECT pg_notify(%s, '')", (INGEST_CHANNEL,))
+        conn.execute("SELECT pg_notify(%s, '')", (channels.INGEST,))
     waiter.join(timeout=30)
     assert woke == [True]

@@ -11,7 +11,7 @@ import pytest
 from firewatch.core.settings import Settings
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import current_flavour, load_migrations, upgrade
-from firewatch.storage.seed import load_seed, read_seed
+from firewatch.storage.seed import device_profile_rows, device_routes, load_seed, read_seed
 from firewatch.storage.table_counts import collect
 from tests.helpers import scalar
 
@@ -84,3 +84,14 @@ def test_seed_is_idempotent_and_stats_count_it(db: psycopg.Connection[Any]) -> N
     assert stats["regions"]["rows"] == 1 + 6 + 7
     assert stats["telemetry"] == {"rows": 0, "newest_ts": None, "newest_received_at": None}
     assert stats["dead_letters"]["by_reason"] == {}
+
+
+def test_the_registry_reads_what_the_seed_loaded(db: psycopg.Connection[Any]) -> None:
+    city = read_seed()
+    devices = {d.id: (u.id, d.kind.value) for u in city.units for d in u.devices}
+    assert {r[0]: (r[1], r[2]) for r in device_routes(db)} == devices
+    some = sorted(devices)[:2]
+    assert sorted(r[0] for r in device_routes(db, {*some, "D-NOT-REGISTERED"})) == some
+    profiles = device_profile_rows(db)
+    assert {p.device_id for p in profiles} == set(devices)
+    assert all(p.thresholds == {} and p.building_class for p in profiles)

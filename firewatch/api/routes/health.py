@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from firewatch.api.deps import Context
 from firewatch.api.schemas import HealthOut
+from firewatch.storage.database import ping
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +26,7 @@ def health(ctx: Context) -> JSONResponse:
     listener = "listening" if hub.listening else "reconnecting"
     try:
         with ctx.require_pool().connection(timeout=ctx.options.pool_timeout_s) as conn:
-            conn.execute("SELECT 1").fetchone()
+            ping(conn)
     except (psycopg.Error, psycopg_pool.PoolTimeout) as err:
         body = HealthOut(status="unavailable", database=f"unreachable: {err}",
                          stream_listener=listener, stream_clients=hub.subscribers)  # fmt: skip

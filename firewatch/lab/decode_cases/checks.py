@@ -10,8 +10,8 @@ from datetime import datetime
 from firewatch.core.domain import Channel
 from firewatch.core.rows import DeadLetter, EventRow, Reason, StatusRow, TelemetryRow, row_problem
 from firewatch.ingest.codec import Decoder, Route, decode, route
-from firewatch.ingest.writer import _COLUMNS as WRITER_COLUMNS
 from firewatch.lab.decode_cases.world import ROW, Message, World
+from firewatch.storage.streams import STREAM_COLUMNS
 
 _TABLE_OF: dict[type, str] = {TelemetryRow: "telemetry", EventRow: "events",
                               StatusRow: "device_status"}  # fmt: skip
@@ -71,7 +71,7 @@ def storage_problem(row: TelemetryRow | EventRow | StatusRow) -> str | None:
     """Why ``row`` would not fit the columns the writer COPYs it into (its binary COPY
     types, ``firewatch.ingest.writer``), or None."""
     table = _TABLE_OF[type(row)]
-    columns, types = WRITER_COLUMNS[table]
+    columns, types = STREAM_COLUMNS[table]
     for name, pg_type, value in zip(columns, types, row, strict=True):
         if value is None:
             if name in _NOT_NULL[table]:

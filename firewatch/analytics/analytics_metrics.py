@@ -1,12 +1,10 @@
-"""Prometheus metrics of one analytics worker (its own registry, so tests can run several)."""
+"""Prometheus metrics of one analytics worker (its own registry, so tests can run several).
+Served by the runtime's one rule (``runtime/metrics.py``) on ``FIREWATCH_METRICS_HOST``:
+``FIREWATCH_ANALYTICS_METRICS_PORT``."""
 
 from __future__ import annotations
 
-import logging
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-
-log = logging.getLogger(__name__)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class AnalyticsMetrics:
@@ -48,12 +46,3 @@ class AnalyticsMetrics:
         self.model_version = Gauge("firewatch_analytics_model_version",
                                    "Loaded model version per kind", ["kind"],
                                    registry=r)  # fmt: skip
-
-    def serve(self, host: str, port: int) -> None:
-        """Expose ``/metrics`` on ``host:port`` (a daemon thread); 0 disables."""
-        if not port:
-            return
-        try:
-            start_http_server(port, addr=host, registry=self.registry)
-        except OSError as err:  # detection must go on without /metrics
-            log.error("cannot serve /metrics on %s:%d: %s", host, port, err)

@@ -1,14 +1,12 @@
-"""Prometheus metrics of one ingest worker (its own registry, so tests can run several)."""
+"""Prometheus metrics of one ingest worker (its own registry, so tests can run several).
+Served by the runtime's one rule (``runtime/metrics.py``) on ``FIREWATCH_METRICS_HOST``:
+``FIREWATCH_INGEST_METRICS_PORT``."""
 
 from __future__ import annotations
 
-import threading
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.registry import Collector
+from firewatch.runtime.metrics import BulkHistogram
 
 #: Fine buckets up to 2 s (percentiles are interpolated within a bucket), coarse beyond.
 LAG_BUCKETS = (
@@ -16,57 +14,6 @@ LAG_BUCKETS = (
     *(i / 1000 for i in (160, 180, 200, 225, 250, 300, 350, 400, 500, 600, 800, 1000)),
     1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
 )  # fmt: skip
-
-
-class BulkHistogram(Collector):
-    """A Prometheus histogram that takes a whole batch of observations per call.
-
-    ``prometheus_client.Histogram.observe`` takes a lock and scans the buckets linearly for
-    every value; at one observation per stored row that was a measurable share of the
-    writer's time. This one bisects into a local count array and merges it under one lock.
-    Exposes the same series (``_bucket{le}``, ``_count``, ``_sum``).
-    """
-
-    def __init__(
-        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
-    ) -> None:
-        self._name = name
-        self._doc = documentation
-        self._bounds = sorted(float(b) for b in buckets)
-        self._counts = [0] * (len(self._bounds) + 1)  # last: above every bound (+Inf)
-        self._sum = 0.0
-        self._lock = threading.Lock()
-        registry.register(self)
-
-    def observe_many(self, values: Iterable[float]) -> None:
-        bounds = self._bounds
-        local = [0] * len(self._counts)
-        total = 0.0
-        for v in values:
-            local[bisect_left(bounds, v)] += 1  # first bound >= v: the "le" bucket
-            total += v
-        with self._lock:
-            self._counts = [a + b for a, b in zip(self._counts, local, strict=True)]
-            self._sum += total
-
-    def observe(self, value: float) -> None:
-        self.observe_many((value,))
-
-    def describe(self) -> Iterator[HistogramMetricFamily]:
-        yield HistogramMetricFamily(self._name, self._doc)
-
-    def collect(self) -> Iterator[HistogramMetricFamily]:
-        with self._lock:
-            counts, total = list(self._counts), self._sum
-        cumulative, running = [], 0
-        for le, n in zip([*self._bounds, float("inf")], counts, strict=True):
-            running += n
-            cumulative.append((_le(le), running))
-        yield HistogramMetricFamily(self._name, self._doc, buckets=cumulative, sum_value=total)
-
-
-def _le(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else repr(bound)
 
 
 class IngestMetrics:
@@ -129,8 +76,3 @@ class IngestMetrics:
         self.flush_errors = Counter(
             "firewatch_ingest_flush_errors", "Failed flush attempts (retried)", registry=r
         )
-
-    def serve(self, host: str, port: int) -> int:
-        """Serve ``/metrics`` on ``host:port`` in a daemon thread; return the bound port."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return int(server.server_address[1])
