@@ -146,8 +146,10 @@ def cmd_db_anomalies(settings: Settings, args: argparse.Namespace) -> int:
     for r in rows:
         state = "open" if r["ended_at"] is None else "ended"
         where = f"{r['device_id']}" + (f" {r['component']}" if r["component"] else "")
-        print(f"{r['detected_at'][:19]}  {r['severity']:<8} {r['kind']:<24} {where:<28} "
-              f"{state:<5} {r['explanation']}")  # fmt: skip
+        print(
+            f"{r['detected_at'][:19]}  {r['severity']:<8} {r['kind']:<24} {where:<28} "
+            f"{state:<5} {r['explanation']}"
+        )
     if not rows:
         print("no anomalies" + (" open" if args.open else ""))
     return 0
@@ -157,8 +159,10 @@ def cmd_ingest(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.ingest.service import IngestService
 
     if not settings.mqtt_url:
-        print("firewatch: FIREWATCH_MQTT_URL is not set (firewatch up starts a broker)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "firewatch: FIREWATCH_MQTT_URL is not set (firewatch up starts a broker)",
+            file=sys.stderr,
+        )
         return 2
     stop = _stop_on_signals()
     service = IngestService(settings, resolve_database_url(settings), settings.mqtt_url)
@@ -176,15 +180,21 @@ def cmd_ingest_retire(settings: Settings, args: argparse.Namespace) -> int:
     if args.client_id:
         settings = settings.model_copy(update={"ingest_client_id": args.client_id})
     stop = _stop_on_signals()
-    service = IngestService(settings, resolve_database_url(settings), mqtt_url,
-                            retire=True, quiet_s=args.quiet)  # fmt: skip
+    service = IngestService(
+        settings, resolve_database_url(settings), mqtt_url, retire=True, quiet_s=args.quiet
+    )
     stats = service.run(stop)
     if stop.is_set():
-        print(f"retire of {settings.ingest_client_id} interrupted after {stats.received} "
-              "messages; its session is kept: run it again", file=sys.stderr)  # fmt: skip
+        print(
+            f"retire of {settings.ingest_client_id} interrupted after {stats.received} "
+            "messages; its session is kept: run it again",
+            file=sys.stderr,
+        )
         return 1
-    print(f"retired {settings.ingest_client_id}: stored what was queued for it "
-          f"({stats.received} messages) and removed its session from the broker")  # fmt: skip
+    print(
+        f"retired {settings.ingest_client_id}: stored what was queued for it "
+        f"({stats.received} messages) and removed its session from the broker"
+    )
     return 0
 
 
@@ -204,9 +214,14 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.api.server import serve
 
     stop = _stop_on_signals()  # before serve(): uvicorn re-raises a captured signal on exit
-    serve(settings, resolve_database_url(settings), stop,
-          ready=lambda url: print(f"API on {url} (alerts: {url}/alerts, live stream: "
-                                  f"{url}/alerts/stream)", flush=True))  # fmt: skip
+    serve(
+        settings,
+        resolve_database_url(settings),
+        stop,
+        ready=lambda url: print(
+            f"API on {url} (alerts: {url}/alerts, live stream: {url}/alerts/stream)", flush=True
+        ),
+    )
     return 0
 
 
@@ -383,8 +398,9 @@ def cmd_bench_analytics(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_bench_api(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.lab.apibench import ApiBenchConfig, format_result, run_api_bench
 
-    cfg = ApiBenchConfig(requests=args.requests, concurrency=args.concurrency, path=args.path,
-                         alerts=args.alerts)  # fmt: skip
+    cfg = ApiBenchConfig(
+        requests=args.requests, concurrency=args.concurrency, path=args.path, alerts=args.alerts
+    )
     result = run_api_bench(settings, cfg)
     print(format_result(result))
     if args.json:
@@ -455,10 +471,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="retire a worker identity for good: store what the broker queued for its "
         "session, then delete the session (docs/reliability.md)",
     )
-    ret.add_argument("--client-id", help="the identity to retire (default: "
-                     "FIREWATCH_INGEST_CLIENT_ID)")  # fmt: skip
-    ret.add_argument("--quiet", type=float, default=2.0,
-                     help="seconds without a message that mean the queue is empty")  # fmt: skip
+    ret.add_argument(
+        "--client-id", help="the identity to retire (default: FIREWATCH_INGEST_CLIENT_ID)"
+    )
+    ret.add_argument(
+        "--quiet",
+        type=float,
+        default=2.0,
+        help="seconds without a message that mean the queue is empty",
+    )
     ret.set_defaults(func=cmd_ingest_retire)
 
     sub.add_parser(
@@ -559,8 +580,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--scenario", default="builtin:standard", help="TOML file or builtin:NAME")
     ev.add_argument("--seed", type=int, help="overrides the scenario's seed")
     ev.add_argument("--json", type=Path, help="write the report here")
-    ev.add_argument("--warmup", type=_duration, default=2 * 86_400.0,
-                    help="fault-free history before the scored span (default 2d)")  # fmt: skip
+    ev.add_argument(
+        "--warmup",
+        type=_duration,
+        default=2 * 86_400.0,
+        help="fault-free history before the scored span (default 2d)",
+    )
     ev.add_argument("--batch", type=_duration, default=60.0, help="simulated seconds per batch")
     ev.add_argument("--no-models", action="store_true", help="without the learned models")
     ev.set_defaults(func=cmd_analytics_evaluate)
@@ -613,19 +638,30 @@ def _expected_error(err: Exception) -> tuple[int, str] | None:
     from firewatch.up import WebhookSecretFileError
 
     one_line = " ".join(str(err).split())
-    if isinstance(err, DatabaseNotFoundError | SchemaMissingError | InsecureWebhookSecretError
-                  | WebhookSecretFileError):  # fmt: skip
+    if isinstance(
+        err,
+        DatabaseNotFoundError
+        | SchemaMissingError
+        | InsecureWebhookSecretError
+        | WebhookSecretFileError,
+    ):
         return 2, one_line
-    undefined = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
-                 psycopg.errors.UndefinedFunction)  # fmt: skip
+    undefined = (
+        psycopg.errors.UndefinedTable,
+        psycopg.errors.UndefinedColumn,
+        psycopg.errors.UndefinedFunction,
+    )
     if isinstance(err, undefined):
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return 2, (f"the database schema is missing or older than this version ({first}); "
-                   "run `firewatch db upgrade` with the same settings")  # fmt: skip
+        return 2, (
+            f"the database schema is missing or older than this version ({first}); "
+            "run `firewatch db upgrade` with the same settings"
+        )
     if isinstance(err, psycopg.OperationalError):
         return 1, f"cannot use the database: {one_line}"
-    if isinstance(err, EmbeddedDatabaseError | MigrationError | BrokerStartError
-                  | ApiStartupError | OSError):  # fmt: skip
+    if isinstance(
+        err, EmbeddedDatabaseError | MigrationError | BrokerStartError | ApiStartupError | OSError
+    ):
         return 1, one_line
     return None
 

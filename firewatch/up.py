@@ -108,8 +108,10 @@ LISTEN_PORTS = ("ingest_metrics_port", "analytics_metrics_port", "alerting_metri
 
 def _free_ports(settings: Settings) -> dict[str, int]:
     """Each configured listen port (0 stays 0: disabled), moved where it is taken."""
-    return {name: _port_or_free(port, name) if (port := int(getattr(settings, name))) else 0
-            for name in LISTEN_PORTS}  # fmt: skip
+    return {
+        name: _port_or_free(port, name) if (port := int(getattr(settings, name))) else 0
+        for name in LISTEN_PORTS
+    }
 
 
 #: Where ``firewatch up`` keeps the webhook secret it generated, under the data directory.
@@ -199,8 +201,11 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             update={"database_url": db_url, "mqtt_url": mqtt_url, **ports}
         )
         settings = resolved
-        env = child_env(resolved, FIREWATCH_WEBHOOK_SECRET=resolved.webhook_secret,
-                        **{f"FIREWATCH_{k.upper()}": str(v) for k, v in ports.items()})  # fmt: skip
+        env = child_env(
+            resolved,
+            FIREWATCH_WEBHOOK_SECRET=resolved.webhook_secret,
+            **{f"FIREWATCH_{k.upper()}": str(v) for k, v in ports.items()},
+        )
         children = [
             Child("ingest", ["ingest"], env),
             Child("analytics", ["analytics", "run"], env),

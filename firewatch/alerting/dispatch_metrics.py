@@ -61,9 +61,12 @@ class DispatcherMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 60, 300),
             registry=r,
         )
-        self.dead = PromCounter("firewatch_outbox_dead_total", "Rows given up on",
-                                ["channel"], registry=r)  # fmt: skip
-        self.pending = Gauge("firewatch_outbox_pending", "Rows waiting for delivery",
-                             ["channel"], registry=r)  # fmt: skip
-        self.reconnects = PromCounter("firewatch_outbox_reconnects_total",
-                                      "Database reconnects", registry=r)  # fmt: skip
+        self.dead = PromCounter(
+            "firewatch_outbox_dead_total", "Rows given up on", ["channel"], registry=r
+        )
+        self.pending = Gauge(
+            "firewatch_outbox_pending", "Rows waiting for delivery", ["channel"], registry=r
+        )
+        self.reconnects = PromCounter(
+            "firewatch_outbox_reconnects_total", "Database reconnects", registry=r
+        )

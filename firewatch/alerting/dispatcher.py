@@ -326,9 +326,12 @@ class OutboxDispatcher:
                 self._flush(fresh, [])
         except psycopg.OperationalError as err:
             self.stats.unrecorded = len(self._unrecorded)
-            log.warning("database: %s; %d delivery results not recorded (those rows "
-                        "are sent again after their lease)", str(err).strip(),
-                        len(self._unrecorded))  # fmt: skip
+            log.warning(
+                "database: %s; %d delivery results not recorded (those rows "
+                "are sent again after their lease)",
+                str(err).strip(),
+                len(self._unrecorded),
+            )
 
     def lost(self, err: Exception) -> None:
         self.stats.reconnects += 1
@@ -360,8 +363,11 @@ class OutboxDispatcher:
             try:
                 attempt = self._done.get(timeout=self.attempt_bound_s + LEASE_MARGIN_S)
             except queue.Empty:
-                log.warning("outbox: %d deliveries did not finish; their rows are sent again "
-                            "after their lease", sum(self._inflight.values()))  # fmt: skip
+                log.warning(
+                    "outbox: %d deliveries did not finish; their rows are sent again "
+                    "after their lease",
+                    sum(self._inflight.values()),
+                )
                 self._inflight.clear()
                 break
             self._inflight[attempt.row.channel] -= 1
@@ -409,8 +415,13 @@ class OutboxDispatcher:
             else:
                 st.dead += 1
                 m.dead.labels(ch).inc()
-                log.warning("outbox %d (%s) is dead after %d attempts: %s", attempt.row.id,
-                            ch, attempt.row.attempt, attempt.error)  # fmt: skip
+                log.warning(
+                    "outbox %d (%s) is dead after %d attempts: %s",
+                    attempt.row.id,
+                    ch,
+                    attempt.row.attempt,
+                    attempt.error,
+                )
 
     def _record(
         self, conn: psycopg.Connection[Any], attempts: Sequence[Attempt]
@@ -428,8 +439,9 @@ class OutboxDispatcher:
                 elif row.attempt >= s.outbox_max_attempts:
                     outcome = "dead" if outbox.mark_dead(conn, row, a.error) else "superseded"
                 else:
-                    delay = retry_delay(row.attempt, s.outbox_backoff_initial_s,
-                                        s.outbox_backoff_max_s, self._rng)  # fmt: skip
+                    delay = retry_delay(
+                        row.attempt, s.outbox_backoff_initial_s, s.outbox_backoff_max_s, self._rng
+                    )
                     retried = outbox.schedule_retry(conn, row, delay, a.error)
                     outcome = "retry" if retried else "superseded"
                 outbox.log_attempt(

@@ -149,9 +149,12 @@ class AlertingService:
         """Read and handle one batch of anomaly changes; True when caught up."""
         assert self._cursor is not None
         changes = read_changes(
-            conn, table="anomalies", xid_column="change_xid", cursor=self._cursor,
+            conn,
+            table="anomalies",
+            xid_column="change_xid",
+            cursor=self._cursor,
             limit=self.settings.alert_batch_rows,
-        )  # fmt: skip
+        )
         if changes.rows or changes.cursor != self._cursor:
             skipped: list[tuple[str, Any, str]] = []
             with conn.transaction():
@@ -166,8 +169,12 @@ class AlertingService:
             self.stats.changes += len(changes.rows)
             if skipped:
                 self.stats.skipped += len(skipped)
-                log.warning("alerting: %d anomaly changes skipped (recorded in skipped_rows), "
-                            "e.g. %s: %s", len(skipped), skipped[0][1], skipped[0][2])  # fmt: skip
+                log.warning(
+                    "alerting: %d anomaly changes skipped (recorded in skipped_rows), e.g. %s: %s",
+                    len(skipped),
+                    skipped[0][1],
+                    skipped[0][2],
+                )
         return changes.caught_up
 
     def _handle_one(self, conn: psycopg.Connection[Any], n: Mapping[str, Any]) -> str | None:

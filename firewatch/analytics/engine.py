@@ -116,8 +116,14 @@ class DetectorEngine:
     def open_anomalies(self) -> list[Anomaly]:
         """Every episode currently open (for diagnostics and tests)."""
         found: dict[AnomalyKey, Anomaly] = {}
-        groups = [self.water.pressure, self.water.level, self.water.room, self.shed.temp,
-                  self.shed.current, self.shed.ambient]  # fmt: skip
+        groups = [
+            self.water.pressure,
+            self.water.level,
+            self.water.room,
+            self.shed.temp,
+            self.shed.current,
+            self.shed.ambient,
+        ]
         for g in groups:
             for tr in g.detectors.values():
                 for a in tr.open.values():

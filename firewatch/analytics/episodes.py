@@ -50,8 +50,13 @@ class EpisodeSpec:
 
 def tracker_columns(detector: str) -> dict[str, float]:
     """The SeriesTable columns an :class:`EpisodeTracker` for ``detector`` needs."""
-    return {f"{detector}.hits": 0.0, f"{detector}.misses": 0.0, f"{detector}.first": np.nan,
-            f"{detector}.active": 0.0, f"{detector}.emitted": -np.inf}  # fmt: skip
+    return {
+        f"{detector}.hits": 0.0,
+        f"{detector}.misses": 0.0,
+        f"{detector}.first": np.nan,
+        f"{detector}.active": 0.0,
+        f"{detector}.emitted": -np.inf,
+    }
 
 
 def component_label(metric: str, component: int) -> str:

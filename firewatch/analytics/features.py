@@ -449,8 +449,9 @@ class WindowFeaturizer:
                     ctx["room_ref_c"] = float(r_ref[i])
             start = float(c.w[i]) * ws
             feats = X[kind][row]
-            out.append(FeatureWindow(self._ids[d], kind, start, start + ws, feats,
-                                     int(npts[i]), ctx))  # fmt: skip
+            out.append(
+                FeatureWindow(self._ids[d], kind, start, start + ws, feats, int(npts[i]), ctx)
+            )
         out.sort(key=lambda fw: (fw.start, fw.device_id))
         return out
 
@@ -471,31 +472,35 @@ class WindowFeaturizer:
         ref = np.maximum(np.nan_to_num(p_ref, nan=P_REF_FLOOR_KPA), P_REF_FLOOR_KPA)
         var = np.maximum(_ratio(s("p_yy"), s("p_n")) - p_mean**2, 0.0)
         coverage = s("n") * iv / self.window_s
-        water = np.column_stack([
-            np.nan_to_num(p_mean / ref, nan=1.0),
-            np.sqrt(var) / ref,
-            (MX[:, _MX["p_max"]] - MN[:, _MN["p_min"]]) / ref,
-            slope("p") * 3600.0 / ref,
-            _ratio(s("j_y"), s("j_n")),
-            s("j_starts") / hours,
-            _ratio(s("u_y"), s("u_n")),
-            slope("l") * 3600.0,
-            r_mean - r_ref,
-            coverage,
-        ])  # fmt: skip
+        water = np.column_stack(
+            [
+                np.nan_to_num(p_mean / ref, nan=1.0),
+                np.sqrt(var) / ref,
+                (MX[:, _MX["p_max"]] - MN[:, _MN["p_min"]]) / ref,
+                slope("p") * 3600.0 / ref,
+                _ratio(s("j_y"), s("j_n")),
+                s("j_starts") / hours,
+                _ratio(s("u_y"), s("u_n")),
+                slope("l") * 3600.0,
+                r_mean - r_ref,
+                coverage,
+            ]
+        )
         pslope = _slope(P[..., 0], P[..., 1], P[..., 2], P[..., 3], P[..., 4]) * 60.0
         pslope = np.where((P[..., 0] >= MIN_POINTS) & ~np.isnan(pslope), pslope, -np.inf)
         pmax = pslope.max(axis=1) if P.shape[1] else np.full(len(sel), -np.inf)
-        shed = np.column_stack([
-            MX[:, _MX["d_amb"]],
-            np.where(np.isfinite(pmax), pmax, np.nan),
-            MX[:, _MX["i_max"]] / self._rating[c.dev[sel]],
-            _ratio(s("c_y"), s("c_n")),
-            MX[:, _MX["d_med"]],
-            _ratio(s("s_y"), s("s_n")),
-            slope("a") * 3600.0,
-            coverage,
-        ])  # fmt: skip
+        shed = np.column_stack(
+            [
+                MX[:, _MX["d_amb"]],
+                np.where(np.isfinite(pmax), pmax, np.nan),
+                MX[:, _MX["i_max"]] / self._rating[c.dev[sel]],
+                _ratio(s("c_y"), s("c_n")),
+                MX[:, _MX["d_med"]],
+                _ratio(s("s_y"), s("s_n")),
+                slope("a") * 3600.0,
+                coverage,
+            ]
+        )
         return {
             kind: np.clip(np.nan_to_num(x, nan=0.0), -FEATURE_LIMIT, FEATURE_LIMIT)
             for kind, x in ((DeviceKind.WATER, water), (DeviceKind.EBIKE_SHED, shed))
@@ -507,12 +512,21 @@ class WindowFeaturizer:
         """A copy of the state: numpy arrays and JSON-able values only (no pickle)."""
         n = len(self._ids)
         arrays = {
-            "kind": self._kind, "rating": self._rating, "open_w": self._open_w,
-            "sums": self._sums, "mins": self._mins, "maxs": self._maxs, "ports": self._ports,
-            "last_jockey": self._last_j, "p_ref": self._p_ref, "r_ref": self._r_ref,
-            "warm": self._warm, "gaps": self._gaps, "gap_n": self._gap_n,
+            "kind": self._kind,
+            "rating": self._rating,
+            "open_w": self._open_w,
+            "sums": self._sums,
+            "mins": self._mins,
+            "maxs": self._maxs,
+            "ports": self._ports,
+            "last_jockey": self._last_j,
+            "p_ref": self._p_ref,
+            "r_ref": self._r_ref,
+            "warm": self._warm,
+            "gaps": self._gaps,
+            "gap_n": self._gap_n,
             "n_ports": self._nports,
-        }  # fmt: skip
+        }
         out: dict[str, Any] = {name: a[:n].copy() for name, a in arrays.items()}
         out |= {"port_keys": self._pkeys.copy(), "port_pos": self._ppos.copy()}
         out |= {"version": 1, "window_s": self.window_s, "devices": list(self._ids)}
@@ -529,11 +543,20 @@ class WindowFeaturizer:
         self._init_arrays(len(ids), max(1, ports.shape[1]))
         n = len(ids)
         for name, attr in (
-            ("kind", "_kind"), ("rating", "_rating"), ("open_w", "_open_w"), ("sums", "_sums"),
-            ("mins", "_mins"), ("maxs", "_maxs"), ("last_jockey", "_last_j"),
-            ("p_ref", "_p_ref"), ("r_ref", "_r_ref"), ("warm", "_warm"), ("gaps", "_gaps"),
-            ("gap_n", "_gap_n"), ("n_ports", "_nports"),
-        ):  # fmt: skip
+            ("kind", "_kind"),
+            ("rating", "_rating"),
+            ("open_w", "_open_w"),
+            ("sums", "_sums"),
+            ("mins", "_mins"),
+            ("maxs", "_maxs"),
+            ("last_jockey", "_last_j"),
+            ("p_ref", "_p_ref"),
+            ("r_ref", "_r_ref"),
+            ("warm", "_warm"),
+            ("gaps", "_gaps"),
+            ("gap_n", "_gap_n"),
+            ("n_ports", "_nports"),
+        ):
             arr = getattr(self, attr)
             arr[:n] = np.asarray(state[name], arr.dtype).reshape(arr[:n].shape)
         self._ports[:n, : ports.shape[1]] = ports

@@ -67,9 +67,16 @@ class TelemetryFrame:
         """Readings in the frame (each present value counts once): the benchmark's unit."""
         scalar = sum(
             int(np.count_nonzero(~np.isnan(col)))
-            for col in (self.pressure, self.level, self.pump, self.jockey, self.room_temp,
-                        self.ambient, self.smoke)
-        )  # fmt: skip
+            for col in (
+                self.pressure,
+                self.level,
+                self.pump,
+                self.jockey,
+                self.room_temp,
+                self.ambient,
+                self.smoke,
+            )
+        )
         return scalar + 3 * len(self.port_no)
 
     @classmethod

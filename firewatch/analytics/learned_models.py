@@ -164,15 +164,22 @@ def train_kind(
     n_hold = max(1, math.ceil(HOLDOUT_FRACTION * len(ws)))
     cut = len(ws) - n_hold
     params: dict[str, Any] = {
-        "scaler": "robust", "n_estimators": 200, "contamination": "auto",
-        "max_samples": "auto", "random_state": seed, "holdout_fraction": HOLDOUT_FRACTION,
-        "threshold_quantile": THRESHOLD_QUANTILE, "threshold_margin": THRESHOLD_MARGIN,
+        "scaler": "robust",
+        "n_estimators": 200,
+        "contamination": "auto",
+        "max_samples": "auto",
+        "random_state": seed,
+        "holdout_fraction": HOLDOUT_FRACTION,
+        "threshold_quantile": THRESHOLD_QUANTILE,
+        "threshold_margin": THRESHOLD_MARGIN,
         "sklearn_version": sklearn.__version__,
-    }  # fmt: skip
-    pipeline = Pipeline([
-        ("scale", RobustScaler()),
-        ("iforest", IsolationForest(n_estimators=200, contamination="auto", random_state=seed)),
-    ])  # fmt: skip
+    }
+    pipeline = Pipeline(
+        [
+            ("scale", RobustScaler()),
+            ("iforest", IsolationForest(n_estimators=200, contamination="auto", random_state=seed)),
+        ]
+    )
     pipeline.fit(x[:cut])
     s_train = np.asarray(pipeline.score_samples(x[:cut]), np.float64)
     s_hold = np.asarray(pipeline.score_samples(x[cut:]), np.float64)
@@ -184,29 +191,48 @@ def train_kind(
     names = FEATURES[kind]
     z_train = np.asarray(scaler.transform(x[:cut]), np.float64)
     z_low, z_high = z_train.min(axis=0), z_train.max(axis=0)
-    rule = {"threshold": threshold, "spread": spread, "z_low": z_low.tolist(),
-            "z_high": z_high.tolist(), "range_margin": RANGE_MARGIN}  # fmt: skip
-    hold_m = _margins(s_hold, np.asarray(scaler.transform(x[cut:]), np.float64), threshold,
-                      spread, rule)  # fmt: skip
+    rule = {
+        "threshold": threshold,
+        "spread": spread,
+        "z_low": z_low.tolist(),
+        "z_high": z_high.tolist(),
+        "range_margin": RANGE_MARGIN,
+    }
+    hold_m = _margins(
+        s_hold, np.asarray(scaler.transform(x[cut:]), np.float64), threshold, spread, rule
+    )
     train_m = _margins(s_train, z_train, threshold, spread, rule)
     metrics: dict[str, Any] = {
-        "n_windows": len(ws), "n_train": cut, "n_holdout": n_hold,
+        "n_windows": len(ws),
+        "n_train": cut,
+        "n_holdout": n_hold,
         "n_devices": len({w.device_id for w in ws}),
-        "first_window": _utc(ws[0].start).isoformat(), "last_window": _utc(ws[-1].end).isoformat(),
+        "first_window": _utc(ws[0].start).isoformat(),
+        "last_window": _utc(ws[-1].end).isoformat(),
         "holdout_from": _utc(ws[cut].start).isoformat() if cut < len(ws) else None,
-        "train_quantiles": _quantiles(s_train), "holdout_quantiles": _quantiles(s_hold),
-        "holdout_median": median, **rule,
+        "train_quantiles": _quantiles(s_train),
+        "holdout_quantiles": _quantiles(s_hold),
+        "holdout_median": median,
+        **rule,
         "threshold_rule": f"score_samples < holdout q{THRESHOLD_QUANTILE:g} - "
-                          f"{THRESHOLD_MARGIN:g} * (holdout median - holdout q0.001), or a "
-                          f"feature > {RANGE_MARGIN:g} IQR beyond its training range",
+        f"{THRESHOLD_MARGIN:g} * (holdout median - holdout q0.001), or a "
+        f"feature > {RANGE_MARGIN:g} IQR beyond its training range",
         "train_outlier_fraction": float(np.mean(train_m > 0)),
         "holdout_outlier_fraction": float(np.mean(hold_m > 0)),
         "holdout_iforest_outlier_fraction": float(np.mean(s_hold < threshold)),
         "feature_medians": dict(zip(names, map(float, scaler.center_), strict=True)),
         "feature_scales": dict(zip(names, map(float, scaler.scale_), strict=True)),
-    }  # fmt: skip
-    return TrainedModel(kind, _utc(trained_from), _utc(trained_to), float(lengths.pop()),
-                        names, params, metrics, pipeline)  # fmt: skip
+    }
+    return TrainedModel(
+        kind,
+        _utc(trained_from),
+        _utc(trained_to),
+        float(lengths.pop()),
+        names,
+        params,
+        metrics,
+        pipeline,
+    )
 
 
 # -- registry ----------------------------------------------------------------------------
@@ -352,8 +378,10 @@ def _explain(
         i = model.features.index(name)
         label = _DISPLAY.get(name, (name, "", False))[0]
         typical = float(medians.get(name, np.nan))
-        parts.append(f"{label} {_show(name, float(window.features[i]), ref)}"
-                     f" (typical {_show(name, typical, ref)})")  # fmt: skip
+        parts.append(
+            f"{label} {_show(name, float(window.features[i]), ref)}"
+            f" (typical {_show(name, typical, ref)})"
+        )
     minutes = (window.end - window.start) / 60
     return f"unusual {minutes:g}-min window: " + ", ".join(parts), names
 
@@ -410,8 +438,10 @@ class ModelScorer:
         scored.sort(key=lambda r: (r[0].start, r[0].device_id))
         out: list[Anomaly] = []
         for w, score, margin, z_row, model in scored:
-            out += [replace(a, evidence=dict(a.evidence))
-                    for a in self._observe(w, score, margin, z_row, model)]  # fmt: skip
+            out += [
+                replace(a, evidence=dict(a.evidence))
+                for a in self._observe(w, score, margin, z_row, model)
+            ]
         return out
 
     def _observe(
@@ -437,22 +467,36 @@ class ModelScorer:
         text, top = _explain(w, z, model)
         medians = model.metrics.get("feature_medians", {})
         evidence = {
-            "window_start": w.start, "window_end": w.end, "n_points": w.n_points,
+            "window_start": w.start,
+            "window_end": w.end,
+            "n_points": w.n_points,
             "features": dict(zip(model.features, map(float, w.features), strict=True)),
             "typical": {n: medians.get(n) for n in top},
             "robust_z": {n: float(z[model.features.index(n)]) for n in top},
-            "score_samples": s, "threshold": model.threshold, "margin": m,
+            "score_samples": s,
+            "threshold": model.threshold,
+            "margin": m,
             "context": dict(w.context),
-        }  # fmt: skip
+        }
         if ep is None:
             prof = self.profiles.get(w.device_id)
             ep = Anomaly(
-                device_id=w.device_id, unit_id=prof.unit_id if prof else "", detector=DETECTOR,
-                kind=ANOMALY_KIND, metric="window", component="", origin=Origin.INFERRED,
-                severity=severity, score=score, started_at=w.start, detected_at=w.end,
-                last_at=w.end, explanation=text, evidence=evidence | {"windows": 1},
+                device_id=w.device_id,
+                unit_id=prof.unit_id if prof else "",
+                detector=DETECTOR,
+                kind=ANOMALY_KIND,
+                metric="window",
+                component="",
+                origin=Origin.INFERRED,
+                severity=severity,
+                score=score,
+                started_at=w.start,
+                detected_at=w.end,
+                last_at=w.end,
+                explanation=text,
+                evidence=evidence | {"windows": 1},
                 model_version=model.version,
-            )  # fmt: skip
+            )
             self.episodes[w.device_id] = ep
             if MIN_WINDOWS > 1:
                 return out  # pending until the next window says the same

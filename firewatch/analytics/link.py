@@ -36,9 +36,17 @@ from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity
 from firewatch.core.rows import Reason
 
-MALFORMED = frozenset({Reason.NOT_JSON, Reason.WRONG_TYPE, Reason.MISSING_FIELD,
-                       Reason.NOT_FINITE, Reason.OUT_OF_RANGE, Reason.INVALID,
-                       Reason.TOPIC_MISMATCH})  # fmt: skip
+MALFORMED = frozenset(
+    {
+        Reason.NOT_JSON,
+        Reason.WRONG_TYPE,
+        Reason.MISSING_FIELD,
+        Reason.NOT_FINITE,
+        Reason.OUT_OF_RANGE,
+        Reason.INVALID,
+        Reason.TOPIC_MISMATCH,
+    }
+)
 HOUR_S = 3600.0
 
 
@@ -72,8 +80,15 @@ class LinkDetectors:
         self.skew_limit, self.refused_skew = skew_limit_s, refused_skew_s
         self.min_malformed = min_malformed
         skew = EpisodeSpec("link.clock_skew", "clock_skew", "ts", min_hits=3, clear_hits=5)
-        cols = {"last_rx": np.nan, "gap": np.nan, "n": 0.0, "hi": np.nan, "lo": np.nan,
-                "skew_rx": np.nan, **tracker_columns(skew.detector)}  # fmt: skip
+        cols = {
+            "last_rx": np.nan,
+            "gap": np.nan,
+            "n": 0.0,
+            "hi": np.nan,
+            "lo": np.nan,
+            "skew_rx": np.nan,
+            **tracker_columns(skew.detector),
+        }
         self.table = SeriesTable(cols)
         self.skew = EpisodeTracker(skew, self.table, unit_of)
         self.offline: dict[str, Anomaly] = {}
@@ -99,8 +114,10 @@ class LinkDetectors:
         ev_sk = [e.ts.timestamp() - r for e, r in zip(batch.events, ev_rx, strict=True)]
         st_rx = [s.received_at.timestamp() for s in batch.statuses]
         # a last will (seq 0) carries its connection's start time: no clock evidence
-        st_sk = [np.nan if s.seq == 0 else s.ts.timestamp() - r
-                 for s, r in zip(batch.statuses, st_rx, strict=True)]  # fmt: skip
+        st_sk = [
+            np.nan if s.seq == 0 else s.ts.timestamp() - r
+            for s, r in zip(batch.statuses, st_rx, strict=True)
+        ]
         wills = [s.seq == 0 and s.state == "offline" for s in batch.statuses]
         is_will = np.concatenate(
             [np.zeros(len(f) + len(ev_rx), np.bool_), np.array(wills, np.bool_)]
@@ -126,8 +143,9 @@ class LinkDetectors:
                 order = clocked[np.lexsort((all_rx[clocked], sids[clocked]))]
                 judge[order[np.append(sids[order][1:] != sids[order][:-1], True)]] = True
             for pos in rounds(sids, all_rx):
-                out += self._arrivals(sids[pos], all_rx[pos], all_skew[pos],
-                                      accepted[pos] & ~is_will[pos], judge[pos])  # fmt: skip
+                out += self._arrivals(
+                    sids[pos], all_rx[pos], all_skew[pos], accepted[pos] & ~is_will[pos], judge[pos]
+                )
         out += self._malformed(batch)
         return out
 
@@ -176,8 +194,10 @@ class LinkDetectors:
         def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
             o = float(off[j])
             if o > self.refused_skew:
-                text = (f"device clock ahead of the server by more than {self.refused_skew:g} s: "
-                        "its messages are being refused")  # fmt: skip
+                text = (
+                    f"device clock ahead of the server by more than {self.refused_skew:g} s: "
+                    "its messages are being refused"
+                )
             else:
                 text = (
                     f"device clock {'ahead of' if o > 0 else 'behind'} the server by {abs(o):.0f} s"
@@ -209,8 +229,17 @@ class LinkDetectors:
                     if will
                     else f"device reported offline ({st.reason or 'no reason given'})"
                 )
-                a = self._anomaly(dev, "link.offline", "device_offline", Origin.REPORTED,
-                                  Severity.MEDIUM, rx, rx, text, {"reason": st.reason})  # fmt: skip
+                a = self._anomaly(
+                    dev,
+                    "link.offline",
+                    "device_offline",
+                    Origin.REPORTED,
+                    Severity.MEDIUM,
+                    rx,
+                    rx,
+                    text,
+                    {"reason": st.reason},
+                )
                 self.offline[dev] = a
                 out.append(dataclasses.replace(a))
                 out += self._close(self.dropout, dev, rx, "device said offline")
@@ -233,11 +262,18 @@ class LinkDetectors:
                 times.popleft()
             a = self.malformed_open.get(dev)
             if a is None and len(times) >= self.min_malformed:
-                a = self._anomaly(dev, "link.malformed", "malformed_payloads", Origin.INFERRED,
-                                  Severity.LOW, times[0], rx,
-                                  f"{len(times)} malformed messages in the last hour "
-                                  f"(latest: {d.reason.value}: {d.detail[:80]})",
-                                  {"count": len(times), "reason": d.reason.value})  # fmt: skip
+                a = self._anomaly(
+                    dev,
+                    "link.malformed",
+                    "malformed_payloads",
+                    Origin.INFERRED,
+                    Severity.LOW,
+                    times[0],
+                    rx,
+                    f"{len(times)} malformed messages in the last hour "
+                    f"(latest: {d.reason.value}: {d.detail[:80]})",
+                    {"count": len(times), "reason": d.reason.value},
+                )
                 self.malformed_open[dev] = a
                 out.append(dataclasses.replace(a))
             elif a is not None:
@@ -260,11 +296,21 @@ class LinkDetectors:
                 if dev in self.dropout or dev in self.offline or dev not in self.profiles:
                     continue
                 start = float(last[sid])
-                text = (f"no data for {(now - start) / 60:.0f} min (usually every "
-                        f"{float(gap[sid]):.0f} s)")  # fmt: skip
-                a = self._anomaly(dev, "link.dropout", "device_silent", Origin.INFERRED,
-                                  Severity.MEDIUM, start, now, text,
-                                  {"usual_interval_s": round(float(gap[sid]), 1)})  # fmt: skip
+                text = (
+                    f"no data for {(now - start) / 60:.0f} min (usually every "
+                    f"{float(gap[sid]):.0f} s)"
+                )
+                a = self._anomaly(
+                    dev,
+                    "link.dropout",
+                    "device_silent",
+                    Origin.INFERRED,
+                    Severity.MEDIUM,
+                    start,
+                    now,
+                    text,
+                    {"usual_interval_s": round(float(gap[sid]), 1)},
+                )
                 self.dropout[dev] = a
                 out.append(dataclasses.replace(a))
         for dev in list(self.malformed_open):
@@ -276,13 +322,33 @@ class LinkDetectors:
         return out
 
     def _anomaly(
-        self, dev: str, detector: str, kind: str, origin: Origin, sev: Severity,
-        start: float, detected: float, text: str, evidence: dict[str, Any],
-    ) -> Anomaly:  # fmt: skip
-        return Anomaly(device_id=dev, unit_id=self.unit_of(dev), detector=detector, kind=kind,
-                       metric="messages", component="", origin=origin, severity=sev, score=0.5,
-                       started_at=start, detected_at=detected, last_at=detected,
-                       explanation=text, evidence=evidence)  # fmt: skip
+        self,
+        dev: str,
+        detector: str,
+        kind: str,
+        origin: Origin,
+        sev: Severity,
+        start: float,
+        detected: float,
+        text: str,
+        evidence: dict[str, Any],
+    ) -> Anomaly:
+        return Anomaly(
+            device_id=dev,
+            unit_id=self.unit_of(dev),
+            detector=detector,
+            kind=kind,
+            metric="messages",
+            component="",
+            origin=origin,
+            severity=sev,
+            score=0.5,
+            started_at=start,
+            detected_at=detected,
+            last_at=detected,
+            explanation=text,
+            evidence=evidence,
+        )
 
     @staticmethod
     def _close(store: dict[str, Anomaly], dev: str, t: float, why: str) -> list[Anomaly]:

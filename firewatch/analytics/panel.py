@@ -171,7 +171,7 @@ class PanelDetectors:
                 last_at=t,
                 explanation=self._storm_text(len(times), limit, comp),
                 evidence={"count": len(times), "limit": limit},
-            )  # fmt: skip
+            )
             self.unit_open[unit] = a
             return [dataclasses.replace(a)]
         if a is not None:
@@ -183,9 +183,11 @@ class PanelDetectors:
         return []
 
     def _storm_text(self, count: int, limit: int, comp: str) -> str:
-        return (f"{count} fire alarms cleared within {self.false_alarm_max_s / 60:.0f} min at "
-                f"this unit in 24 h (more than {limit}: a handling plan is required); "
-                f"latest {comp}")  # fmt: skip
+        return (
+            f"{count} fire alarms cleared within {self.false_alarm_max_s / 60:.0f} min at "
+            f"this unit in 24 h (more than {limit}: a handling plan is required); "
+            f"latest {comp}"
+        )
 
     def tick(self, now: float) -> list[Anomaly]:
         """Close unit episodes whose 24-hour count fell back to the limit."""

@@ -158,8 +158,12 @@ class AnalyticsService:
             cursor = FeedCursor.from_json(cp.cursor)
             try:
                 engine.load(cp.state)
-                log.info("analytics %s: resumed from the checkpoint of %s (%d rows so far)",
-                         self.shard, cp.saved_at.isoformat(), cp.rows_processed)  # fmt: skip
+                log.info(
+                    "analytics %s: resumed from the checkpoint of %s (%d rows so far)",
+                    self.shard,
+                    cp.saved_at.isoformat(),
+                    cp.rows_processed,
+                )
             except CheckpointError as err:
                 log.warning("analytics %s: %s; detectors start without history", self.shard, err)
         elif s.analytics_start == "latest":
@@ -188,8 +192,11 @@ class AnalyticsService:
                 models = load_latest(conn)
                 self.engine.set_models(models)
                 self._versions = {k: m.version for k, m in models.items()}
-                log.info("analytics %s: loaded models %s", self.shard,
-                         {k.value: v for k, v in self._versions.items()})  # fmt: skip
+                log.info(
+                    "analytics %s: loaded models %s",
+                    self.shard,
+                    {k.value: v for k, v in self._versions.items()},
+                )
                 for kind, v in self._versions.items():
                     self.metrics.model_version.labels(kind.value).set(v or 0)
 
@@ -198,8 +205,13 @@ class AnalyticsService:
         assert self.engine is not None
         assert self._cursor is not None
         s = self.settings
-        fb = read_batch(conn, self._cursor, limit=s.analytics_batch_rows,
-                        max_age_s=s.max_backlog_age_s, shard=self.shard)  # fmt: skip
+        fb = read_batch(
+            conn,
+            self._cursor,
+            limit=s.analytics_batch_rows,
+            max_age_s=s.max_backlog_age_s,
+            shard=self.shard,
+        )
         batch = self._batch(fb)
         skipped = list(fb.skipped)
         t0 = time.perf_counter()
@@ -213,8 +225,9 @@ class AnalyticsService:
             if changes:
                 upsert_anomalies(conn, changes)
             if skipped:
-                record_skipped(conn, f"analytics {self.shard}",
-                               [(s.table, s.key, s.reason) for s in skipped])  # fmt: skip
+                record_skipped(
+                    conn, f"analytics {self.shard}", [(s.table, s.key, s.reason) for s in skipped]
+                )
             self._cursor = fb.cursor
             self._checkpoint(conn, force=bool(skipped))
         st, m = self.stats, self.metrics
@@ -222,9 +235,14 @@ class AnalyticsService:
             st.skipped += len(skipped)
             for s_ in skipped:
                 m.skipped.labels(s_.table).inc()
-            log.warning("analytics %s: %d stored rows skipped (recorded in skipped_rows), "
-                        "e.g. %s %s: %s", self.shard, len(skipped), skipped[0].table,
-                        skipped[0].key, skipped[0].reason)  # fmt: skip
+            log.warning(
+                "analytics %s: %d stored rows skipped (recorded in skipped_rows), e.g. %s %s: %s",
+                self.shard,
+                len(skipped),
+                skipped[0].table,
+                skipped[0].key,
+                skipped[0].reason,
+            )
         points = batch.points()
         st.rows += len(batch)
         st.points += points
@@ -240,7 +258,7 @@ class AnalyticsService:
             ("dead_letters", fb.dead_letters),
         ):
             if rows:
-                m.rows.labels(table).inc(len(rows))  # fmt: skip
+                m.rows.labels(table).inc(len(rows))
         for a in changes:
             m.anomalies.labels(a.detector).inc()
         if len(batch):
@@ -255,20 +273,26 @@ class AnalyticsService:
         recorded with the error. The rows between that checkpoint and this batch are not
         run through the detectors again (a gap in their history, not in the data); the
         caller saves a checkpoint at once so a restart does not meet the batch again."""
-        log.exception("analytics %s: detectors failed on a batch of %d rows; skipping it",
-                      self.shard, len(fb))  # fmt: skip
+        log.exception(
+            "analytics %s: detectors failed on a batch of %d rows; skipping it", self.shard, len(fb)
+        )
         self.stats.failed_batches += 1
         reason = f"detectors failed on its batch: {type(err).__name__}: {err}"[:1000]
         cursor = fb.cursor
         self.load(conn)
         self._cursor = cursor
         out: list[Skipped] = []
-        for table, rows in (("telemetry", fb.telemetry), ("events", fb.events),
-                            ("device_status", fb.statuses)):  # fmt: skip
+        for table, rows in (
+            ("telemetry", fb.telemetry),
+            ("events", fb.events),
+            ("device_status", fb.statuses),
+        ):
             for r in rows:
                 out.append(Skipped(table, [r.device_id, r.ts.isoformat(), r.seq], reason))
-        out += [Skipped("dead_letters", [d.topic, d.received_at.isoformat()], reason)
-                for d in fb.dead_letters]  # fmt: skip
+        out += [
+            Skipped("dead_letters", [d.topic, d.received_at.isoformat()], reason)
+            for d in fb.dead_letters
+        ]
         return out
 
     def _batch(self, fb: FeedBatch) -> Batch:
@@ -291,8 +315,14 @@ class AnalyticsService:
         now = time.monotonic()
         if not force and now - self._saved_at < self.settings.analytics_checkpoint_s:
             return
-        save_checkpoint(conn, str(self.shard), self._cursor.to_json(), self.engine.snapshot(),
-                        STATE_FORMAT, self._rows_base + self.stats.rows)  # fmt: skip
+        save_checkpoint(
+            conn,
+            str(self.shard),
+            self._cursor.to_json(),
+            self.engine.snapshot(),
+            STATE_FORMAT,
+            self._rows_base + self.stats.rows,
+        )
         self._saved_at = now
         self.stats.checkpoints += 1
         self.metrics.checkpoints.inc()

@@ -150,16 +150,34 @@ class PortTemperatures(MeasuredSeries):
     """Port temperatures: the generic detectors plus excess heat, peers and rate of rise."""
 
     def __init__(self, profiles: Mapping[str, DeviceProfile], unit_of: Callable[[str], str]):
-        super().__init__(PORT_TEMP, profiles, unit_of, extra=[
-            EpisodeSpec("stat.port_excess", "abnormal_heating", "port_temp_c",
-                        min_hits=3, clear_hits=5),
-            EpisodeSpec("stat.port_peers", "hotter_than_peers", "port_temp_c",
-                        min_hits=3, clear_hits=5),
-            EpisodeSpec("stat.temp_rise", "rapid_temperature_rise", "port_temp_c",
-                        min_hits=2, clear_hits=3),
-            EpisodeSpec("stat.port_offset", "temperature_deviation", "port_temp_c",
-                        min_hits=5, min_duration_s=1800.0, clear_hits=10),
-        ])  # fmt: skip
+        super().__init__(
+            PORT_TEMP,
+            profiles,
+            unit_of,
+            extra=[
+                EpisodeSpec(
+                    "stat.port_excess", "abnormal_heating", "port_temp_c", min_hits=3, clear_hits=5
+                ),
+                EpisodeSpec(
+                    "stat.port_peers", "hotter_than_peers", "port_temp_c", min_hits=3, clear_hits=5
+                ),
+                EpisodeSpec(
+                    "stat.temp_rise",
+                    "rapid_temperature_rise",
+                    "port_temp_c",
+                    min_hits=2,
+                    clear_hits=3,
+                ),
+                EpisodeSpec(
+                    "stat.port_offset",
+                    "temperature_deviation",
+                    "port_temp_c",
+                    min_hits=5,
+                    min_duration_s=1800.0,
+                    clear_hits=10,
+                ),
+            ],
+        )
 
     def step(self, s: I64, t: F64, rx: F64, x: F64, ctx: Mapping[str, F64]) -> list[Anomaly]:
         tb = self.table
@@ -212,8 +230,7 @@ class PortTemperatures(MeasuredSeries):
             s, cond, score, t, rx, self._describe_heat(x, amb, cur, peer, rate, "peers")
         )
         runaway = rate > RUNAWAY_C_PER_MIN
-        cond = warm & (runaway | ((rate > RISE_C_PER_MIN) & (tb["steady"][s] >= 10)
-                                  & (excess > 0)))  # fmt: skip
+        cond = warm & (runaway | ((rate > RISE_C_PER_MIN) & (tb["steady"][s] >= 10) & (excess > 0)))
         score = np.clip(rate / RUNAWAY_C_PER_MIN, 0.5, 1.0)
         out += self.detectors["stat.temp_rise"].update(
             s, cond, score, t, rx, self._describe_heat(x, amb, cur, excess, rate, "rise")
@@ -251,9 +268,11 @@ class PortTemperatures(MeasuredSeries):
     ) -> Callable[[int, Anomaly | None], tuple[str, dict[str, Any], Severity]]:
         def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
             v, d = float(x[j]), float(xe[j])
-            text = (f"idle port reads {v:.1f} °C, {abs(d):.1f} °C "
-                    f"{'above' if d > 0 else 'below'} its shed's {float(amb[j]):.1f} °C: "
-                    "sensor drift or a fault in the port")  # fmt: skip
+            text = (
+                f"idle port reads {v:.1f} °C, {abs(d):.1f} °C "
+                f"{'above' if d > 0 else 'below'} its shed's {float(amb[j]):.1f} °C: "
+                "sensor drift or a fault in the port"
+            )
             return (
                 text,
                 {"temp_c": v, "ambient_c": float(amb[j]), "offset_c": round(d, 2)},
@@ -284,15 +303,21 @@ class PortTemperatures(MeasuredSeries):
             sev = Severity.HIGH
             if r > RUNAWAY_C_PER_MIN or v >= 55.0:
                 sev = Severity.CRITICAL
-            ev = {"temp_c": v, "ambient_c": None if np.isnan(amb[j]) else float(amb[j]),
-                  "current_a": i, "rate_c_per_min": round(r, 3), what: round(d, 2)}  # fmt: skip
+            ev = {
+                "temp_c": v,
+                "ambient_c": None if np.isnan(amb[j]) else float(amb[j]),
+                "current_a": i,
+                "rate_c_per_min": round(r, 3),
+                what: round(d, 2),
+            }
             return text, ev, sev
 
         return describe
 
 
-HOURS = EpisodeSpec("rule.charging_hours", "charging_outside_hours", "port_current_a",
-                    min_hits=2, clear_hits=2)  # fmt: skip
+HOURS = EpisodeSpec(
+    "rule.charging_hours", "charging_outside_hours", "port_current_a", min_hits=2, clear_hits=2
+)
 
 
 class PortCurrents(MeasuredSeries):
@@ -331,10 +356,10 @@ class ShedDetectors(Composite):
         self.temp = PortTemperatures(profiles, unit_of)
         self.current = PortCurrents(profiles, unit_of)
         self.ambient = MeasuredSeries(AMBIENT, profiles, unit_of)
-        smoke = EpisodeSpec("rule.smoke", "smoke", "smoke", origin=Origin.REPORTED,
-                            clear_hits=2)  # fmt: skip
-        self.smoke = FlagSeries(smoke, "smoke detected in the charging shed",
-                                Severity.CRITICAL, unit_of)  # fmt: skip
+        smoke = EpisodeSpec("rule.smoke", "smoke", "smoke", origin=Origin.REPORTED, clear_hits=2)
+        self.smoke = FlagSeries(
+            smoke, "smoke detected in the charging shed", Severity.CRITICAL, unit_of
+        )
 
     def set_profiles(self, profiles: Mapping[str, DeviceProfile]) -> None:
         self.profiles = profiles
@@ -357,5 +382,9 @@ class ShedDetectors(Composite):
         return out
 
     def parts(self) -> Mapping[str, Checkpointable]:
-        return {"temp": self.temp, "current": self.current, "ambient": self.ambient,
-                "smoke": self.smoke}  # fmt: skip
+        return {
+            "temp": self.temp,
+            "current": self.current,
+            "ambient": self.ambient,
+            "smoke": self.smoke,
+        }

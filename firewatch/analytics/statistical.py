@@ -124,13 +124,24 @@ class MeasuredSeries:
         self.spec = spec
         self.profiles = profiles
         cols: dict[str, float] = {
-            "n": 0.0, "utc": 8.0, "last_t": np.nan, "last_x": np.nan,
-            "run": 0.0, "prep": 0.5, "lvl": np.nan, "dabs": np.nan,
-            "e": 0.0, "espread": np.nan, "es": 0.0, "esspread": np.nan, "nsp": 0.0,
-            "anomalous": 0.0, "ref0": np.nan,
+            "n": 0.0,
+            "utc": 8.0,
+            "last_t": np.nan,
+            "last_x": np.nan,
+            "run": 0.0,
+            "prep": 0.5,
+            "lvl": np.nan,
+            "dabs": np.nan,
+            "e": 0.0,
+            "espread": np.nan,
+            "es": 0.0,
+            "esspread": np.nan,
+            "nsp": 0.0,
+            "anomalous": 0.0,
+            "ref0": np.nan,
             **spec.extra_columns,
             **{k: np.nan for k in spec.profile_columns},
-        }  # fmt: skip
+        }
         for r in spec.rules:
             cols[f"thr.{r.name}"] = np.nan
         self.detectors: dict[str, EpisodeTracker] = {}
@@ -139,8 +150,16 @@ class MeasuredSeries:
             for r in spec.rules
         ]
         if spec.shift_limit is not None:
-            specs.append(EpisodeSpec("stat.shift", spec.shift_kind, spec.metric, min_hits=3,
-                                     min_duration_s=spec.shift_min_s, clear_hits=10))  # fmt: skip
+            specs.append(
+                EpisodeSpec(
+                    "stat.shift",
+                    spec.shift_kind,
+                    spec.metric,
+                    min_hits=3,
+                    min_duration_s=spec.shift_min_s,
+                    clear_hits=10,
+                )
+            )
         if spec.drop_frac is not None:
             specs.append(EpisodeSpec("stat.drop", "sudden_drop", spec.metric, clear_hits=3))
         if spec.stuck:
@@ -317,8 +336,9 @@ class MeasuredSeries:
         if spec.seasonal:
             self._learn_seasonal(s, lo, hi, w, x, scale_floor, learn)
         dx = np.abs(x - tb["last_x"][s])
-        tb["dabs"][s] = np.where(learn & ~np.isnan(dx), ewma(tb["dabs"][s], dx, 0.02),
-                                 tb["dabs"][s])  # fmt: skip
+        tb["dabs"][s] = np.where(
+            learn & ~np.isnan(dx), ewma(tb["dabs"][s], dx, 0.02), tb["dabs"][s]
+        )
         # the recent level follows every point: a drop is judged against the last few
         # readings, whatever their state (a slow decline is the shift detector's)
         tb["lvl"][s] = ewma(level, x, 0.3)
@@ -342,8 +362,9 @@ class MeasuredSeries:
             d_old = dev_t[s, b]
             # clip what is learned at 4 scales (once the bucket has some history): one wild
             # point must not drag the baseline
-            lim = np.where(np.isnan(d_old) | (cnt < 10), np.inf,
-                           4 * np.maximum(1.25 * d_old, floor))  # fmt: skip
+            lim = np.where(
+                np.isnan(d_old) | (cnt < 10), np.inf, 4 * np.maximum(1.25 * d_old, floor)
+            )
             r = np.clip(resid, -lim, lim)
             mu_t[s, b] = np.where(fresh, x, old + alpha * r)
             dev_t[s, b] = np.where(np.isnan(d_old), 0.0, d_old + alpha * (np.abs(r) - d_old))
@@ -366,8 +387,13 @@ class MeasuredSeries:
                 sev = Severity.CRITICAL
             limit = r.text.format(thr=f"{th:g}", unit=self.spec.unit)
             text = f"{self.spec.label} {self._fmt(v)}, {limit} for {_dur(dur)}"
-            ev = {"value": round(v, 3), "threshold": th, "unit": self.spec.unit,
-                  "duration_s": round(dur, 1), "ts": float(t[j])}  # fmt: skip
+            ev = {
+                "value": round(v, 3),
+                "threshold": th,
+                "unit": self.spec.unit,
+                "duration_s": round(dur, 1),
+                "ts": float(t[j]),
+            }
             return text, ev, sev
 
         return describe
@@ -383,8 +409,13 @@ class MeasuredSeries:
                 f"{self.spec.label} {self._fmt(v)}, {way} its usual "
                 f"{self._fmt(m)} at this time of day for {_dur(float(t[j]) - since)}"
             )
-            ev = {"value": round(v, 3), "expected": round(m, 3), "unit": self.spec.unit,
-                  "shift_score": round(float(stat[j]), 2), "ts": float(t[j])}  # fmt: skip
+            ev = {
+                "value": round(v, 3),
+                "expected": round(m, 3),
+                "unit": self.spec.unit,
+                "shift_score": round(float(stat[j]), 2),
+                "ts": float(t[j]),
+            }
             return text, ev, Severity.MEDIUM
 
         return describe
@@ -412,8 +443,10 @@ class MeasuredSeries:
     # -- checkpoint ---------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {"table": self.table.state(),
-                "open": {d: tr.state() for d, tr in self.detectors.items()}}  # fmt: skip
+        return {
+            "table": self.table.state(),
+            "open": {d: tr.state() for d, tr in self.detectors.items()},
+        }
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.table.restore(state["table"])
@@ -436,8 +469,9 @@ class FlagSeries(TrackedTable):
     """A condition a device reports as a boolean (the shed's smoke detector): an episode
     while the flag is set, per device."""
 
-    def __init__(self, spec: EpisodeSpec, text: str, severity: Severity,
-                 unit_of: Callable[[str], str]) -> None:  # fmt: skip
+    def __init__(
+        self, spec: EpisodeSpec, text: str, severity: Severity, unit_of: Callable[[str], str]
+    ) -> None:
         self.text, self.severity = text, severity
         self.table = SeriesTable(tracker_columns(spec.detector))
         self.tracker = EpisodeTracker(spec, self.table, unit_of)
@@ -454,6 +488,7 @@ class FlagSeries(TrackedTable):
             return self.text, {}, self.severity
 
         for pos in rounds(sids, t):
-            out += self.tracker.update(sids[pos], on[pos], np.ones(len(pos)), t[pos], rx[pos],
-                                       describe)  # fmt: skip
+            out += self.tracker.update(
+                sids[pos], on[pos], np.ones(len(pos)), t[pos], rx[pos], describe
+            )
         return out

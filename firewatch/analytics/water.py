@@ -118,10 +118,22 @@ class JockeyCycling(TrackedTable):
         warmup: int = 720,
     ) -> None:
         self.factor, self.min_per_h, self.warmup = factor, min_per_h, warmup
-        spec = EpisodeSpec("stat.jockey_cycling", "jockey_short_cycling", "jockey_running",
-                           min_hits=5, min_duration_s=900.0, clear_hits=30)  # fmt: skip
-        cols = {"n": 0.0, "last": np.nan, "last_t": np.nan, "fast": np.nan, "slow": np.nan,
-                **tracker_columns(spec.detector)}  # fmt: skip
+        spec = EpisodeSpec(
+            "stat.jockey_cycling",
+            "jockey_short_cycling",
+            "jockey_running",
+            min_hits=5,
+            min_duration_s=900.0,
+            clear_hits=30,
+        )
+        cols = {
+            "n": 0.0,
+            "last": np.nan,
+            "last_t": np.nan,
+            "fast": np.nan,
+            "slow": np.nan,
+            **tracker_columns(spec.detector),
+        }
         self.table = SeriesTable(cols)
         self.tracker = EpisodeTracker(spec, self.table, unit_of)
 
@@ -157,8 +169,10 @@ class JockeyCycling(TrackedTable):
 
         def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
             f, u = float(fast[j]), float(usual[j])
-            text = (f"jockey pump starting {f:.1f} times an hour, against its usual "
-                    f"{u:.1f}: possible leak or failing check valve")  # fmt: skip
+            text = (
+                f"jockey pump starting {f:.1f} times an hour, against its usual "
+                f"{u:.1f}: possible leak or failing check valve"
+            )
             return text, {"starts_per_h": round(f, 2), "usual_per_h": round(u, 2)}, Severity.MEDIUM
 
         out = self.tracker.update(s, cond, score, t, rx, describe)
@@ -192,5 +206,9 @@ class WaterDetectors(Composite):
             g.set_profiles(profiles)
 
     def parts(self) -> Mapping[str, Checkpointable]:
-        return {"pressure": self.pressure, "level": self.level, "room": self.room,
-                "jockey": self.jockey}  # fmt: skip
+        return {
+            "pressure": self.pressure,
+            "level": self.level,
+            "room": self.room,
+            "jockey": self.jockey,
+        }

@@ -90,10 +90,13 @@ def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None 
     # Live streams are admitted apart from requests: the routes answering with an event
     # stream, found in the routers themselves (the app keeps included routers opaque).
     streams = frozenset(
-        r.path for router in routers for r in router.routes
-        if isinstance(r, APIRoute) and isinstance(r.response_class, type)
+        r.path
+        for router in routers
+        for r in router.routes
+        if isinstance(r, APIRoute)
+        and isinstance(r.response_class, type)
         and issubclass(r.response_class, EventSourceResponse)
-    )  # fmt: skip
+    )
     gate = Gate.of(Limits.of(settings), streams)
     ctx = ApiContext(settings=settings, conninfo=conninfo, options=opts, gate=gate)
     app.state.ctx = ctx

@@ -94,8 +94,9 @@ def safe_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             elif key == "msg":
                 item[key] = clip(safe_text(str(value)), MSG_CHARS)
             elif key == "loc":
-                item[key] = [clip(safe_text(p), LOC_CHARS) if isinstance(p, str) else plain(p)
-                             for p in value]  # fmt: skip
+                item[key] = [
+                    clip(safe_text(p), LOC_CHARS) if isinstance(p, str) else plain(p) for p in value
+                ]
             else:
                 item[key] = plain(value)
         out.append(item)

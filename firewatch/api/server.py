@@ -153,8 +153,13 @@ class ApiServer:
 
         def run() -> None:
             try:
-                serve_app(self.app, sock, self._stop, ready=lambda _url: self._ready.set(),
-                          log_level="warning")  # fmt: skip
+                serve_app(
+                    self.app,
+                    sock,
+                    self._stop,
+                    ready=lambda _url: self._ready.set(),
+                    log_level="warning",
+                )
             except BaseException as err:  # reported by start()/stop() in the caller's thread
                 self._error = err
             finally:

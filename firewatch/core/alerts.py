@@ -50,9 +50,13 @@ class AlertState(StrEnum):
 
 #: States in which an alert is *active*: at most one per (device, type), repeats count.
 ACTIVE_STATES = frozenset(
-    {AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.CONFIRMED_FIRE,
-     AlertState.CONFIRMED_FAULT}
-)  # fmt: skip
+    {
+        AlertState.OPEN,
+        AlertState.ACKNOWLEDGED,
+        AlertState.CONFIRMED_FIRE,
+        AlertState.CONFIRMED_FAULT,
+    }
+)
 
 
 class AlertAction(StrEnum):
@@ -101,8 +105,9 @@ def next_state(state: AlertState, action: AlertAction) -> AlertState:
     """
     sources, target = TRANSITIONS[action]
     if state not in sources:
-        allowed = sorted(a.value for a, (src, _) in TRANSITIONS.items()
-                         if state in src and a in OPERATOR_ACTIONS)  # fmt: skip
+        allowed = sorted(
+            a.value for a, (src, _) in TRANSITIONS.items() if state in src and a in OPERATOR_ACTIONS
+        )
         hint = (
             f"allowed from {state.value}: {', '.join(allowed)}"
             if allowed

@@ -76,8 +76,9 @@ class Anomaly:
 
     @property
     def key(self) -> AnomalyKey:
-        return AnomalyKey(self.device_id, self.detector, self.metric, self.component,
-                          self.started_at)  # fmt: skip
+        return AnomalyKey(
+            self.device_id, self.detector, self.metric, self.component, self.started_at
+        )
 
     @property
     def active(self) -> bool:

@@ -26,9 +26,20 @@ from firewatch.core.rows import DeadLetter, EventRow, Reason, Row, StatusRow, Te
 from firewatch.core.settings import Settings
 
 __all__ = [  # the row shapes live in core.rows; re-exported for ingest's callers
-    "DeadLetter", "Decoder", "DeviceInfo", "EventRow", "Limits", "Reason", "Route", "Row",
-    "StatusRow", "TelemetryRow", "decode", "route", "validate",
-]  # fmt: skip
+    "DeadLetter",
+    "Decoder",
+    "DeviceInfo",
+    "EventRow",
+    "Limits",
+    "Reason",
+    "Route",
+    "Row",
+    "StatusRow",
+    "TelemetryRow",
+    "decode",
+    "route",
+    "validate",
+]
 
 
 # pydantic error type -> our reason; the first error of a message decides.
@@ -162,9 +173,12 @@ def decode(
 
 def _oversized(topic: str, payload: bytes, received_at: datetime, limits: Limits) -> DeadLetter:
     return DeadLetter(
-        received_at, topic, payload, Reason.OVERSIZED,
+        received_at,
+        topic,
+        payload,
+        Reason.OVERSIZED,
         f"{len(payload)} bytes > limit {limits.max_payload_bytes}",
-    )  # fmt: skip
+    )
 
 
 def validate(
@@ -249,26 +263,66 @@ class Decoder:
 def _to_row(device_id: str, received_at: datetime, msg: Any) -> Row:
     if isinstance(msg, WaterTelemetry):
         return TelemetryRow(
-            device_id, msg.seq, msg.ts, received_at, msg.pressure_kpa, msg.level_m,
-            msg.pump_running, msg.jockey_running, msg.room_temp_c,
-            None, None, None, None, None, None,
-        )  # fmt: skip
+            device_id,
+            msg.seq,
+            msg.ts,
+            received_at,
+            msg.pressure_kpa,
+            msg.level_m,
+            msg.pump_running,
+            msg.jockey_running,
+            msg.room_temp_c,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
     if isinstance(msg, EbikeShedTelemetry):
         ports = sorted(msg.ports, key=lambda p: p.port)
         return TelemetryRow(
-            device_id, msg.seq, msg.ts, received_at, None, None, None, None, None,
-            msg.ambient_c, msg.smoke,
-            [p.port for p in ports], [p.temp_c for p in ports],
-            [p.current_a for p in ports], [p.charging for p in ports],
-        )  # fmt: skip
+            device_id,
+            msg.seq,
+            msg.ts,
+            received_at,
+            None,
+            None,
+            None,
+            None,
+            None,
+            msg.ambient_c,
+            msg.smoke,
+            [p.port for p in ports],
+            [p.temp_c for p in ports],
+            [p.current_a for p in ports],
+            [p.charging for p in ports],
+        )
     if isinstance(msg, PanelEvent):
         return EventRow(
-            device_id, msg.seq, msg.ts, received_at, msg.type.value, msg.system_type,
-            msg.system_addr, msg.component_type, msg.component_addr, msg.status,
-            decode_status(msg.type, msg.status), msg.operator, msg.description,
-        )  # fmt: skip
+            device_id,
+            msg.seq,
+            msg.ts,
+            received_at,
+            msg.type.value,
+            msg.system_type,
+            msg.system_addr,
+            msg.component_type,
+            msg.component_addr,
+            msg.status,
+            decode_status(msg.type, msg.status),
+            msg.operator,
+            msg.description,
+        )
     assert isinstance(msg, DeviceStatus)
     return StatusRow(
-        device_id, msg.seq, msg.ts, received_at, msg.state, msg.firmware,
-        msg.battery_pct, msg.rssi_dbm, msg.reason,
-    )  # fmt: skip
+        device_id,
+        msg.seq,
+        msg.ts,
+        received_at,
+        msg.state,
+        msg.firmware,
+        msg.battery_pct,
+        msg.rssi_dbm,
+        msg.reason,
+    )

@@ -123,9 +123,11 @@ class MqttConsumer:
             ReceiveMaximum=receive_maximum,
         )
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
             manual_ack=True,
-        )  # fmt: skip
+        )
         if self._addr.username:
             client.username_pw_set(self._addr.username, self._addr.password)
         client.on_connect = self._on_connect
@@ -197,9 +199,12 @@ class MqttConsumer:
             try:
                 if first:
                     client.connect(
-                        self._addr.host, self._addr.port, keepalive=self._keepalive,
-                        clean_start=False, properties=self._props,
-                    )  # fmt: skip
+                        self._addr.host,
+                        self._addr.port,
+                        keepalive=self._keepalive,
+                        clean_start=False,
+                        properties=self._props,
+                    )
                     first = False
                 else:
                     client.reconnect()
@@ -261,8 +266,11 @@ class MqttConsumer:
         self.session_present = bool(flags.session_present)
         log.info(
             "connected to %s:%d as %s (session present: %s)",
-            self._addr.host, self._addr.port, self._client_id, flags.session_present,
-        )  # fmt: skip
+            self._addr.host,
+            self._addr.port,
+            self._client_id,
+            flags.session_present,
+        )
         # Every time, session present or not (module docstring).
         if self._subscription is not None:
             client.subscribe(self._subscription, options=SubscribeOptions(qos=1))

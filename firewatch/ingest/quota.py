@@ -86,6 +86,9 @@ class DeadLetterQuota:
             log.warning(
                 "dead letters from %s over quota (%s per %.0f s): further ones in this window "
                 "are counted, not stored (latest reason: %s)",
-                device, which, self.window_s, dead.reason.value,
-            )  # fmt: skip
+                device,
+                which,
+                self.window_s,
+                dead.reason.value,
+            )
         return False

@@ -62,8 +62,11 @@ class LastSeen:
                 if seen is None or r.received_at > seen:
                     latest[r.device_id] = r.received_at
         written = self._written
-        return {d: t for d, t in latest.items()
-                if t.timestamp() - written.get(d, float("-inf")) >= self.refresh_s}  # fmt: skip
+        return {
+            d: t
+            for d, t in latest.items()
+            if t.timestamp() - written.get(d, float("-inf")) >= self.refresh_s
+        }
 
     def committed(self, due: dict[str, datetime]) -> None:
         for d, t in due.items():
@@ -278,8 +281,10 @@ class BatchWriter:
         except Poison as err:
             log.warning(
                 "batch of %d messages refused by the database (%s): isolating the offending "
-                "messages", len(batch), err,
-            )  # fmt: skip
+                "messages",
+                len(batch),
+                err,
+            )
             result = self._isolate(batch, err)
             try:  # advisory, written apart so that it cannot be what fails the halves
                 self._attempt(WriteBatch(), due)

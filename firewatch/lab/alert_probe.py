@@ -112,8 +112,11 @@ class ProbePublisher(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                             client_id=f"bench-probe-{uuid.uuid4().hex[:6]}")  # fmt: skip
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5,
+            client_id=f"bench-probe-{uuid.uuid4().hex[:6]}",
+        )
         if self.addr.username:
             client.username_pw_set(self.addr.username, self.addr.password)
         try:
@@ -125,9 +128,16 @@ class ProbePublisher(threading.Thread):
                 if delay > 0:
                     time.sleep(delay)  # pacing the probes, not synchronisation
                 sent = time.time()
-                body = {"seq": 1, "ts": datetime.fromtimestamp(sent, UTC).isoformat(),
-                        "type": "component_status", "system_type": 1, "system_addr": 1,
-                        "component_type": 41, "component_addr": 1001, "status": 3}  # fmt: skip
+                body = {
+                    "seq": 1,
+                    "ts": datetime.fromtimestamp(sent, UTC).isoformat(),
+                    "type": "component_status",
+                    "system_type": 1,
+                    "system_addr": 1,
+                    "component_type": 41,
+                    "component_addr": 1001,
+                    "status": 3,
+                }
                 topic = topic_for(self.root, PROBE_UNIT, dev, Channel.EVENT)
                 client.publish(topic, orjson.dumps(body), qos=1)
                 self.sent[dev] = sent
@@ -162,8 +172,12 @@ def summarize(
     anomaly (ingest's flush and commit, the feed, the detectors), → alerting created the
     alert, → it was on the stream (the API)."""
     lat = np.array([(seen[d] - t) * 1000 for d, t in sent.items() if d in seen])
-    legs: dict[str, list[float]] = {"to_ingest": [], "to_anomaly": [], "to_alert": [],
-                                    "to_stream": []}  # fmt: skip
+    legs: dict[str, list[float]] = {
+        "to_ingest": [],
+        "to_anomaly": [],
+        "to_alert": [],
+        "to_stream": [],
+    }
     for d, t in sent.items():
         a = alerts.get(d)
         if a is None or d not in seen or d not in anomalies:
@@ -178,12 +192,18 @@ def summarize(
         return round(float(np.percentile(lat, p)), 1) if len(lat) else None
 
     return {
-        "alert_latency_ms": {"p50": q(50), "p95": q(95), "p99": q(99),
-                             "max": round(float(lat.max()), 1) if len(lat) else None},
+        "alert_latency_ms": {
+            "p50": q(50),
+            "p95": q(95),
+            "p99": q(99),
+            "max": round(float(lat.max()), 1) if len(lat) else None,
+        },
         "alerts_expected": len(sent),
         "alerts_seen": len(lat),
-        "alert_latency_legs_median_ms": {k: round(float(np.median(v)), 1) if v else None
-                                         for k, v in legs.items()},
-        "alert_latency_legs_p95_ms": {k: round(float(np.percentile(v, 95)), 1) if v else None
-                                      for k, v in legs.items()},
-    }  # fmt: skip
+        "alert_latency_legs_median_ms": {
+            k: round(float(np.median(v)), 1) if v else None for k, v in legs.items()
+        },
+        "alert_latency_legs_p95_ms": {
+            k: round(float(np.percentile(v, 95)), 1) if v else None for k, v in legs.items()
+        },
+    }

@@ -68,8 +68,10 @@ class ApiBenchConfig:
     timeout_s: float = 60.0  # per request; a request still unanswered then counts as such
 
     def command(self) -> str:
-        return (f"firewatch bench api --requests {self.requests} --concurrency"
-                f" {self.concurrency} --path {self.path} --alerts {self.alerts}")  # fmt: skip
+        return (
+            f"firewatch bench api --requests {self.requests} --concurrency"
+            f" {self.concurrency} --path {self.path} --alerts {self.alerts}"
+        )
 
 
 def fire(url: str, requests: int, concurrency: int, timeout_s: float) -> list[Shot]:
@@ -101,8 +103,15 @@ def fire(url: str, requests: int, concurrency: int, timeout_s: float) -> list[Sh
                 except httpx.HTTPError as err:
                     shots.append((None, time.perf_counter() - began, None, type(err).__name__, 0))
                     continue
-                shots.append((r.status_code, time.perf_counter() - began,
-                              r.headers.get("retry-after"), None, len(r.content)))  # fmt: skip
+                shots.append(
+                    (
+                        r.status_code,
+                        time.perf_counter() - began,
+                        r.headers.get("retry-after"),
+                        None,
+                        len(r.content),
+                    )
+                )
         return shots
 
     with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="burst") as pool:
@@ -129,9 +138,15 @@ def _seed_alerts(conn: psycopg.Connection[Any], n: int) -> None:
     now = time.time()
     for i in range(n):
         unit = units[i % len(units)]
-        raise_alert(conn, type="low_pressure", severity=Severity.HIGH, unit_id=unit,
-                    device_id=f"D-BENCH-{i:05d}", seen_at=now - n + i,
-                    explanation=f"static pressure low (bench alert {i})")  # fmt: skip
+        raise_alert(
+            conn,
+            type="low_pressure",
+            severity=Severity.HIGH,
+            unit_id=unit,
+            device_id=f"D-BENCH-{i:05d}",
+            seen_at=now - n + i,
+            explanation=f"static pressure low (bench alert {i})",
+        )
 
 
 def throwaway_server(stack: ExitStack) -> str:
@@ -180,8 +195,9 @@ def run_api_bench(settings: Settings, cfg: ApiBenchConfig) -> dict[str, Any]:
         spawn = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as client:
             began = time.perf_counter()
-            job = client.submit(fire, api.url + cfg.path, cfg.requests, cfg.concurrency,
-                                cfg.timeout_s)  # fmt: skip
+            job = client.submit(
+                fire, api.url + cfg.path, cfg.requests, cfg.concurrency, cfg.timeout_s
+            )
             try:
                 shots = job.result(timeout=cfg.timeout_s * 2 + 60)
             except concurrent.futures.TimeoutError:
@@ -231,8 +247,9 @@ def summarize(shots: list[Shot], wall_s: float) -> dict[str, Any]:
     status, 503s carrying Retry-After, other 5xx, latency percentiles (all and per status),
     the size of a 200 body, the burst's wall time."""
     statuses = Counter(str(s[0]) for s in shots if s[0] is not None)
-    by_status = {code: percentiles([s[1] for s in shots if str(s[0]) == code])
-                 for code in sorted(statuses)}  # fmt: skip
+    by_status = {
+        code: percentiles([s[1] for s in shots if str(s[0]) == code]) for code in sorted(statuses)
+    }
     return {
         "sent": len(shots),
         "answered": sum(statuses.values()),
@@ -261,8 +278,10 @@ def format_result(r: dict[str, Any]) -> str:
     ]
     for name, p in r["latency_ms"].items():
         if p is not None:
-            lines.append(f"  latency {name:>4}: p50 {p['p50']:.1f} ms, p90 {p['p90']:.1f} ms,"
-                         f" p99 {p['p99']:.1f} ms, max {p['max']:.1f} ms")  # fmt: skip
+            lines.append(
+                f"  latency {name:>4}: p50 {p['p50']:.1f} ms, p90 {p['p90']:.1f} ms,"
+                f" p99 {p['p99']:.1f} ms, max {p['max']:.1f} ms"
+            )
     s = r["server"]
     lines.append(
         f"server: admitted {s['admitted']}, refused (queue full) {s['refused_queue_full']},"

@@ -155,8 +155,16 @@ class BrokerBench:
         _wait(lambda: self._stored() >= len(acked), 15)
         with psycopg.connect(self.db_url, autocommit=True) as conn:
             stored = {int(r[0]) for r in conn.execute("SELECT seq FROM telemetry").fetchall()}
-        return Outcome(name, self.messages, len(acked), len(pub.unrouted), len(pub.other),
-                       len(stored), len(acked - stored), time.monotonic() - started)  # fmt: skip
+        return Outcome(
+            name,
+            self.messages,
+            len(acked),
+            len(pub.unrouted),
+            len(pub.other),
+            len(stored),
+            len(acked - stored),
+            time.monotonic() - started,
+        )
 
     def sigterm(self, group: str) -> Outcome:
         name = f"sigterm-{'shared' if group else 'plain'}"

@@ -71,8 +71,9 @@ def run_analytics_bench(
     """Run the benchmark (see the module docstring); the result document."""
     sizes = batch_s or [1.0, 10.0, 60.0]
     scenario = load_scenario("builtin:city-20k").model_copy(update={"faults": []})
-    sim = Simulation(scenario, start=_START, end=_START + duration_s, units=units,
-                     root=settings.topic_root)  # fmt: skip
+    sim = Simulation(
+        scenario, start=_START, end=_START + duration_s, units=units, root=settings.topic_root
+    )
     t0 = time.perf_counter()
     fine = list(batches(sim, settings, 1.0))
     decode_s = time.perf_counter() - t0
@@ -92,17 +93,19 @@ def run_analytics_bench(
             engine.process(b)
         took = time.perf_counter() - t
         per_batch = np.array([len(b) for b in timed])
-        runs.append({
-            "batch_s": size,
-            "batches": len(timed),
-            "rows_per_batch_median": float(np.median(per_batch)) if len(per_batch) else 0.0,
-            "rows": rows,
-            "points": points,
-            "seconds": round(took, 3),
-            "points_per_s": round(points / took),
-            "rows_per_s": round(rows / took),
-            "meets_target": points / took >= TARGET_POINTS_PER_S,
-        })  # fmt: skip
+        runs.append(
+            {
+                "batch_s": size,
+                "batches": len(timed),
+                "rows_per_batch_median": float(np.median(per_batch)) if len(per_batch) else 0.0,
+                "rows": rows,
+                "points": points,
+                "seconds": round(took, 3),
+                "points_per_s": round(points / took),
+                "rows_per_s": round(rows / took),
+                "meets_target": points / took >= TARGET_POINTS_PER_S,
+            }
+        )
     vm = psutil.virtual_memory()
     return {
         "benchmark": "analytics",

@@ -199,10 +199,15 @@ class _Targets:
                 a = first.get(id(lb))
                 at = ref.get(i)
                 met = a is not None and (at is None or a.detected_at < at)
-                rows.append({"device_id": lb.device_id, "start": iso(lb.start),
-                             "detected_at": iso(a.detected_at) if a else None,
-                             "threshold_crossed_at": iso(at) if at is not None else None,
-                             "met": met})  # fmt: skip
+                rows.append(
+                    {
+                        "device_id": lb.device_id,
+                        "start": iso(lb.start),
+                        "detected_at": iso(a.detected_at) if a else None,
+                        "threshold_crossed_at": iso(at) if at is not None else None,
+                        "met": met,
+                    }
+                )
             return {"labels": len(labels), "met": sum(r["met"] for r in rows), "cases": rows}
 
         return {
@@ -249,8 +254,9 @@ def evaluate_scenario(
     scored = Simulation(scenario, start=start, end=end, seed=seed, root=settings.topic_root)
     sim = scored
     if warmup_s > 0:
-        sim = Simulation(scenario, start=start - warmup_s, end=end, seed=seed,
-                         root=settings.topic_root)  # fmt: skip
+        sim = Simulation(
+            scenario, start=start - warmup_s, end=end, seed=seed, root=settings.topic_root
+        )
         sim.faults, sim.labels = scored.faults, scored.labels  # same faults, same times
     profiles = profiles_from_city(sim.city, settings)
     engine = DetectorEngine(settings, profiles)
@@ -307,7 +313,9 @@ def evaluate_scenario(
         "wall_seconds": round(wall, 2),
         "detector_seconds": round(engine.stats.seconds, 2),
         "points_per_s": round(points / max(engine.stats.seconds, 1e-9)),
-        "models": {k.value: {"windows": m.metrics.get("n_train"), "threshold": m.threshold}
-                   for k, m in models.items()},
-    }  # fmt: skip
+        "models": {
+            k.value: {"windows": m.metrics.get("n_train"), "threshold": m.threshold}
+            for k, m in models.items()
+        },
+    }
     return EvaluationRun(report, anomalies, scored.labels, targets.report(report), info, strict)

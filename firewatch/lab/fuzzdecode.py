@@ -49,8 +49,9 @@ def run_decoder_fuzz(settings: Settings, examples: int, seed: int) -> dict[str, 
     topic root against the demo city's registry; the result document (module docstring)."""
     if examples < 1:
         raise ValueError("examples must be at least 1")
-    world = World(demo_devices(), REFERENCE_TIME, Limits.from_settings(settings),
-                  settings.topic_root)  # fmt: skip
+    world = World(
+        demo_devices(), REFERENCE_TIME, Limits.from_settings(settings), settings.topic_root
+    )
     decoder = world.decoder()
     generate = random_messages(seed, world)
     outcomes: Counter[str] = Counter()
@@ -74,9 +75,16 @@ def run_decoder_fuzz(settings: Settings, examples: int, seed: int) -> dict[str, 
         if problems:
             failures += 1
             if len(kept) < KEEP_FAILURES:
-                kept.append({"index": i, "case": msg.case, "expect": msg.expect,
-                             "topic": msg.topic, "payload": repr(msg.payload[:2000]),
-                             "problems": problems})  # fmt: skip
+                kept.append(
+                    {
+                        "index": i,
+                        "case": msg.case,
+                        "expect": msg.expect,
+                        "topic": msg.topic,
+                        "payload": repr(msg.payload[:2000]),
+                        "problems": problems,
+                    }
+                )
     wall = clock() - started
     limits = world.limits
     return {

@@ -203,9 +203,11 @@ def run_ingest_bench(
             out = (logs / f"worker-{k}.log").open("wb")
             stack.callback(out.close)
             proc = subprocess.Popen(
-                [sys.executable, "-m", "firewatch", "ingest"], env=env, stdout=out,
+                [sys.executable, "-m", "firewatch", "ingest"],
+                env=env,
+                stdout=out,
                 stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            )
             stack.callback(_stop, proc)
             workers.append((proc, port))
         ports = [port for _, port in workers]
@@ -227,19 +229,37 @@ def run_ingest_bench(
         gens = cfg.generators or max(1, math.ceil(cfg.rate / RATE_PER_GENERATOR))
         generators = [
             subprocess.Popen(
-                [sys.executable, "-m", "firewatch.lab.load_generator", "--url", mqtt_url,
-                 "--root", settings.topic_root, "--devices", str(cfg.devices),
-                 "--shard", str(g), "--shards", str(gens), "--rate", str(cfg.rate / gens),
-                 "--duration", str(cfg.duration), "--client-id", f"bench-{run_id}-load-{g}"],
+                [
+                    sys.executable,
+                    "-m",
+                    "firewatch.lab.load_generator",
+                    "--url",
+                    mqtt_url,
+                    "--root",
+                    settings.topic_root,
+                    "--devices",
+                    str(cfg.devices),
+                    "--shard",
+                    str(g),
+                    "--shards",
+                    str(gens),
+                    "--rate",
+                    str(cfg.rate / gens),
+                    "--duration",
+                    str(cfg.duration),
+                    "--client-id",
+                    f"bench-{run_id}-load-{g}",
+                ],
                 stdout=subprocess.PIPE,
             )
             for g in range(gens)
-        ]  # fmt: skip
+        ]
         probe: ProbePublisher | None = None
         if watcher is not None:
             spacing = max(0.05, (cfg.duration - 2.0) / cfg.alerts)
-            probe = ProbePublisher(mqtt_url, settings.topic_root, probe_ids(cfg.alerts), 1.0,
-                                   spacing)  # fmt: skip
+            probe = ProbePublisher(
+                mqtt_url, settings.topic_root, probe_ids(cfg.alerts), 1.0, spacing
+            )
             probe.start()
         loads = []
         for g in generators:
@@ -286,19 +306,26 @@ def run_ingest_bench(
         servers = _server_cpu_delta(servers0, _server_cpu())
         buckets = _lag_buckets(ports)
         absorbed = sum(
-            _sample(p, "firewatch_ingest_duplicates", "firewatch_ingest_duplicates_total",
-                    table="telemetry")
+            _sample(
+                p,
+                "firewatch_ingest_duplicates",
+                "firewatch_ingest_duplicates_total",
+                table="telemetry",
+            )
             for p in ports
-        )  # fmt: skip
+        )
         per_worker = []
         for p, c0, (w, _) in zip(procs, cpu0, workers, strict=True):
             c1 = p.cpu_times()
             busy = (c1.user - c0.user) + (c1.system - c0.system)
             per_worker.append(
-                {"pid": w.pid, "cpu_seconds": round(busy, 2),
-                 "cpu_percent": round(100 * busy / wall, 1),
-                 "peak_rss_mb": round(_peak_rss_mb(w.pid), 1)}
-            )  # fmt: skip
+                {
+                    "pid": w.pid,
+                    "cpu_seconds": round(busy, 2),
+                    "cpu_percent": round(100 * busy / wall, 1),
+                    "peak_rss_mb": round(_peak_rss_mb(w.pid), 1),
+                }
+            )
 
     def ms(q: float) -> float | None:
         v = quantile(buckets, q)
@@ -367,12 +394,19 @@ def _start_pipeline(
         FIREWATCH_API_PORT=str(api_port),
     )
     procs = []
-    for name, argv in (("analytics", ["analytics", "run"]), ("alerting", ["alerting"]),
-                       ("api", ["api"])):  # fmt: skip
+    for name, argv in (
+        ("analytics", ["analytics", "run"]),
+        ("alerting", ["alerting"]),
+        ("api", ["api"]),
+    ):
         out = (logs / f"{name}.log").open("wb")
         stack.callback(out.close)
-        proc = subprocess.Popen([sys.executable, "-m", "firewatch", *argv], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "firewatch", *argv],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         stack.callback(stop_process, proc, 30, name)
         procs.append(proc)
     api = f"http://127.0.0.1:{api_port}"
@@ -399,8 +433,9 @@ def _healthy(api: str) -> bool:
 
 def _analytics_reading(port: int) -> bool:
     try:
-        count = _sample(port, "firewatch_analytics_batch_seconds",
-                        "firewatch_analytics_batch_seconds_count")  # fmt: skip
+        count = _sample(
+            port, "firewatch_analytics_batch_seconds", "firewatch_analytics_batch_seconds_count"
+        )
     except OSError:
         return False
     return count > 0
@@ -424,9 +459,12 @@ def format_result(r: dict[str, Any]) -> str:
     if "alert_latency_ms" in r:
         a = r["alert_latency_ms"]
         legs = r.get("alert_latency_legs_median_ms", {})
-        alerts = (f"; alerts seen {r['alerts_seen']}/{r['alerts_expected']}, MQTT → live stream "
-                  f"p50 {a['p50']} ms p95 {a['p95']} ms p99 {a['p99']} ms (median legs: "
-                  + ", ".join(f"{k} {v} ms" for k, v in legs.items()) + ")")  # fmt: skip
+        alerts = (
+            f"; alerts seen {r['alerts_seen']}/{r['alerts_expected']}, MQTT → live stream "
+            f"p50 {a['p50']} ms p95 {a['p95']} ms p99 {a['p99']} ms (median legs: "
+            + ", ".join(f"{k} {v} ms" for k, v in legs.items())
+            + ")"
+        )
     cpu = ", ".join(f"{w['cpu_percent']}% CPU / {w['peak_rss_mb']} MB" for w in r["per_worker"])
     return (
         f"offered {r['offered_msgs_per_s']:.0f} msg/s, achieved {r['achieved_msgs_per_s']:.0f}, "

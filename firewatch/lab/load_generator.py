@@ -81,10 +81,13 @@ def _connect(addr: BrokerAddress, client_id: str, keepalive: int) -> tuple[socke
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.sendall(
         mqtt5.connect_packet(
-            client_id, keepalive=keepalive, clean_start=True,
-            username=addr.username, password=addr.password,
+            client_id,
+            keepalive=keepalive,
+            clean_start=True,
+            username=addr.username,
+            password=addr.password,
         )
-    )  # fmt: skip
+    )
     reader = mqtt5.PacketReader()
     while True:
         data = sock.recv(65536)
@@ -148,8 +151,10 @@ def run_load(
                     ts = datetime.now(UTC).isoformat().encode()
                     for _ in range(batch):
                         payload = b'{"seq":%d,"ts":"%s","pressure_kpa":%d.0,"level_m":3.5}' % (
-                            sent // n + 1, ts, 300 + sent % 97,
-                        )  # fmt: skip
+                            sent // n + 1,
+                            ts,
+                            300 + sent % 97,
+                        )
                         next_mid = next_mid % 0xFFFF + 1
                         while next_mid in inflight:  # never reuse an unacknowledged id
                             next_mid = next_mid % 0xFFFF + 1
@@ -157,8 +162,12 @@ def run_load(
                         head = heads[sent % n]
                         length = len(head) + 3 + len(payload)  # + packet id, no properties
                         out += b"\x32%b%b%c%c\x00%b" % (
-                            mqtt5.varint(length), head, next_mid >> 8, next_mid & 0xFF, payload,
-                        )  # fmt: skip
+                            mqtt5.varint(length),
+                            head,
+                            next_mid >> 8,
+                            next_mid & 0xFF,
+                            payload,
+                        )
                         sent += 1
                     if sent == total:
                         done_publishing = time.monotonic()
@@ -205,9 +214,15 @@ def run_load(
             sock.sendall(bytes(out) + mqtt5.disconnect_packet())
         sock.close()
     return LoadResult(
-        rate, sent, acked, wall_start, publish_seconds, max(last_ack - start, publish_seconds),
-        round(time.process_time() - cpu0, 3), refused,
-    )  # fmt: skip
+        rate,
+        sent,
+        acked,
+        wall_start,
+        publish_seconds,
+        max(last_ack - start, publish_seconds),
+        round(time.process_time() - cpu0, 3),
+        refused,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -160,9 +160,16 @@ def publish_packet(topic: bytes, payload: bytes, mid: int) -> bytes:
     """QoS 1 PUBLISH without properties; ``topic`` already UTF-8 encoded."""
     body_len = 2 + len(topic) + 2 + 1 + len(payload)
     return b"".join(
-        (b"\x32", varint(body_len), struct.pack(">H", len(topic)), topic,
-         struct.pack(">H", mid), b"\x00", payload)
-    )  # fmt: skip
+        (
+            b"\x32",
+            varint(body_len),
+            struct.pack(">H", len(topic)),
+            topic,
+            struct.pack(">H", mid),
+            b"\x00",
+            payload,
+        )
+    )
 
 
 def pubacks(mids: Iterable[int]) -> bytes:

@@ -136,8 +136,11 @@ class _Base(Behaviour):
             t, _, tag, data = heapq.heappop(self.agenda)
             if tag in ("drop", "reconnect"):
                 action = Action.DROP if tag == "drop" else Action.RECONNECT
-                return [Emission(t, self.device.id, Channel.STATUS, ts_offset_s=self.skew(t),
-                                 action=action)]  # fmt: skip
+                return [
+                    Emission(
+                        t, self.device.id, Channel.STATUS, ts_offset_s=self.skew(t), action=action
+                    )
+                ]
             return self.publish(t, self.on_event(t, tag, data))
         self.ticks += 1
         dt = tick - self.last_tick if self.last_tick is not None else self.interval
@@ -198,9 +201,12 @@ class _Base(Behaviour):
     def status_body(self, t: float) -> Body:
         days = max(0.0, t - self.start) / 86_400
         rssi = min(0, max(-150, self.rssi0 + self.house.randint(-3, 3)))
-        return {"state": "online", "firmware": self.firmware,
-                "battery_pct": round(max(5.0, self.battery0 - 0.05 * days), 1),
-                "rssi_dbm": float(rssi)}  # fmt: skip
+        return {
+            "state": "online",
+            "firmware": self.firmware,
+            "battery_pct": round(max(5.0, self.battery0 - 0.05 * days), 1),
+            "rssi_dbm": float(rssi),
+        }
 
 
 class WaterBehaviour(_Base):
@@ -265,8 +271,9 @@ class WaterBehaviour(_Base):
         noise = self.nat.gauss(0.0, self.sigma)
         p = self.system - self.static * self.amp * d + noise
         if leak:
-            p -= min(float(leak.params["rate_kpa_per_h"]) * (t - leak.start) / 3600,
-                     0.6 * self.static)  # fmt: skip
+            p -= min(
+                float(leak.params["rate_kpa_per_h"]) * (t - leak.start) / 3600, 0.6 * self.static
+            )
         if burst:
             p *= 1 - float(burst.params["drop_frac"])
         if valve:
@@ -277,8 +284,11 @@ class WaterBehaviour(_Base):
             body["level_m"] = self._level(t, dt, d)
         room = round(self.room_base + self.room_amp * daily(t, 15.0) + self.nat.gauss(0, 0.08), 1)
         room = min(max(self.reading(t, "room_temp_c", room), -60.0), 100.0)
-        body |= {"pump_running": burst is not None, "jockey_running": ran or burst is not None,
-                 "room_temp_c": room}  # fmt: skip
+        body |= {
+            "pump_running": burst is not None,
+            "jockey_running": ran or burst is not None,
+            "room_temp_c": room,
+        }
         return [(Channel.TELEMETRY, body)]
 
     def _level(self, t: float, dt: float, d: float) -> float:
@@ -347,8 +357,10 @@ class EbikeShedBehaviour(_Base):
         n = self.nat
         self.amb_base, self.amb_amp = n.uniform(14.0, 24.0), n.uniform(2.0, 5.0)
         amb = self.amb_base + self.amb_amp * daily(start, 15.0)
-        self.ports = [_Port(i, n.uniform(0.8, 1.2), n.uniform(600.0, 1200.0), amb)
-                      for i in range(1, int(m.get("ports", 8)) + 1)]  # fmt: skip
+        self.ports = [
+            _Port(i, n.uniform(0.8, 1.2), n.uniform(600.0, 1200.0), amb)
+            for i in range(1, int(m.get("ports", 8)) + 1)
+        ]
         self.ended: set[int] = set()  # thermal-runaway faults whose port was unplugged
 
     def begin(self, port: _Port, rng: random.Random) -> None:
@@ -383,9 +395,14 @@ class EbikeShedBehaviour(_Base):
         ports: list[Body] = []
         for port in self.ports:
             u, g1, g2 = self.nat.random(), self.nat.gauss(0, 1), self.nat.gauss(0, 1)
-            forced = [f for f in self.faults if f.params.get("port") == port.number
-                      and f.active(t) and f.type in ("thermal_runaway_precursor",
-                      "over_current", "charging_outside_hours")]  # fmt: skip
+            forced = [
+                f
+                for f in self.faults
+                if f.params.get("port") == port.number
+                and f.active(t)
+                and f.type
+                in ("thermal_runaway_precursor", "over_current", "charging_outside_hours")
+            ]
             excess = self._excess(port.number, t)
             if forced and not port.plugged:
                 self.begin(port, self.frng)
@@ -397,11 +414,18 @@ class EbikeShedBehaviour(_Base):
             temp = round(min(port.temp + excess + 0.05 * g2, 390.0), 1)
             temp = self.reading(t, "temp_c", temp, port.number)
             cur = round(min(max(self.reading(t, "current_a", current, port.number, 2), 0), 100), 2)
-            ports.append({"port": port.number, "temp_c": min(max(temp, -60.0), 400.0),
-                          "current_a": cur, "charging": current > 0})  # fmt: skip
+            ports.append(
+                {
+                    "port": port.number,
+                    "temp_c": min(max(temp, -60.0), 400.0),
+                    "current_a": cur,
+                    "charging": current > 0,
+                }
+            )
         ambient = min(max(self.reading(t, "ambient_c", round(amb, 1)), -60.0), 150.0)
-        return [(Channel.TELEMETRY, {"ambient_c": ambient, "smoke": smoke is not None,
-                                     "ports": ports})]  # fmt: skip
+        return [
+            (Channel.TELEMETRY, {"ambient_c": ambient, "smoke": smoke is not None, "ports": ports})
+        ]
 
     def _current(
         self, port: _Port, t: float, dt: float, allowed: bool, forced: list[Fault], g: float
@@ -451,9 +475,12 @@ class PanelBehaviour(_Base):
     """
 
     NATURAL_PER_WEEK: ClassVar[dict[str, float]] = {
-        "false_alarm": 1.5, "detector_fault": 0.7, "isolation": 0.5, "bus_fault": 0.3,
+        "false_alarm": 1.5,
+        "detector_fault": 0.7,
+        "isolation": 0.5,
+        "bus_fault": 0.3,
         "mains_fault": 0.5,
-    }  # fmt: skip
+    }
 
     def interval_of(self, intervals: Intervals) -> float:
         return intervals.panel_status_s
@@ -501,8 +528,11 @@ class PanelBehaviour(_Base):
         if addr is not None:
             loop, zone = self.layout.zone_of(addr)
             desc = f"loop {loop} zone {zone + 1} smoke detector {addr % 1000}"
-            body |= {"component_type": 41 if addr % 4 == 0 else 40, "component_addr": addr,
-                     "description": desc}  # fmt: skip
+            body |= {
+                "component_type": 41 if addr % 4 == 0 else 40,
+                "component_addr": addr,
+                "description": desc,
+            }
         elif etype == "operation":
             body["operator"] = self.operator
         return body
@@ -533,9 +563,13 @@ class PanelBehaviour(_Base):
         if tag in self.NATURAL_PER_WEEK:  # natural: draws are the same whether it shows or not
             self.schedule(t + n.expovariate(self.NATURAL_PER_WEEK[tag] / WEEK_S), tag)
             addr = self.dusty if tag == "false_alarm" else n.choice(self.detectors)
-            hold = {"false_alarm": n.uniform(120, 480), "detector_fault": n.uniform(1800, 21_600),
-                    "isolation": n.uniform(3600, 28_800), "bus_fault": n.uniform(600, 3600),
-                    "mains_fault": n.uniform(300, 7200)}[tag]  # fmt: skip
+            hold = {
+                "false_alarm": n.uniform(120, 480),
+                "detector_fault": n.uniform(1800, 21_600),
+                "isolation": n.uniform(3600, 28_800),
+                "bus_fault": n.uniform(600, 3600),
+                "mains_fault": n.uniform(300, 7200),
+            }[tag]
             if any(f.start <= t < f.end + 3600 for f in self.faults):
                 return []  # none starts in a labelled window or the hour after it
             if tag in ("bus_fault", "mains_fault"):
@@ -548,8 +582,11 @@ class PanelBehaviour(_Base):
                 ]
             if addr in self.components:
                 return []
-            word = {"false_alarm": 1 | FIRE, "detector_fault": 1 | FAULT,
-                    "isolation": 1 | ISOLATED}[tag]  # fmt: skip
+            word = {
+                "false_alarm": 1 | FIRE,
+                "detector_fault": 1 | FAULT,
+                "isolation": 1 | ISOLATED,
+            }[tag]
             self.schedule(t + hold, "reset" if tag == "false_alarm" else "restore", [addr])
             return self.set_component(addr, word)
         if tag == "fire":

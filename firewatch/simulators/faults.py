@@ -128,57 +128,154 @@ class FaultType:
 
 
 _H = 3600.0
-FAULT_TYPES: dict[str, FaultType] = {ft.name: ft for ft in (
-    FaultType("pipe_leak", frozenset({WATER}), Severity.MEDIUM, 5 * _H,
-              "slow pressure decay below normal; the jockey pump cycles much more often",
-              {"rate_kpa_per_h": 30.0, "jockey_factor": 4.0}),
-    FaultType("pipe_burst", frozenset({WATER}), Severity.CRITICAL, _H,
-              "pressure drops 60-80 % within one interval; jockey and main pump run",
-              {"drop_frac": None}),
-    FaultType("pump_failure", frozenset({WATER}), Severity.HIGH, 3 * _H,
-              "pumps never start when called; pressure sags below the jockey threshold",
-              {"floor_frac": 0.5}),
-    FaultType("closed_valve", frozenset({WATER}), Severity.HIGH, 2 * _H,
-              "pressure at the point falls to 0-20 kPa and stays flat",
-              {"residual_kpa": None}),
-    FaultType("tank_draining", frozenset({WATER}), Severity.HIGH, 6 * _H,
-              "tank level falls steadily; the fill valve does not refill",
-              {"rate_m_per_h": 0.4}, roles=frozenset({"tank"})),
-    FaultType("stuck_sensor", TELEMETRY_KINDS, Severity.MEDIUM, 4 * _H,
-              "a reading frozen at its last value (exactly repeated)",
-              {"field": None, "port": None}),
-    FaultType("sensor_drift", TELEMETRY_KINDS, Severity.LOW, 12 * _H,
-              "a reading drifts linearly away from the truth (% of the reading per hour)",
-              {"field": None, "port": None, "pct_per_h": None}),
-    FaultType("dropout", ANY_KIND, Severity.MEDIUM, 2 * _H,
-              "device silent: no messages and no will, then resumes"),
-    FaultType("thermal_runaway_precursor", frozenset({SHED}), Severity.CRITICAL, 1.5 * _H,
-              "a charging port warms slowly above its peers, then runs away (>1 °C/s) at the end",
-              {"port": None, "slow_c_per_min": None, "fast_c_per_s": 1.5, "fast_s": 180.0}),
-    FaultType("over_current", frozenset({SHED}), Severity.HIGH, _H,
-              "one port draws 1.5-2x its rated current", {"port": None, "factor": None}),
-    FaultType("charging_outside_hours", frozenset({SHED}), Severity.LOW, 2 * _H,
-              "a port charges during forbidden local hours", {"port": None}),
-    FaultType("shed_smoke", frozenset({SHED}), Severity.CRITICAL, 20 * 60.0,
-              "smoke detected; ambient temperature rising a little",
-              {"rise_c_per_min": 0.15, "max_rise_c": 6.0}),
-    FaultType("real_fire_cascade", frozenset({PANEL}), Severity.CRITICAL, 30 * 60.0,
-              "detectors of one zone go into fire one after another; system fire bit set",
-              {"loop": None, "zone": None, "count": 4}),
-    FaultType("false_alarm_storm", frozenset({PANEL}), Severity.MEDIUM, 6 * _H,
-              "one detector alarms and is reset again and again", {"detector": None, "count": 8}),
-    FaultType("offline_with_will", ANY_KIND, Severity.MEDIUM, 2 * _H,
-              "connection lost abruptly (broker publishes the will), reconnects at the end",
-              prefer_own_connection=True),
-    FaultType("offline_without_will", ANY_KIND, Severity.MEDIUM, 3 * _H,
-              "device silent without a will, then resumes normally"),
-    FaultType("clock_skew", ANY_KIND, Severity.LOW, 2 * _H,
-              "device clock off by offset_s (beyond +300 s ingest rejects ts_in_future)",
-              {"offset_s": None}),
-    FaultType("malformed_payload", ANY_KIND, Severity.LOW, _H,
-              "a fraction of messages carry broken payloads (cut JSON, NaN, strings, missing)",
-              {"fraction": 0.5, "variants": MALFORMED_VARIANTS}),
-)}  # fmt: skip
+FAULT_TYPES: dict[str, FaultType] = {
+    ft.name: ft
+    for ft in (
+        FaultType(
+            "pipe_leak",
+            frozenset({WATER}),
+            Severity.MEDIUM,
+            5 * _H,
+            "slow pressure decay below normal; the jockey pump cycles much more often",
+            {"rate_kpa_per_h": 30.0, "jockey_factor": 4.0},
+        ),
+        FaultType(
+            "pipe_burst",
+            frozenset({WATER}),
+            Severity.CRITICAL,
+            _H,
+            "pressure drops 60-80 % within one interval; jockey and main pump run",
+            {"drop_frac": None},
+        ),
+        FaultType(
+            "pump_failure",
+            frozenset({WATER}),
+            Severity.HIGH,
+            3 * _H,
+            "pumps never start when called; pressure sags below the jockey threshold",
+            {"floor_frac": 0.5},
+        ),
+        FaultType(
+            "closed_valve",
+            frozenset({WATER}),
+            Severity.HIGH,
+            2 * _H,
+            "pressure at the point falls to 0-20 kPa and stays flat",
+            {"residual_kpa": None},
+        ),
+        FaultType(
+            "tank_draining",
+            frozenset({WATER}),
+            Severity.HIGH,
+            6 * _H,
+            "tank level falls steadily; the fill valve does not refill",
+            {"rate_m_per_h": 0.4},
+            roles=frozenset({"tank"}),
+        ),
+        FaultType(
+            "stuck_sensor",
+            TELEMETRY_KINDS,
+            Severity.MEDIUM,
+            4 * _H,
+            "a reading frozen at its last value (exactly repeated)",
+            {"field": None, "port": None},
+        ),
+        FaultType(
+            "sensor_drift",
+            TELEMETRY_KINDS,
+            Severity.LOW,
+            12 * _H,
+            "a reading drifts linearly away from the truth (% of the reading per hour)",
+            {"field": None, "port": None, "pct_per_h": None},
+        ),
+        FaultType(
+            "dropout",
+            ANY_KIND,
+            Severity.MEDIUM,
+            2 * _H,
+            "device silent: no messages and no will, then resumes",
+        ),
+        FaultType(
+            "thermal_runaway_precursor",
+            frozenset({SHED}),
+            Severity.CRITICAL,
+            1.5 * _H,
+            "a charging port warms slowly above its peers, then runs away (>1 °C/s) at the end",
+            {"port": None, "slow_c_per_min": None, "fast_c_per_s": 1.5, "fast_s": 180.0},
+        ),
+        FaultType(
+            "over_current",
+            frozenset({SHED}),
+            Severity.HIGH,
+            _H,
+            "one port draws 1.5-2x its rated current",
+            {"port": None, "factor": None},
+        ),
+        FaultType(
+            "charging_outside_hours",
+            frozenset({SHED}),
+            Severity.LOW,
+            2 * _H,
+            "a port charges during forbidden local hours",
+            {"port": None},
+        ),
+        FaultType(
+            "shed_smoke",
+            frozenset({SHED}),
+            Severity.CRITICAL,
+            20 * 60.0,
+            "smoke detected; ambient temperature rising a little",
+            {"rise_c_per_min": 0.15, "max_rise_c": 6.0},
+        ),
+        FaultType(
+            "real_fire_cascade",
+            frozenset({PANEL}),
+            Severity.CRITICAL,
+            30 * 60.0,
+            "detectors of one zone go into fire one after another; system fire bit set",
+            {"loop": None, "zone": None, "count": 4},
+        ),
+        FaultType(
+            "false_alarm_storm",
+            frozenset({PANEL}),
+            Severity.MEDIUM,
+            6 * _H,
+            "one detector alarms and is reset again and again",
+            {"detector": None, "count": 8},
+        ),
+        FaultType(
+            "offline_with_will",
+            ANY_KIND,
+            Severity.MEDIUM,
+            2 * _H,
+            "connection lost abruptly (broker publishes the will), reconnects at the end",
+            prefer_own_connection=True,
+        ),
+        FaultType(
+            "offline_without_will",
+            ANY_KIND,
+            Severity.MEDIUM,
+            3 * _H,
+            "device silent without a will, then resumes normally",
+        ),
+        FaultType(
+            "clock_skew",
+            ANY_KIND,
+            Severity.LOW,
+            2 * _H,
+            "device clock off by offset_s (beyond +300 s ingest rejects ts_in_future)",
+            {"offset_s": None},
+        ),
+        FaultType(
+            "malformed_payload",
+            ANY_KIND,
+            Severity.LOW,
+            _H,
+            "a fraction of messages carry broken payloads (cut JSON, NaN, strings, missing)",
+            {"fraction": 0.5, "variants": MALFORMED_VARIANTS},
+        ),
+    )
+}
 
 
 class FaultSpecInput(BaseModel):
@@ -216,16 +313,20 @@ def _choose_params(
     """The type's defaults, overridden by ``given``, with every ``None`` chosen from rng."""
     unknown = set(given) - set(ft.params)
     if unknown:
-        raise ValueError(f"fault {ft.name}: unknown params {sorted(unknown)}, known: "
-                         f"{sorted(ft.params) or 'none'}")  # fmt: skip
+        raise ValueError(
+            f"fault {ft.name}: unknown params {sorted(unknown)}, known: "
+            f"{sorted(ft.params) or 'none'}"
+        )
     p: dict[str, Any] = {**ft.params, **given}
     if "field" in p:
         p["field"] = p["field"] or ("temp_c" if d.kind is SHED else "pressure_kpa")
         if p["field"] not in SENSOR_FIELDS[d.kind] or (
             p["field"] == "level_m" and d.metadata.get("role") != "tank"
         ):
-            raise ValueError(f"fault {ft.name}: field {p['field']!r} not in "
-                             f"{SENSOR_FIELDS[d.kind]} for {d.kind.value}")  # fmt: skip
+            raise ValueError(
+                f"fault {ft.name}: field {p['field']!r} not in "
+                f"{SENSOR_FIELDS[d.kind]} for {d.kind.value}"
+            )
         if p["field"] == "ambient_c":
             p["port"] = None  # the shed's own sensor
     ports = int(d.metadata.get("ports", 8)) if d.kind is SHED else 0
@@ -327,8 +428,9 @@ def resolve_faults(
             raise ValueError(f"unknown fault type {spec.type!r}; known: {sorted(FAULT_TYPES)}")
         dur = min(spec.duration_s or ft.duration_s, span)
         if spec.at_s is not None and spec.at_s >= span:
-            raise ValueError(f"fault {spec.type}: at {spec.at_s:g}s is outside the span "
-                             f"(0..{span:g}s)")  # fmt: skip
+            raise ValueError(
+                f"fault {spec.type}: at {spec.at_s:g}s is outside the span (0..{span:g}s)"
+            )
         pool = _pool(ft, spec.device, devices, by_id)
         for _ in range(spec.count):
             for _attempt in range(200):  # random picks avoid overlapping faults
@@ -354,12 +456,16 @@ def _pool(
     if selector == "random" or selector.startswith("random:"):
         kind_name = selector.partition(":")[2]
         if kind_name and kind_name not in {k.value for k in DeviceKind}:
-            raise ValueError(f"fault {ft.name}: unknown kind in {selector!r}; "
-                             f"kinds: {[k.value for k in DeviceKind]}")  # fmt: skip
+            raise ValueError(
+                f"fault {ft.name}: unknown kind in {selector!r}; "
+                f"kinds: {[k.value for k in DeviceKind]}"
+            )
         pool = [d for d in devices if _applies(ft, d) and (not kind_name or d.kind == kind_name)]
         if not pool:
-            raise ValueError(f"fault {ft.name}: no device matches {selector!r} "
-                             f"(applies to {sorted(k.value for k in ft.kinds)})")  # fmt: skip
+            raise ValueError(
+                f"fault {ft.name}: no device matches {selector!r} "
+                f"(applies to {sorted(k.value for k in ft.kinds)})"
+            )
         if ft.prefer_own_connection and any(d.own_connection for d in pool):
             pool = [d for d in pool if d.own_connection]
         return pool
@@ -368,8 +474,10 @@ def _pool(
         raise ValueError(f"fault {ft.name}: unknown device {selector!r}")
     if not _applies(ft, d):
         roles = f" with role in {sorted(ft.roles)}" if ft.roles else ""
-        raise ValueError(f"fault {ft.name} does not apply to {d.id} ({d.kind.value}); it needs "
-                         f"{sorted(k.value for k in ft.kinds)}{roles}")  # fmt: skip
+        raise ValueError(
+            f"fault {ft.name} does not apply to {d.id} ({d.kind.value}); it needs "
+            f"{sorted(k.value for k in ft.kinds)}{roles}"
+        )
     return d
 
 

@@ -157,8 +157,12 @@ def check_offline(
     """
     at = as_datetime(now)
     limits = settings.alert_offline_after_s
-    params = {"kinds": list(limits), "secs": list(limits.values()), "now": at,
-              "cycle": settings.alert_patrol_cycle_s}  # fmt: skip
+    params = {
+        "kinds": list(limits),
+        "secs": list(limits.values()),
+        "now": at,
+        "cycle": settings.alert_patrol_cycle_s,
+    }
     opened: list[int] = []
     mass_alert: dict[str, Any] | None = None
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
@@ -169,20 +173,32 @@ def check_offline(
         ).fetchone()
         assert counted is not None
         silent, heard = int(counted["silent"]), int(counted["heard"])
-        mass = silent >= max(settings.alert_mass_offline_min,
-                             settings.alert_mass_offline_fraction * heard)  # fmt: skip
+        mass = silent >= max(
+            settings.alert_mass_offline_min, settings.alert_mass_offline_fraction * heard
+        )
         if mass:
-            text = (f"{silent} of {heard} devices silent at once: the broker, the network "
-                    "or ingest is down, not the devices")  # fmt: skip
-            alert, created = raise_alert(conn, type="mass_offline", severity=Severity.CRITICAL,
-                                         unit_id=MASS_DEVICE, device_id=MASS_DEVICE,
-                                         seen_at=at, explanation=text, repeat=False,
-                                         category=AlertCategory.OFFLINE)  # fmt: skip
+            text = (
+                f"{silent} of {heard} devices silent at once: the broker, the network "
+                "or ingest is down, not the devices"
+            )
+            alert, created = raise_alert(
+                conn,
+                type="mass_offline",
+                severity=Severity.CRITICAL,
+                unit_id=MASS_DEVICE,
+                device_id=MASS_DEVICE,
+                seen_at=at,
+                explanation=text,
+                repeat=False,
+                category=AlertCategory.OFFLINE,
+            )
             if created:
                 opened.append(alert.id)
         else:
-            for type_, found, severity in (("device_offline", _SILENT, Severity.MEDIUM),
-                                           ("patrol_failed", _PATROL, Severity.HIGH)):  # fmt: skip
+            for type_, found, severity in (
+                ("device_offline", _SILENT, Severity.MEDIUM),
+                ("patrol_failed", _PATROL, Severity.HIGH),
+            ):
                 raise_params = {**params, "type": type_, "severity": severity.value}
                 rows = cur.execute(_RAISE_MANY.format(found=found), raise_params)
                 opened += [int(r["id"]) for r in rows.fetchall()]
@@ -191,16 +207,23 @@ def check_offline(
                 f" AND state IN {ACTIVE_SQL}",
                 (MASS_DEVICE,),
             ).fetchone()
-        resolved = [int(r["id"]) for r in cur.execute(
-            _RESOLVE_BACK,
-            {"types": ["device_offline", "patrol_failed"], "now": at,
-             "note": "device heard from again"},
-        ).fetchall()]  # fmt: skip
+        resolved = [
+            int(r["id"])
+            for r in cur.execute(
+                _RESOLVE_BACK,
+                {
+                    "types": ["device_offline", "patrol_failed"],
+                    "now": at,
+                    "note": "device heard from again",
+                },
+            ).fetchall()
+        ]
         if opened or resolved:
             cur.execute("SELECT pg_notify(%s, '')", (channels.ALERTS,))
     if not mass and mass_alert is not None:
         note = f"{silent} of {heard} devices silent: below the mass-outage share"
-        apply_action(conn, int(mass_alert["id"]), AlertAction.RESOLVE, actor=SYSTEM, now=at,
-                     note=note)  # fmt: skip
+        apply_action(
+            conn, int(mass_alert["id"]), AlertAction.RESOLVE, actor=SYSTEM, now=at, note=note
+        )
         resolved.append(int(mass_alert["id"]))
     return OfflineResult(opened, resolved, silent, mass)

@@ -126,9 +126,16 @@ def raise_alert(
     the stream; forwarding waits for their confirmation (GB 50440).
     """
     cat = category or category_of(type)
-    params = {"type": type, "category": cat.value, "severity": Severity(severity).value,
-              "unit_id": unit_id, "device_id": device_id, "seen": as_datetime(seen_at),
-              "explanation": explanation, "repeat": repeat}  # fmt: skip
+    params = {
+        "type": type,
+        "category": cat.value,
+        "severity": Severity(severity).value,
+        "unit_id": unit_id,
+        "device_id": device_id,
+        "seen": as_datetime(seen_at),
+        "explanation": explanation,
+        "repeat": repeat,
+    }
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(_RAISE, params).fetchone()
         assert row is not None
@@ -141,8 +148,16 @@ def raise_alert(
                 (alert.id, anomaly_id),
             )
         if created:
-            _audit(cur, alert.id, "raise", None, AlertState.OPEN.value, SYSTEM, explanation,
-                   alert.first_seen)  # fmt: skip
+            _audit(
+                cur,
+                alert.id,
+                "raise",
+                None,
+                AlertState.OPEN.value,
+                SYSTEM,
+                explanation,
+                alert.first_seen,
+            )
         _event(cur, alert, "created" if created else "occurrence" if repeat else "updated", {})
     return alert, created
 
@@ -174,8 +189,9 @@ def _evidence(cur: psycopg.Cursor[Any], alert_id: int) -> list[dict[str, Any]]:
         " JOIN anomalies n ON n.id = e.anomaly_id WHERE e.alert_id = %s ORDER BY n.id",
         (alert_id,),
     ).fetchall()
-    return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
-            for r in rows]  # fmt: skip
+    return [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows
+    ]
 
 
 def apply_action(
@@ -254,8 +270,11 @@ def _act(
             if parent_id is None:
                 raise ValueError("merge needs the parent alert's id")
             sets["parent_id"] = parent_id
-        if act in (AlertAction.CONFIRM_FIRE, AlertAction.CONFIRM_FAULT,
-                   AlertAction.MARK_FALSE_ALARM) and before.acknowledged_at is None:  # fmt: skip
+        if (
+            act
+            in (AlertAction.CONFIRM_FIRE, AlertAction.CONFIRM_FAULT, AlertAction.MARK_FALSE_ALARM)
+            and before.acknowledged_at is None
+        ):
             sets["acknowledged_at"] = at  # a decision implies it was seen
         assign = ", ".join(f"{k} = %({k})s" for k in sets)
         row = cur.execute(
@@ -277,9 +296,14 @@ def _notify_for(
     if act not in (AlertAction.CONFIRM_FIRE, AlertAction.CONFIRM_FAULT, AlertAction.ESCALATE):
         return
     contacts = _contacts(cur, alert.unit_id)
-    base = {"action": act.value, "actor": actor, "note": note, "at": at.isoformat(),
-            "alert": alert.to_json(), "unit": {"id": alert.unit_id,
-                                               "name": contacts.get("unit_name")}}  # fmt: skip
+    base = {
+        "action": act.value,
+        "actor": actor,
+        "note": note,
+        "at": at.isoformat(),
+        "alert": alert.to_json(),
+        "unit": {"id": alert.unit_id, "name": contacts.get("unit_name")},
+    }
     if act is AlertAction.CONFIRM_FIRE:
         enqueue(cur, alert.id, COMMAND_CENTER, {**base, "evidence": _evidence(cur, alert.id)})
         for role in ("responsible", "manager"):

@@ -178,8 +178,7 @@ def load_checkpoint(conn: psycopg.Connection[Any], shard: str) -> Checkpoint | N
     if row is None:
         return None
     name, cursor, state, state_format, rows_processed, saved_at = row
-    return Checkpoint(name, cursor, bytes(state), int(state_format), int(rows_processed),
-                      saved_at)  # fmt: skip
+    return Checkpoint(name, cursor, bytes(state), int(state_format), int(rows_processed), saved_at)
 
 
 _RECENT = """
@@ -199,8 +198,18 @@ def recent_anomalies(
     ISO times; for ``firewatch db anomalies``."""
     with conn.cursor(row_factory=tuple_row) as cur:
         rows = cur.execute(_RECENT, {"limit": limit, "open_only": open_only}).fetchall()
-    names = ("detected_at", "severity", "kind", "device_id", "unit_id", "component",
-             "detector", "started_at", "ended_at", "explanation")  # fmt: skip
+    names = (
+        "detected_at",
+        "severity",
+        "kind",
+        "device_id",
+        "unit_id",
+        "component",
+        "detector",
+        "started_at",
+        "ended_at",
+        "explanation",
+    )
     out = []
     for row in rows:
         d = dict(zip(names, row, strict=True))

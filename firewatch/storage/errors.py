@@ -26,15 +26,17 @@ import psycopg
 #: SQLSTATE classes (first two characters) that mean the database cannot serve now.
 _UNAVAILABLE_CLASSES = frozenset({"08", "28", "3D", "40", "53", "57", "58", "XX"})
 #: Single SQLSTATEs of other classes that mean the same (schema, role or standby).
-_UNAVAILABLE_STATES = frozenset({
-    "25006",  # read_only_sql_transaction: connected to a standby after a failover
-    "42501",  # insufficient_privilege
-    "42P01",  # undefined_table: not migrated yet (or being migrated)
-    "42703",  # undefined_column
-    "42883",  # undefined_function
-    "55P03",  # lock_not_available
-    "55006",  # object_in_use
-})  # fmt: skip
+_UNAVAILABLE_STATES = frozenset(
+    {
+        "25006",  # read_only_sql_transaction: connected to a standby after a failover
+        "42501",  # insufficient_privilege
+        "42P01",  # undefined_table: not migrated yet (or being migrated)
+        "42703",  # undefined_column
+        "42883",  # undefined_function
+        "55P03",  # lock_not_available
+        "55006",  # object_in_use
+    }
+)
 
 
 def database_unavailable(err: BaseException) -> bool:

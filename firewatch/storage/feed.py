@@ -201,9 +201,16 @@ def read_batch(
     with snapshot(conn, "read_batch") as (cur, snap):
         for spec in _TABLES:
             rows, pos, done = _read_table(
-                cur, spec, getattr(cursor, spec.attr), snap, skipped,
-                limit=limit, max_age_s=max_age_s, shard=shard, xid_span=xid_span,
-            )  # fmt: skip
+                cur,
+                spec,
+                getattr(cursor, spec.attr),
+                snap,
+                skipped,
+                limit=limit,
+                max_age_s=max_age_s,
+                shard=shard,
+                xid_span=xid_span,
+            )
             results[spec.attr] = rows
             positions[spec.attr] = pos
             caught_up = caught_up and done

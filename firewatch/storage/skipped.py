@@ -48,7 +48,6 @@ def recent_skipped(conn: psycopg.Connection[Any], limit: int = 50) -> list[dict[
         (limit,),
     ).fetchall()
     return [
-        {"reader": r[0], "table": r[1], "key": r[2], "reason": r[3],
-         "skipped_at": r[4].isoformat()}
+        {"reader": r[0], "table": r[1], "key": r[2], "reason": r[3], "skipped_at": r[4].isoformat()}
         for r in rows
-    ]  # fmt: skip
+    ]

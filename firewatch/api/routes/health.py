@@ -28,9 +28,14 @@ def health(ctx: Context) -> JSONResponse:
         with ctx.require_pool().connection(timeout=ctx.options.pool_timeout_s) as conn:
             ping(conn)
     except (psycopg.Error, psycopg_pool.PoolTimeout) as err:
-        body = HealthOut(status="unavailable", database=f"unreachable: {err}",
-                         stream_listener=listener, stream_clients=hub.subscribers)  # fmt: skip
+        body = HealthOut(
+            status="unavailable",
+            database=f"unreachable: {err}",
+            stream_listener=listener,
+            stream_clients=hub.subscribers,
+        )
         return JSONResponse(status_code=503, content=body.model_dump())
-    body = HealthOut(status="ok", database="ok", stream_listener=listener,
-                     stream_clients=hub.subscribers)  # fmt: skip
+    body = HealthOut(
+        status="ok", database="ok", stream_listener=listener, stream_clients=hub.subscribers
+    )
     return JSONResponse(content=body.model_dump())

@@ -145,15 +145,17 @@ def decode_both(msg: Message, world: World, decoder: Decoder) -> tuple[object, l
     outs: list[object] = []
     topic, payload, at = msg.topic, msg.payload, world.received_at
     try:  # the property: nothing escapes
-        outs.append(decode(topic, payload, at, root=world.root, lookup=world.lookup,
-                           limits=world.limits))  # fmt: skip
+        outs.append(
+            decode(topic, payload, at, root=world.root, lookup=world.lookup, limits=world.limits)
+        )
         outs.append(decoder(topic, payload, at))
         outs.append(decoder(topic, payload, at))
     except Exception as err:
         return None, [f"raised {type(err).__name__}: {err}"]
     first = outs[0]
-    problems = [f"Decoder disagrees with decode: {o!r} != {first!r}"
-                for o in outs[1:] if o != first]  # fmt: skip
+    problems = [
+        f"Decoder disagrees with decode: {o!r} != {first!r}" for o in outs[1:] if o != first
+    ]
     return first, problems + check(msg, first, world)
 
 

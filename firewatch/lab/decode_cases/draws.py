@@ -52,10 +52,29 @@ class RandomSource:
     """:class:`Source` over a seeded ``random.Random``, biased like hypothesis towards the
     ends of ranges, small magnitudes and special floats."""
 
-    _SPECIAL_FLOATS = (0.0, -0.0, 1.0, -1.0, 0.5, 5e-324, -5e-324, 2.2250738585072014e-308,
-                       1e-45, 3.4028234663852886e38, 3.4028235e38, 1.7976931348623157e308,
-                       -1.7976931348623157e308, 1e300, 2.0**53, 2.0**63, -(2.0**63), 1e16,
-                       math.inf, -math.inf, math.nan)  # fmt: skip
+    _SPECIAL_FLOATS = (
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        5e-324,
+        -5e-324,
+        2.2250738585072014e-308,
+        1e-45,
+        3.4028234663852886e38,
+        3.4028235e38,
+        1.7976931348623157e308,
+        -1.7976931348623157e308,
+        1e300,
+        2.0**53,
+        2.0**63,
+        -(2.0**63),
+        1e16,
+        math.inf,
+        -math.inf,
+        math.nan,
+    )
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng

@@ -29,8 +29,13 @@ if TYPE_CHECKING:
     from hypothesis.strategies import DrawFn, SearchStrategy
 
 
-_PAYLOAD_MODES = (("valid",) * 4 + ("mutate",) * 8 + ("bytes_mutate",) * 3 + ("several",) * 3
-                  + ("shape", "json", "keys", "random_bytes", "random_text"))  # fmt: skip
+_PAYLOAD_MODES = (
+    ("valid",) * 4
+    + ("mutate",) * 8
+    + ("bytes_mutate",) * 3
+    + ("several",) * 3
+    + ("shape", "json", "keys", "random_bytes", "random_text")
+)
 
 
 def _payload(src: Source, t: Topic, world: World) -> tuple[str, bytes, Expect]:

@@ -86,8 +86,24 @@ def _m_number(src: Source, c: Ctx, body: Obj) -> Expect:
     beyond: str = Reason.OUT_OF_RANGE
     if key == "status" and body.get("type") == PanelEventType.OPERATION:
         hi, beyond = 0xFF, Reason.INVALID  # an operation word has 8 bits (model rule)
-    variant = src.choice(("lo", "hi", "below", "above", "nan", "inf", "-inf", "1e309",
-                          "2**64", "-2**64", "digits", "-0.0", "denormal", "integral"))  # fmt: skip
+    variant = src.choice(
+        (
+            "lo",
+            "hi",
+            "below",
+            "above",
+            "nan",
+            "inf",
+            "-inf",
+            "1e309",
+            "2**64",
+            "-2**64",
+            "digits",
+            "-0.0",
+            "denormal",
+            "integral",
+        )
+    )
     value: Any
     expect: Expect
     if variant == "lo":
@@ -129,8 +145,21 @@ def _m_string(src: Source, c: Ctx, body: Obj) -> Expect:
     target = src.choice([*free_text, *free_text, "device_id", "x-note"])
     free = target not in ("x-note", "device_id")
     limit = FIELDS[c.model][target].max_length if free else None
-    variant = src.choice(("nul", "lone_high", "lone_low", "reversed_pair", "pair", "nul",
-                          "raw_control", "raw_del", "at_limit", "past_limit", "long"))  # fmt: skip
+    variant = src.choice(
+        (
+            "nul",
+            "lone_high",
+            "lone_low",
+            "reversed_pair",
+            "pair",
+            "nul",
+            "raw_control",
+            "raw_del",
+            "at_limit",
+            "past_limit",
+            "long",
+        )
+    )
     # what the field makes of a storable string that fits: kept, a mismatch, or ignored
     expect: Expect
     fits: Expect = Reason.TOPIC_MISMATCH if target == "device_id" else ROW
@@ -224,8 +253,20 @@ def _m_ports(src: Source, c: Ctx, body: Obj) -> Expect:
     ports = body.get("ports")
     if not isinstance(ports, list) or not ports or not all(isinstance(p, Obj) for p in ports):
         ports = [charging_port(src, src.integer(1, 1024))]
-    variant = src.choice(("duplicate", "max", "too_many", "port_0", "port_1025", "not_object",
-                          "not_list", "missing_key", "extra_key", "nan_temp"))  # fmt: skip
+    variant = src.choice(
+        (
+            "duplicate",
+            "max",
+            "too_many",
+            "port_0",
+            "port_1025",
+            "not_object",
+            "not_list",
+            "missing_key",
+            "extra_key",
+            "nan_temp",
+        )
+    )
     expect: Expect
     max_ports = max_len(EbikeShedTelemetry, "ports")
     if variant == "duplicate":
@@ -233,8 +274,10 @@ def _m_ports(src: Source, c: Ctx, body: Obj) -> Expect:
         expect = Reason.INVALID
     elif variant in ("max", "too_many"):
         n = max_ports + (1 if variant == "too_many" else 0)
-        ports = [Obj([("port", i + 1), ("temp_c", 20.5), ("current_a", 1.25),
-                      ("charging", i % 2 == 0)]) for i in range(n)]  # fmt: skip
+        ports = [
+            Obj([("port", i + 1), ("temp_c", 20.5), ("current_a", 1.25), ("charging", i % 2 == 0)])
+            for i in range(n)
+        ]
         expect = ROW if variant == "max" else Reason.OUT_OF_RANGE
     elif variant in ("port_0", "port_1025"):
         ports[src.integer(0, len(ports) - 1)].set("port", 0 if variant == "port_0" else 1025)
@@ -246,8 +289,9 @@ def _m_ports(src: Source, c: Ctx, body: Obj) -> Expect:
         body.set("ports", Obj([("1", ports[0])]))
         return Reason.WRONG_TYPE
     elif variant == "missing_key":
-        ports[src.integer(0, len(ports) - 1)].drop(src.choice(("port", "temp_c", "current_a",
-                                                                "charging")))  # fmt: skip
+        ports[src.integer(0, len(ports) - 1)].drop(
+            src.choice(("port", "temp_c", "current_a", "charging"))
+        )
         expect = Reason.MISSING_FIELD
     elif variant == "extra_key":
         ports[src.integer(0, len(ports) - 1)].set("x-vendor", json_value(src, 1))
@@ -300,8 +344,19 @@ _BAD_UTF8 = (b"\xff", b"\xc0\x80", b"\xed\xa0\x80", b"\xe4\xb8", b"\x80", b"\xf4
 def mutate_bytes(src: Source, world: World, data: bytes) -> tuple[str, bytes, Expect]:
     """One byte-level change of a compact JSON object's bytes, and its certain outcome
     if the object was valid."""
-    variant = src.choice(("truncate", "bad_utf8", "flip", "pad_to_limit", "pad_past_limit",
-                          "bom", "trailing", "twice", "leading_ws"))  # fmt: skip
+    variant = src.choice(
+        (
+            "truncate",
+            "bad_utf8",
+            "flip",
+            "pad_to_limit",
+            "pad_past_limit",
+            "bom",
+            "trailing",
+            "twice",
+            "leading_ws",
+        )
+    )
     limit = world.limits.max_payload_bytes
     if variant == "truncate":  # every strict prefix of a compact object is unfinished
         return variant, data[: src.integer(0, len(data) - 1)], Reason.NOT_JSON

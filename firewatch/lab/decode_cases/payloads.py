@@ -68,8 +68,14 @@ def dumps(value: Any, ascii_only: bool) -> str:
     if isinstance(value, Raw):
         return str(value)
     if isinstance(value, Obj):
-        return "{" + ",".join(json.dumps(k, ensure_ascii=ascii_only) + ":" + dumps(v, ascii_only)
-                              for k, v in value.pairs) + "}"  # fmt: skip
+        return (
+            "{"
+            + ",".join(
+                json.dumps(k, ensure_ascii=ascii_only) + ":" + dumps(v, ascii_only)
+                for k, v in value.pairs
+            )
+            + "}"
+        )
     if isinstance(value, list):
         return "[" + ",".join(dumps(v, ascii_only) for v in value) + "]"
     if isinstance(value, str):
@@ -120,9 +126,15 @@ def _facts(model: type[BaseModel]) -> dict[str, _Field]:
             if getattr(m, "lt", None) is not None:
                 hi = m.lt - 1
             max_length = getattr(m, "max_length", max_length)
-        out[name] = _Field(name, KIND_OF[name], info.is_required(),
-                           not info.is_required() and info.default is None, lo, hi,
-                           max_length)  # fmt: skip
+        out[name] = _Field(
+            name,
+            KIND_OF[name],
+            info.is_required(),
+            not info.is_required() and info.default is None,
+            lo,
+            hi,
+            max_length,
+        )
     return out
 
 
@@ -155,8 +167,10 @@ def ts_window(world: World, will: bool) -> tuple[int, int]:
     """The ``ts`` window as whole seconds relative to ``received_at``, shrunk by the margin."""
     limits = world.limits
     oldest = limits.max_will_age if will else limits.max_age
-    return (-int(oldest.total_seconds()) + MARGIN_S,
-            int(limits.max_future.total_seconds()) - MARGIN_S)  # fmt: skip
+    return (
+        -int(oldest.total_seconds()) + MARGIN_S,
+        int(limits.max_future.total_seconds()) - MARGIN_S,
+    )
 
 
 def valid_instant(src: Source, world: World, will: bool) -> datetime:
@@ -240,8 +254,9 @@ def _water(src: Source, c: Ctx, body: Obj) -> None:
 def charging_port(src: Source, number: int) -> Obj:
     m = ChargingPort
     temp, current = _num(src, m, "temp_c"), _num(src, m, "current_a")
-    return Obj([("port", number), ("temp_c", temp), ("current_a", current),
-                ("charging", src.chance(50))])  # fmt: skip
+    return Obj(
+        [("port", number), ("temp_c", temp), ("current_a", current), ("charging", src.chance(50))]
+    )
 
 
 def _port_numbers(src: Source, n: int) -> list[int]:
@@ -313,8 +328,9 @@ def valid_body(src: Source, c: Ctx) -> Obj:
     """A payload that the contract accepts for ``c`` (seq, ts in the window, the model's
     fields within their bounds, sometimes ``device_id`` and vendor extras)."""
     seq_lo, seq_hi = _int_bounds(c.model, "seq")
-    seq = 0 if c.will else src.integer(1 if CHANNEL_OF[c.model] is Channel.STATUS else seq_lo,
-                                       seq_hi)  # fmt: skip
+    seq = (
+        0 if c.will else src.integer(1 if CHANNEL_OF[c.model] is Channel.STATUS else seq_lo, seq_hi)
+    )
     body = Obj([("seq", seq), ("ts", render_ts(src, valid_instant(src, c.world, c.will)))])
     _BUILDERS[c.model](src, c, body)
     if src.chance(25):

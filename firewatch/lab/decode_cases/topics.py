@@ -49,34 +49,47 @@ def random_topic(src: Source, world: World) -> Topic:
         return Topic(f"{root}/{unit}/{device}/{channel}", mode, model, device, ROUTED)
     if mode == "wrong_unit":
         other = src.choice([u for u in world.units if u != unit] or ["U-NONE"])
-        return Topic(f"{root}/{other}/{device}/{channel}", mode, model, device,
-                      Reason.TOPIC_MISMATCH)  # fmt: skip
+        return Topic(
+            f"{root}/{other}/{device}/{channel}", mode, model, device, Reason.TOPIC_MISMATCH
+        )
     if mode == "wrong_channel":
         wrong = src.choice(sorted(set(Channel) - CHANNELS_BY_KIND[kind]))
-        return Topic(f"{root}/{unit}/{device}/{wrong}", mode, model, device,
-                      Reason.TOPIC_MISMATCH)  # fmt: skip
+        return Topic(f"{root}/{unit}/{device}/{wrong}", mode, model, device, Reason.TOPIC_MISMATCH)
     if mode == "unknown_device":
         stranger = _valid_id(src)
         if stranger in world.devices:
             stranger = "D-UNKNOWN"
-        return Topic(f"{root}/{unit}/{stranger}/{channel}", mode, model, stranger,
-                      Reason.UNKNOWN_DEVICE)  # fmt: skip
+        return Topic(
+            f"{root}/{unit}/{stranger}/{channel}", mode, model, stranger, Reason.UNKNOWN_DEVICE
+        )
     if mode == "bad_channel":
         bad = src.choice(_BAD_CHANNELS)
         return Topic(f"{root}/{unit}/{device}/{bad}", mode, model, device, Reason.BAD_TOPIC)
     if mode == "bad_id":
         bad = src.choice(_BAD_IDS)
-        text = (f"{root}/{bad}/{device}/{channel}" if src.chance(50)
-                else f"{root}/{unit}/{bad}/{channel}")  # fmt: skip
+        text = (
+            f"{root}/{bad}/{device}/{channel}"
+            if src.chance(50)
+            else f"{root}/{unit}/{bad}/{channel}"
+        )
         return Topic(text, mode, model, device, Reason.BAD_TOPIC)
     if mode == "bad_shape":
-        text = src.choice((
-            f"firewatch/v2/{unit}/{device}/{channel}", f"{root}/{unit}/{device}",
-            f"{root}/{unit}/{device}/{channel}/extra", f"/{root}/{unit}/{device}/{channel}",
-            f"{root}//{device}/{channel}", f"{root}/{unit}/{device}/", root, f"{root}/",
-            f"FIREWATCH/v1/{unit}/{device}/{channel}", "$SYS/broker/uptime", "",
-            f"{root}/{unit}/{device}/{channel}/",
-        ))  # fmt: skip
+        text = src.choice(
+            (
+                f"firewatch/v2/{unit}/{device}/{channel}",
+                f"{root}/{unit}/{device}",
+                f"{root}/{unit}/{device}/{channel}/extra",
+                f"/{root}/{unit}/{device}/{channel}",
+                f"{root}//{device}/{channel}",
+                f"{root}/{unit}/{device}/",
+                root,
+                f"{root}/",
+                f"FIREWATCH/v1/{unit}/{device}/{channel}",
+                "$SYS/broker/uptime",
+                "",
+                f"{root}/{unit}/{device}/{channel}/",
+            )
+        )
         return Topic(text, mode, model, device, Reason.BAD_TOPIC)
     text = src.text(100)
     if src.chance(30):
@@ -87,5 +100,8 @@ def random_topic(src: Source, world: World) -> Topic:
     return Topic(text, "garbage", model, device, expect)
 
 
-_TOPIC_MODES = (("ok",) * 30 + ("wrong_unit", "wrong_channel", "unknown_device") * 2
-                + ("bad_channel", "bad_id", "bad_shape", "garbage") * 1)  # fmt: skip
+_TOPIC_MODES = (
+    ("ok",) * 30
+    + ("wrong_unit", "wrong_channel", "unknown_device") * 2
+    + ("bad_channel", "bad_id", "bad_shape", "garbage") * 1
+)

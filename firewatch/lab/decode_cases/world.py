@@ -48,8 +48,9 @@ class World:
     def decoder(self) -> Decoder:
         """A :class:`Decoder` over this world's registry (one snapshot)."""
         snap = object()
-        return Decoder(root=self.root, lookup=self.lookup, snapshot=lambda: snap,
-                       limits=self.limits)  # fmt: skip
+        return Decoder(
+            root=self.root, lookup=self.lookup, snapshot=lambda: snap, limits=self.limits
+        )
 
 
 def default_limits() -> Limits:
