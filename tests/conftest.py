@@ -1,6 +1,30 @@
-"""Fixtures: a real PostgreSQL (embedded pgserver, or FIREWATCH_TEST_DATABASE_URL) with a
-fresh database per test, and a real Mosquitto per test on a free port with the project's
-config. Nothing here mocks the broker or the database."""
+"""The fixtures every test directory shares: one name per resource, all real (nothing here
+mocks the database or the broker).
+
+Database (one embedded PostgreSQL per session; a fresh database per test):
+
+* ``pg_server`` (session): conninfo of the server (embedded pgserver, or
+  ``FIREWATCH_TEST_DATABASE_URL``) where tests may CREATE and DROP databases.
+* ``migrated_template`` (session): the database ``database_url`` clones, migrated once.
+* ``database_url``: URL of this test's fresh database: migrated (no day partitions yet),
+  not seeded. Dropped afterwards.
+* ``db``: an autocommit connection to it, seeded with the demo city
+  (``firewatch/storage/seeds/``, ids in ``tests/builders/city.py``) and with the
+  partitions ``maintain`` makes around today.
+* ``connect``: a factory of more autocommit connections to it, closed afterwards: for
+  concurrency tests, or for one connection to the unseeded database.
+* ``settings``: :class:`Settings` for it and **no broker** (``mqtt_url=None``), tuned for
+  tests: quick backoff and polls, no /metrics servers, the API on a free loopback port.
+
+Broker (only the tests that ask for one start one):
+
+* ``mqtt_url``: URL of a throwaway Mosquitto on a free loopback port, with the project's
+  config (``mosquitto/conf.d``).
+* ``mqtt_settings``: ``settings`` with that broker, for tests that run ingest or publish.
+
+Builders of payloads, rows, episodes and alerts live in ``tests/builders/``; waiting,
+publishing and services on threads in ``tests/helpers.py``.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +47,11 @@ from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import upgrade
 from firewatch.storage.seed import load_seed, read_seed
 
+Connect = Callable[[], psycopg.Connection[Any]]
+
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Conninfo of a server where tests may CREATE/DROP DATABASE."""
     url = os.environ.get("FIREWATCH_TEST_DATABASE_URL")
     if url:
@@ -49,53 +75,57 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def template_db(pg_admin_url: str) -> Iterator[str]:
-    """A migrated database used as the template for each test's fresh database."""
+def migrated_template(pg_server: str) -> Iterator[str]:
+    """Name of a database migrated once per session: the template ``database_url`` clones."""
     name = f"fw_template_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+    with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    with psycopg.connect(make_conninfo(pg_admin_url, dbname=name), autocommit=True) as conn:
+    with psycopg.connect(make_conninfo(pg_server, dbname=name), autocommit=True) as conn:
         upgrade(conn)
     yield name
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+    with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
-def database_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+def database_url(pg_server: str, migrated_template: str) -> Iterator[str]:
     """A fresh, migrated (not seeded) database for one test; dropped afterwards."""
     name = f"fw_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield make_conninfo(pg_admin_url, dbname=name)
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    yield make_conninfo(pg_server, dbname=name)
+    with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
-def mqtt_url(tmp_path: Path) -> Iterator[str]:
-    """A throwaway Mosquitto on a free loopback port, using mosquitto/conf.d."""
-    with mosquitto(tmp_path / "mosquitto") as url:
-        yield url
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str, mqtt_url: str) -> Settings:
-    """Settings pointing at this test's database and broker (env ignored for these)."""
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings for this test's database and no broker (the environment is ignored for the
+    fields set here). Tuned so that services start and react quickly: backoff from 50 ms,
+    analytics polling every 50 ms and checkpointing every 0.2 s, alerting ticking every
+    50 ms, no /metrics servers, the API on 127.0.0.1 and a free port."""
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
-        mqtt_url=mqtt_url,
+        mqtt_url=None,
         ingest_client_id=f"test-ingest-{uuid.uuid4().hex[:8]}",
         ingest_metrics_port=0,
+        analytics_metrics_port=0,
+        alerting_metrics_port=0,
         backoff_initial_s=0.05,
         backoff_max_s=0.5,
+        analytics_poll_s=0.05,
+        analytics_checkpoint_s=0.2,
+        alert_tick_s=0.05,
+        api_host="127.0.0.1",
+        api_port=0,
     )
 
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
-    """An autocommit connection to this test's database, seeded with the demo city."""
+    """An autocommit connection to this test's database, seeded with the demo city and
+    with today's partitions (``maintain``)."""
     assert settings.database_url
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         load_seed(conn, read_seed())
@@ -103,13 +133,10 @@ def db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-Connect = Callable[[], psycopg.Connection[Any]]
-
-
 @pytest.fixture
 def connect(database_url: str) -> Iterator[Connect]:
-    """Opens autocommit connections to this test's database (migrated, not seeded); closes
-    them afterwards. For tests that need several connections (concurrency) and no broker."""
+    """Opens autocommit connections to this test's database; closes them afterwards. For
+    tests that need several connections (concurrency), or one on the unseeded database."""
     opened: list[psycopg.Connection[Any]] = []
 
     def _connect() -> psycopg.Connection[Any]:
@@ -120,3 +147,16 @@ def connect(database_url: str) -> Iterator[Connect]:
     yield _connect
     for conn in opened:
         conn.close()
+
+
+@pytest.fixture
+def mqtt_url(tmp_path: Path) -> Iterator[str]:
+    """A throwaway Mosquitto on a free loopback port, using mosquitto/conf.d."""
+    with mosquitto(tmp_path / "mosquitto") as url:
+        yield url
+
+
+@pytest.fixture
+def mqtt_settings(settings: Settings, mqtt_url: str) -> Settings:
+    """``settings`` with this test's broker."""
+    return settings.model_copy(update={"mqtt_url": mqtt_url})

@@ -1,5 +1,6 @@
 """Test helpers: waiting on conditions with deadlines, publishing over real MQTT, running
-an ingest worker in a thread or a subprocess."""
+services (ingest, analytics, any other) on a thread or ingest in a subprocess, and reading
+back what they stored. What tests feed them is made in ``tests/builders/``."""
 
 from __future__ import annotations
 
@@ -11,21 +12,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
+from psycopg.rows import dict_row
 
+from firewatch.analytics.service import AnalyticsService
 from firewatch.core.broker import BrokerAddress
 from firewatch.core.settings import Settings
 from firewatch.ingest.service import IngestService, IngestStats
 
 ROOT = Path(__file__).resolve().parents[1]
-WATER_TOPIC = "firewatch/v1/U-WD-001/D-WD-001-W1/telemetry"
 
 
 def wait_until(cond: Callable[[], bool], timeout: float, what: str = "condition") -> None:
@@ -35,24 +35,6 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str = "condition"
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def water(seq: int, pressure: float = 350.0, ts: str | None = None) -> bytes:
-    return orjson.dumps(
-        {
-            "seq": seq,
-            "ts": ts or now_iso(),
-            "pressure_kpa": pressure,
-            "level_m": 3.5,
-            "pump_running": False,
-            "jockey_running": True,
-            "room_temp_c": 12.5,
-        }
-    )
 
 
 @contextmanager
@@ -211,3 +193,43 @@ class ThreadedService:
             err, self._error = self._error, None
             raise err
         return self._stats
+
+
+class FakeClock:
+    """A server clock (Unix seconds) the test moves by hand, for services that take one."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ThreadedAnalytics(
+    settings: Settings, clock: Callable[[], float] | None = None
+) -> ThreadedService:
+    """An in-process analytics worker on a thread; ``stop()`` returns its stats."""
+    assert settings.database_url
+    if clock is None:
+        service = AnalyticsService(settings, settings.database_url)
+    else:
+        service = AnalyticsService(settings, settings.database_url, clock=clock)
+    return ThreadedService(service, "analytics")
+
+
+def stored_anomalies(
+    db: psycopg.Connection[Any], where: str = "TRUE", *params: Any
+) -> list[dict[str, Any]]:
+    """Rows of ``anomalies`` (``where`` with ``params``), oldest first."""
+    with db.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT * FROM anomalies WHERE {where} ORDER BY id",
+            params or None,
+        ).fetchall()
+
+
+def stored_episodes(
+    db: psycopg.Connection[Any], device: str, detector: str
+) -> list[dict[str, Any]]:
+    """The stored episodes of one device and detector, oldest first."""
+    return stored_anomalies(db, "device_id = %s AND detector = %s", device, detector)

@@ -86,13 +86,13 @@ def outside(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def empty_database_url(pg_admin_url: str) -> Iterator[str]:
+def empty_database_url(pg_server: str) -> Iterator[str]:
     """A database with no Firewatch schema (``firewatch db upgrade`` never ran there)."""
     name = f"fw_empty_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+    with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(pg_admin_url, dbname=name)
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+    yield make_conninfo(pg_server, dbname=name)
+    with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -239,8 +239,9 @@ def test_alerting_refuses_the_public_default_secret(outside: Path) -> None:
 
 
 def test_up_refuses_a_short_configured_secret_before_starting_anything(outside: Path) -> None:
-    result = run_cli(outside, "up", FIREWATCH_WEBHOOK_NOTIFY_URL=CC_URL,
-                     FIREWATCH_WEBHOOK_SECRET="tooshort")  # fmt: skip
+    result = run_cli(
+        outside, "up", FIREWATCH_WEBHOOK_NOTIFY_URL=CC_URL, FIREWATCH_WEBHOOK_SECRET="tooshort"
+    )
     line = one_line_error(result, 2)
     assert f"shorter than {MIN_WEBHOOK_SECRET_BYTES} bytes" in line
     assert "FIREWATCH_WEBHOOK_NOTIFY_URL" in line
@@ -286,11 +287,14 @@ def test_the_dispatcher_refuses_an_insecure_secret_with_a_url(
         {},  # the embedded demo: nothing is sent, so nothing is signed
         {"webhook_secret": ""},
         {"webhook_command_center_url": CC_URL, "webhook_secret": "k" * MIN_WEBHOOK_SECRET_BYTES},
-        {"webhook_notify_url": CC_URL, "webhook_supervisor_url": CC_URL,
-         "webhook_secret": os.urandom(24).hex()},
+        {
+            "webhook_notify_url": CC_URL,
+            "webhook_supervisor_url": CC_URL,
+            "webhook_secret": os.urandom(24).hex(),
+        },
     ],
     ids=["no-url-default", "no-url-empty", "url-16-bytes", "urls-random"],
-)  # fmt: skip
+)
 def test_the_dispatcher_accepts(update: dict[str, Any], database_url: str) -> None:
     settings = webhook_settings(**update)
     with OutboxDispatcher(settings, database_url) as dispatcher:

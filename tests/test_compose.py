@@ -188,8 +188,16 @@ def test_expected_services_exist() -> None:
     assert svcs["mosquitto"]["image"] == "eclipse-mosquitto:2"
     assert svcs["prometheus"]["image"].startswith("prom/prometheus")
     # The production stack starts without profiles; only the demo pieces need one.
-    for name in ("timescaledb", "mosquitto", "migrate", "ingest-1", "analytics-1",
-                 "alerting-1", "api", "prometheus"):  # fmt: skip
+    for name in (
+        "timescaledb",
+        "mosquitto",
+        "migrate",
+        "ingest-1",
+        "analytics-1",
+        "alerting-1",
+        "api",
+        "prometheus",
+    ):
         assert "profiles" not in svcs[name], name
     assert svcs["simulator"]["profiles"] == ["demo"]
     assert "demo" in svcs.get("seed", {}).get("profiles", ["demo"])
@@ -603,11 +611,15 @@ def test_passwd_tool_default_is_the_file_the_broker_loads() -> None:
 def test_passwd_tool_writes_accounts(tmp_path: Path) -> None:
     out = tmp_path / DYNSEC_JSON
     r = run_passwd(
-        "--out", out,
-        "--ingest", "firewatch-ingest-1:s3cret:with:colons",
-        "--ingest", "firewatch-ingest-2",
-        "--publisher", "firewatch-simulator",
-    )  # fmt: skip
+        "--out",
+        out,
+        "--ingest",
+        "firewatch-ingest-1:s3cret:with:colons",
+        "--ingest",
+        "firewatch-ingest-2",
+        "--publisher",
+        "firewatch-simulator",
+    )
     assert r.returncode == 0, r.stderr
     clients = dynsec_clients(out)
     assert set(clients) == {"firewatch-ingest-1", "firewatch-ingest-2", "firewatch-simulator"}

@@ -88,12 +88,17 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 delivery = headers.get(DELIVERY_HEADER.lower(), "")
-                ok = verify(SECRET, headers.get(TIMESTAMP_HEADER.lower(), ""), body,
-                            headers.get(SIGNATURE_HEADER.lower(), ""))  # fmt: skip
+                ok = verify(
+                    SECRET,
+                    headers.get(TIMESTAMP_HEADER.lower(), ""),
+                    body,
+                    headers.get(SIGNATURE_HEADER.lower(), ""),
+                )
                 with receiver.lock:
                     n = 1 + sum(1 for r in receiver.requests if r.delivery == delivery)
-                    req = Request(delivery, n, headers, body, json.loads(body), ok,
-                                  time.monotonic())  # fmt: skip
+                    req = Request(
+                        delivery, n, headers, body, json.loads(body), ok, time.monotonic()
+                    )
                     receiver.requests.append(req)
                 status = receiver.respond(req)
                 reply = b"ok" if status < 300 else receiver.error_body
@@ -352,10 +357,11 @@ def test_a_receiver_failing_twice_gets_the_row_on_the_third_attempt(
         assert d.stats.delivered == 1
         assert d.stats.retried == 2
         assert d.stats.dead == 0
-        assert sample(d, "firewatch_outbox_deliveries_total", channel="notify",
-                      result="retry") == 2  # fmt: skip
-        assert sample(d, "firewatch_outbox_deliveries_total", channel="notify",
-                      result="delivered") == 1  # fmt: skip
+        assert sample(d, "firewatch_outbox_deliveries_total", channel="notify", result="retry") == 2
+        assert (
+            sample(d, "firewatch_outbox_deliveries_total", channel="notify", result="delivered")
+            == 1
+        )
     # 10 s initial: the first retry waits 5..10 s, the second 10..20 s
     assert 5.0 <= delays[0] <= 10.0
     assert 10.0 <= delays[1] <= 20.0
@@ -567,10 +573,14 @@ def test_an_expired_lease_is_retried_and_a_live_one_is_not(
     s = configure(settings, webhook_notify_url=receiver.url)
     died, busy = enqueue(db, "notify"), enqueue(db, "notify")
     # a dispatcher claimed both; the one delivering `died` died, `busy`'s is still at it
-    db.execute("UPDATE outbox SET attempts = 1, lease_until = now() - interval '1 second'"
-               " WHERE id = %s", (died,))  # fmt: skip
-    db.execute("UPDATE outbox SET attempts = 1, lease_until = now() + interval '1 hour'"
-               " WHERE id = %s", (busy,))  # fmt: skip
+    db.execute(
+        "UPDATE outbox SET attempts = 1, lease_until = now() - interval '1 second' WHERE id = %s",
+        (died,),
+    )
+    db.execute(
+        "UPDATE outbox SET attempts = 1, lease_until = now() + interval '1 hour' WHERE id = %s",
+        (busy,),
+    )
     with OutboxDispatcher(s, conninfo(s)) as d:
         assert d.dispatch_once() == 1
         assert d.dispatch_once() == 0

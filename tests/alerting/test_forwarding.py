@@ -61,31 +61,49 @@ def test_a_confirmed_fire_is_forwarded_within_3_seconds(
     db: psycopg.Connection[Any], settings: Settings, receivers: tuple[Receiver, Receiver]
 ) -> None:
     cc, notify = receivers
-    cfg = settings.model_copy(update={
-        "webhook_command_center_url": cc.url, "webhook_notify_url": notify.url,
-        "alerting_metrics_port": 0, "webhook_secret": "s3cret-forwarding-test",
-    })  # fmt: skip
+    cfg = settings.model_copy(
+        update={
+            "webhook_command_center_url": cc.url,
+            "webhook_notify_url": notify.url,
+            "alerting_metrics_port": 0,
+            "webhook_secret": "s3cret-forwarding-test",
+        }
+    )
     assert cfg.database_url
     alert, _ = raise_alert(
-        db, type="fire_alarm", severity="critical", unit_id="U-WD-001",
-        device_id="D-WD-001-P1", seen_at=time.time(),
+        db,
+        type="fire_alarm",
+        severity="critical",
+        unit_id="U-WD-001",
+        device_id="D-WD-001-P1",
+        seen_at=time.time(),
         explanation="fire alarm reported by point smoke detector 1004",
-    )  # fmt: skip
+    )
     api_cfg = cfg.model_copy(update={"api_host": "127.0.0.1", "api_port": 0})
     with (
         ThreadedService(OutboxDispatcher(cfg, cfg.database_url), "dispatcher"),
         ApiServer(api_cfg, cfg.database_url) as api,
     ):
         confirmed_at = time.time()
-        resp = httpx.post(f"{api.url}/alerts/{alert.id}/actions", json={
-            "action": "confirm_fire", "actor": "operator 7",
-            "note": "confirmed with the unit's control room"}, timeout=10)  # fmt: skip
+        resp = httpx.post(
+            f"{api.url}/alerts/{alert.id}/actions",
+            json={
+                "action": "confirm_fire",
+                "actor": "operator 7",
+                "note": "confirmed with the unit's control room",
+            },
+            timeout=10,
+        )
         assert resp.status_code == 200, resp.text
         wait_until(lambda: len(cc.got) == 1 and len(notify.got) == 1, 10, "both deliveries")
     arrived, headers, body = cc.got[0]
     assert arrived - confirmed_at < 3.0, f"forwarded after {arrived - confirmed_at:.3f} s"
-    assert verify("s3cret-forwarding-test", headers["X-Firewatch-Timestamp"], body,
-                  headers["X-Firewatch-Signature"])  # fmt: skip
+    assert verify(
+        "s3cret-forwarding-test",
+        headers["X-Firewatch-Timestamp"],
+        body,
+        headers["X-Firewatch-Signature"],
+    )
     doc = json.loads(body)
     assert doc["channel"] == "command_center"
     assert doc["payload"]["alert"]["state"] == "confirmed_fire"

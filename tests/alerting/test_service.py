@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import psycopg
 import pytest
 
@@ -21,35 +20,42 @@ from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
 from firewatch.storage.anomalies import upsert_anomalies
-from tests.helpers import ThreadedIngest, ThreadedService, publish_all, scalar
+from tests.builders import city
+from tests.builders.alerts import anomaly
+from tests.builders.payloads import panel_event
+from tests.helpers import FakeClock, ThreadedIngest, ThreadedService, publish_all, scalar
 
-PANEL = "D-WD-001-P1"
-WATER = "D-WD-001-W1"
-UNIT = "U-WD-001"
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+PANEL, WATER = city.PANEL, city.WATER
 
 
-@pytest.fixture
-def asettings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"alert_tick_s": 0.05, "analytics_metrics_port": 0,
-                                       "analytics_poll_s": 0.05})  # fmt: skip
-
-
-def episode(device: str, kind: str, start: float, *, component: str = "", ended: float | None =
-            None, severity: Severity = Severity.MEDIUM, detector: str = "rule.x", revision: int = 1,
-            text: str = "") -> Anomaly:  # fmt: skip
-    return Anomaly(device_id=device, unit_id=UNIT, detector=detector, kind=kind,
-                   metric="status", component=component, origin=Origin.REPORTED,
-                   severity=severity, score=0.9, started_at=start, detected_at=start + 1,
-                   last_at=ended or start + 1, ended_at=ended, revision=revision,
-                   explanation=text or f"{kind} at {component or device}")  # fmt: skip
+def episode(
+    device: str,
+    kind: str,
+    start: float,
+    *,
+    component: str = "",
+    ended: float | None = None,
+    severity: Severity = Severity.MEDIUM,
+    detector: str = "rule.x",
+    revision: int = 1,
+    text: str = "",
+) -> Anomaly:
+    """A reported episode of ``kind``, as the alerting worker reads them."""
+    return anomaly(
+        device,
+        start,
+        kind=kind,
+        detector=detector,
+        metric="status",
+        component=component,
+        origin=Origin.REPORTED,
+        severity=severity,
+        score=0.9,
+        last_at=ended or start + 1,
+        ended_at=ended,
+        revision=revision,
+        explanation=text or f"{kind} at {component or device}",
+    )
 
 
 def alerts(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
@@ -59,10 +65,10 @@ def alerts(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
-def worker(db: psycopg.Connection[Any], asettings: Settings) -> Iterator[ThreadedService]:
-    assert asettings.database_url
-    clock = Clock(time.time())
-    svc = AlertingService(asettings, asettings.database_url, clock=clock)
+def worker(db: psycopg.Connection[Any], settings: Settings) -> Iterator[ThreadedService]:
+    assert settings.database_url
+    clock = FakeClock(time.time())
+    svc = AlertingService(settings, settings.database_url, clock=clock)
     with ThreadedService(svc, "alerting") as t:
         yield t
 
@@ -79,13 +85,18 @@ def test_episodes_become_alerts_with_repeats_and_auto_resolution(
     worker.wait(lambda: alerts(db)[0][3] == 2, 10, "the repeat")
     assert len(alerts(db)) == 1
     # both episodes end: the condition cleared, the alert resolves itself, audited
-    upsert_anomalies(db, [episode(WATER, "low_pressure", t0, severity=Severity.HIGH,
-                                  ended=t0 + 100, revision=2)])  # fmt: skip
-    worker.wait(lambda: scalar(db, "SELECT count(*) FROM anomalies WHERE ended_at IS NULL")
-                == 1, 10, "first end")  # fmt: skip
+    upsert_anomalies(
+        db, [episode(WATER, "low_pressure", t0, severity=Severity.HIGH, ended=t0 + 100, revision=2)]
+    )
+    worker.wait(
+        lambda: scalar(db, "SELECT count(*) FROM anomalies WHERE ended_at IS NULL") == 1,
+        10,
+        "first end",
+    )
     assert alerts(db)[0][2] == "open"  # one episode still open: not yet
-    upsert_anomalies(db, [episode(WATER, "low_pressure", t0 + 60, detector="rule.y",
-                                  ended=t0 + 200, revision=2)])  # fmt: skip
+    upsert_anomalies(
+        db, [episode(WATER, "low_pressure", t0 + 60, detector="rule.y", ended=t0 + 200, revision=2)]
+    )
     worker.wait(lambda: alerts(db)[0][2] == "resolved", 10, "auto-resolution")
     note = scalar(db, "SELECT note FROM alert_transitions WHERE action = 'resolve'")
     assert note.startswith("condition cleared")
@@ -98,11 +109,24 @@ def test_fire_alarms_are_not_auto_resolved(
     db: psycopg.Connection[Any], worker: ThreadedService
 ) -> None:
     t0 = time.time() - 60
-    upsert_anomalies(db, [episode(PANEL, "fire_alarm", t0, component="smoke detector 1004",
-                                  severity=Severity.CRITICAL)])  # fmt: skip
+    upsert_anomalies(
+        db,
+        [
+            episode(
+                PANEL, "fire_alarm", t0, component="smoke detector 1004", severity=Severity.CRITICAL
+            )
+        ],
+    )
     worker.wait(lambda: len(alerts(db)) == 1, 10, "the fire alert")
-    cleared = episode(PANEL, "fire_alarm", t0, component="smoke detector 1004",
-                      severity=Severity.CRITICAL, ended=t0 + 30, revision=2)  # fmt: skip
+    cleared = episode(
+        PANEL,
+        "fire_alarm",
+        t0,
+        component="smoke detector 1004",
+        severity=Severity.CRITICAL,
+        ended=t0 + 30,
+        revision=2,
+    )
     upsert_anomalies(db, [cleared])
     worker.wait(lambda: scalar(db, "SELECT condition_active FROM alerts") is False, 10, "clear")
     assert alerts(db) == [("fire_alarm", PANEL, "open", 1, "critical")]
@@ -125,15 +149,45 @@ def test_two_detectors_of_one_zone_make_one_likely_real_fire(
     worker.stop()
     svc = AlertingService(worker.service.settings, worker.service.conninfo)
     with ThreadedService(svc, "alerting") as w:
-        upsert_anomalies(db, [episode(PANEL, "fire_alarm", t0, component="smoke detector 2001",
-                                      severity=Severity.CRITICAL)])  # fmt: skip
+        upsert_anomalies(
+            db,
+            [
+                episode(
+                    PANEL,
+                    "fire_alarm",
+                    t0,
+                    component="smoke detector 2001",
+                    severity=Severity.CRITICAL,
+                )
+            ],
+        )
         w.wait(lambda: len(alerts(db)) == 1, 10, "first alarm")
         # another zone of the same panel: a separate problem, no correlation
-        upsert_anomalies(db, [episode(PANEL, "fire_alarm", t0 + 5, component="smoke detector 1009",
-                                      severity=Severity.CRITICAL)])  # fmt: skip
+        upsert_anomalies(
+            db,
+            [
+                episode(
+                    PANEL,
+                    "fire_alarm",
+                    t0 + 5,
+                    component="smoke detector 1009",
+                    severity=Severity.CRITICAL,
+                )
+            ],
+        )
         w.wait(lambda: alerts(db)[0][3] == 2, 10, "counted on the panel's fire alarm")
-        upsert_anomalies(db, [episode(PANEL, "fire_alarm", t0 + 20, component="smoke detector 2004",
-                                      severity=Severity.CRITICAL)])  # fmt: skip
+        upsert_anomalies(
+            db,
+            [
+                episode(
+                    PANEL,
+                    "fire_alarm",
+                    t0 + 20,
+                    component="smoke detector 2004",
+                    severity=Severity.CRITICAL,
+                )
+            ],
+        )
         w.wait(lambda: len(alerts(db)) == 2, 10, "the correlated alert")
         rows = alerts(db)
         assert rows[0][:3] == ("fire_alarm", PANEL, "merged")
@@ -145,23 +199,31 @@ def test_two_detectors_of_one_zone_make_one_likely_real_fire(
         parent = scalar(db, "SELECT parent_id FROM alerts WHERE type = 'fire_alarm'")
         assert parent == scalar(db, "SELECT id FROM alerts WHERE type = 'likely_real_fire'")
         # a later alarm of that panel joins the likely real fire
-        upsert_anomalies(db, [episode(PANEL, "fire_alarm", t0 + 40, component="smoke detector 2003",
-                                      severity=Severity.CRITICAL)])  # fmt: skip
+        upsert_anomalies(
+            db,
+            [
+                episode(
+                    PANEL,
+                    "fire_alarm",
+                    t0 + 40,
+                    component="smoke detector 2003",
+                    severity=Severity.CRITICAL,
+                )
+            ],
+        )
         w.wait(lambda: alerts(db)[1][3] == 2, 10, "joined")
         assert len(alerts(db)) == 2
 
 
-def test_a_restart_resumes_from_the_cursor(
-    db: psycopg.Connection[Any], asettings: Settings
-) -> None:
-    assert asettings.database_url
+def test_a_restart_resumes_from_the_cursor(db: psycopg.Connection[Any], settings: Settings) -> None:
+    assert settings.database_url
     t0 = time.time() - 300
     upsert_anomalies(db, [episode(WATER, "low_pressure", t0)])
-    with ThreadedService(AlertingService(asettings, asettings.database_url), "a") as a:
+    with ThreadedService(AlertingService(settings, settings.database_url), "a") as a:
         a.wait(lambda: len(alerts(db)) == 1, 10, "alert")
     events = scalar(db, "SELECT count(*) FROM alert_events")
     upsert_anomalies(db, [episode(WATER, "low_pressure", t0 + 30, detector="rule.y")])
-    with ThreadedService(AlertingService(asettings, asettings.database_url), "b") as b:
+    with ThreadedService(AlertingService(settings, settings.database_url), "b") as b:
         b.wait(lambda: alerts(db)[0][3] == 2, 10, "the new episode")
         stats = b.stop()
     assert stats.changes == 1  # only what came after the saved cursor
@@ -170,48 +232,63 @@ def test_a_restart_resumes_from_the_cursor(
 
 
 def test_escalation_and_offline_run_on_the_injected_clock(
-    db: psycopg.Connection[Any], asettings: Settings
+    db: psycopg.Connection[Any], settings: Settings
 ) -> None:
-    assert asettings.database_url
+    assert settings.database_url
     now = time.time()
-    clock = Clock(now)
+    clock = FakeClock(now)
     upsert_anomalies(db, [episode(PANEL, "panel_fault", now - 5)])
-    db.execute("INSERT INTO device_last_seen VALUES (%s, %s)", (WATER, datetime.fromtimestamp(
-        now - 10, UTC)))  # fmt: skip
-    svc = AlertingService(asettings, asettings.database_url, clock=clock)
+    db.execute(
+        "INSERT INTO device_last_seen VALUES (%s, %s)",
+        (WATER, datetime.fromtimestamp(now - 10, UTC)),
+    )
+    svc = AlertingService(settings, settings.database_url, clock=clock)
     with ThreadedService(svc, "alerting") as w:
         w.wait(lambda: len(alerts(db)) == 1, 10, "the fault alert")
         assert scalar(db, "SELECT escalation_level FROM alerts") == 0
-        clock.t = now + asettings.alert_ack_timeout_s["medium"] + 1
-        w.wait(lambda: scalar(db, "SELECT escalation_level FROM alerts WHERE type ="
-                              " 'panel_fault'") == 1, 10, "escalation")  # fmt: skip
+        clock.now = now + settings.alert_ack_timeout_s["medium"] + 1
+        w.wait(
+            lambda: (
+                scalar(db, "SELECT escalation_level FROM alerts WHERE type = 'panel_fault'") == 1
+            ),
+            10,
+            "escalation",
+        )
         assert scalar(db, "SELECT severity FROM alerts WHERE type = 'panel_fault'") == "high"
         assert scalar(db, "SELECT count(*) FROM outbox WHERE channel = 'supervisor'") == 1
         # the water device has been silent for longer than its kind's limit by now
-        w.wait(lambda: scalar(db, "SELECT count(*) FROM alerts WHERE type = 'device_offline'")
-               == 1, 10, "offline")  # fmt: skip
-        db.execute("UPDATE device_last_seen SET last_rx = %s",
-                   (datetime.fromtimestamp(clock.t + 1, UTC),))  # fmt: skip
-        clock.t += 2
-        w.wait(lambda: scalar(db, "SELECT state FROM alerts WHERE type = 'device_offline'")
-               == "resolved", 10, "back online")  # fmt: skip
+        w.wait(
+            lambda: scalar(db, "SELECT count(*) FROM alerts WHERE type = 'device_offline'") == 1,
+            10,
+            "offline",
+        )
+        db.execute(
+            "UPDATE device_last_seen SET last_rx = %s",
+            (datetime.fromtimestamp(clock.now + 1, UTC),),
+        )
+        clock.now += 2
+        w.wait(
+            lambda: (
+                scalar(db, "SELECT state FROM alerts WHERE type = 'device_offline'") == "resolved"
+            ),
+            10,
+            "back online",
+        )
 
 
 def test_a_fire_event_over_mqtt_becomes_an_alert(
-    db: psycopg.Connection[Any], asettings: Settings
+    db: psycopg.Connection[Any], mqtt_settings: Settings
 ) -> None:
-    assert asettings.database_url
-    assert asettings.mqtt_url
-    ts = datetime.now(UTC).isoformat()
-    event = orjson.dumps({"seq": 1, "ts": ts, "type": "component_status", "system_type": 1,
-                          "system_addr": 1, "component_type": 41, "component_addr": 1004,
-                          "status": 3})  # fmt: skip
+    conninfo = mqtt_settings.database_url
+    assert conninfo
+    assert mqtt_settings.mqtt_url
+    event = panel_event(1, 0b11)  # a fire alarm of point smoke detector 1004
     with (
-        ThreadedIngest(asettings),
-        ThreadedService(AnalyticsService(asettings, asettings.database_url), "analytics"),
-        ThreadedService(AlertingService(asettings, asettings.database_url), "alerting") as w,
+        ThreadedIngest(mqtt_settings),
+        ThreadedService(AnalyticsService(mqtt_settings, conninfo), "analytics"),
+        ThreadedService(AlertingService(mqtt_settings, conninfo), "alerting") as w,
     ):
-        publish_all(asettings.mqtt_url, [(f"firewatch/v1/{UNIT}/{PANEL}/event", event)])
+        publish_all(mqtt_settings.mqtt_url, [(city.topic(PANEL, "event"), event)])
         w.wait(lambda: len(alerts(db)) == 1, 20, "the fire alert")
     (row,) = alerts(db)
     assert row == ("fire_alarm", PANEL, "open", 1, "critical")

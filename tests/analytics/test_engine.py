@@ -31,7 +31,8 @@ from firewatch.core.settings import Settings
 from firewatch.lab.detector_eval import batches
 from firewatch.simulators.engine import Simulation, scenario_window
 from firewatch.simulators.scenario import load_scenario
-from tests.analytics.builders import MIN, T0, final
+from tests.builders.detection import final
+from tests.builders.rows import MIN, T0
 
 # -- rounds / SeriesTable ----------------------------------------------------------------
 
@@ -97,8 +98,9 @@ class Steps:
         def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
             return f"score {score}", {"score": score}, sev
 
-        return self.tracker.update(self.sid, np.array([cond]), np.array([score]), t, t + 1,
-                                   describe)  # fmt: skip
+        return self.tracker.update(
+            self.sid, np.array([cond]), np.array([score]), t, t + 1, describe
+        )
 
 
 def test_episode_hysteresis_min_hits_duration_and_clear_hits() -> None:
@@ -153,8 +155,9 @@ def test_episode_tracker_many_series_in_one_round() -> None:
     tr = EpisodeTracker(spec, tb, lambda d: "")
     sids = tb.ids(["A", "A", "B"], [1, 2, 1])
     t = np.full(3, T0)
-    out = tr.update(sids, np.array([True, False, True]), np.ones(3), t, t,
-                    lambda j, a: ("x", {}, Severity.LOW))  # fmt: skip
+    out = tr.update(
+        sids, np.array([True, False, True]), np.ones(3), t, t, lambda j, a: ("x", {}, Severity.LOW)
+    )
     assert [(a.device_id, a.component) for a in out] == [("A", "port 1"), ("B", "port 1")]
     assert sorted(tr.open) == [0, 2]
 
@@ -193,8 +196,12 @@ def test_explicit_zero_thresholds_are_kept() -> None:
 
 
 def test_checkpoint_round_trip_without_pickle() -> None:
-    state = {"a": np.arange(4.0), "nested": [{"b": np.zeros((2, 3))}, "x", None, 1.5, True],
-             "nan": float("nan"), "n": np.int64(3)}  # fmt: skip
+    state = {
+        "a": np.arange(4.0),
+        "nested": [{"b": np.zeros((2, 3))}, "x", None, 1.5, True],
+        "nan": float("nan"),
+        "n": np.int64(3),
+    }
     data = checkpoint.pack(state)
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         assert all(z[k].dtype != object for k in z.files)
@@ -353,8 +360,11 @@ def test_engine_restored_from_a_midway_snapshot_reports_the_same(
     for key, a in whole.items():
         r = restored[key]
         assert (r.revision, r.explanation, r.ended_at, r.severity) == (
-            a.revision, a.explanation, a.ended_at, a.severity,
-        )  # fmt: skip
+            a.revision,
+            a.explanation,
+            a.ended_at,
+            a.severity,
+        )
 
     # the run is not trivial: several families found something, and episodes were open
     # across the snapshot

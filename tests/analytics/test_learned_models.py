@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -18,7 +17,6 @@ import psycopg
 import pytest
 
 from firewatch.analytics.features import FEATURES, FeatureWindow, WindowFeaturizer
-from firewatch.analytics.frames import TelemetryFrame
 from firewatch.analytics.learned_models import (
     DETECTOR,
     ModelIntegrityError,
@@ -39,6 +37,8 @@ from firewatch.ingest.codec import DeviceInfo, Limits, decode
 from firewatch.simulators.engine import Simulation
 from firewatch.simulators.scenario import load_scenario
 from firewatch.storage.seed import read_seed
+from tests.builders.detection import frame
+from tests.conftest import Connect
 
 BASE = 1_800_000_000.0  # a multiple of 900 s
 WATER = "D-WD-001-W1"
@@ -55,16 +55,22 @@ def _profiles() -> dict[str, DeviceProfile]:
 def _row(device: str, ts: float, **f: Any) -> TelemetryRow:
     ports = f.pop("ports", None)  # [(no, temp, current, charging), ...]
     return TelemetryRow(
-        device, int(ts), datetime.fromtimestamp(ts, UTC), datetime.fromtimestamp(ts + 1, UTC),
-        f.get("pressure"), f.get("level"), f.get("pump"), f.get("jockey"), f.get("room"),
-        f.get("ambient"), f.get("smoke"),
-        [p[0] for p in ports] if ports else None, [p[1] for p in ports] if ports else None,
-        [p[2] for p in ports] if ports else None, [p[3] for p in ports] if ports else None,
-    )  # fmt: skip
-
-
-def _frame(rows: list[TelemetryRow]) -> TelemetryFrame:
-    return TelemetryFrame.from_rows(rows)
+        device,
+        int(ts),
+        datetime.fromtimestamp(ts, UTC),
+        datetime.fromtimestamp(ts + 1, UTC),
+        f.get("pressure"),
+        f.get("level"),
+        f.get("pump"),
+        f.get("jockey"),
+        f.get("room"),
+        f.get("ambient"),
+        f.get("smoke"),
+        [p[0] for p in ports] if ports else None,
+        [p[1] for p in ports] if ports else None,
+        [p[2] for p in ports] if ports else None,
+        [p[3] for p in ports] if ports else None,
+    )
 
 
 @cache
@@ -73,14 +79,21 @@ def _sim_rows(hours: float, seed: int, start: float = BASE) -> tuple[TelemetryRo
     sc = load_scenario("builtin:demo")
     iv = sc.intervals.model_copy(update={"water": 60.0, "shed": 60.0, "panel_status": 300.0})
     sc = sc.model_copy(update={"faults": []})  # normal days: the demo's own faults removed
-    sim = Simulation(sc.model_copy(update={"intervals": iv}), start=start,
-                     end=start + hours * 3600, seed=seed)  # fmt: skip
+    sim = Simulation(
+        sc.model_copy(update={"intervals": iv}), start=start, end=start + hours * 3600, seed=seed
+    )
     registry = {d.id: DeviceInfo(d.unit_id, d.kind) for d in sim.devices}
     limits = Limits(65_536, timedelta(seconds=300), timedelta(days=3650), timedelta(days=3650))
     out = []
     for m in sim.messages():
-        row = decode(m.topic, m.payload, datetime.fromtimestamp(m.t + 0.5, UTC),
-                     root="firewatch/v1", lookup=registry.get, limits=limits)  # fmt: skip
+        row = decode(
+            m.topic,
+            m.payload,
+            datetime.fromtimestamp(m.t + 0.5, UTC),
+            root="firewatch/v1",
+            lookup=registry.get,
+            limits=limits,
+        )
         if isinstance(row, TelemetryRow):
             out.append(row)
     return tuple(out)
@@ -90,7 +103,7 @@ def _featurize(rows: tuple[TelemetryRow, ...], chunk: int = 2000) -> list[Featur
     fz = WindowFeaturizer(_profiles())
     out: list[FeatureWindow] = []
     for i in range(0, len(rows), chunk):
-        out += fz.update(_frame(list(rows[i : i + chunk])))
+        out += fz.update(frame(list(rows[i : i + chunk])))
     return out
 
 
@@ -100,22 +113,30 @@ JOCKEY = [0, 1, 1, 0, 1, 0, 0, 1, 1, 1]  # 3 off→on starts, duty 0.6
 
 
 def _water_rows() -> list[TelemetryRow]:
-    warm = [_row(WATER, BASE + 90 * k, pressure=300.0, jockey=False, pump=False, room=15.0)
-            for k in range(10)]  # fmt: skip
-    second = [
-        _row(WATER, BASE + 900 + 90 * k, pressure=300.0 + 0.9 * k, jockey=bool(JOCKEY[k]),
-             pump=False, room=17.0)
+    warm = [
+        _row(WATER, BASE + 90 * k, pressure=300.0, jockey=False, pump=False, room=15.0)
         for k in range(10)
-    ]  # fmt: skip
+    ]
+    second = [
+        _row(
+            WATER,
+            BASE + 900 + 90 * k,
+            pressure=300.0 + 0.9 * k,
+            jockey=bool(JOCKEY[k]),
+            pump=False,
+            room=17.0,
+        )
+        for k in range(10)
+    ]
     return warm + second
 
 
 def test_water_window_statistics_are_the_hand_computed_ones() -> None:
     fz = WindowFeaturizer(_profiles())
     # the first window only sets the references; the second stays open: nothing yet
-    assert fz.update(_frame(_water_rows())) == []
-    assert fz.update(_frame([_row("D-WD-002-W1", BASE + 2000, pressure=1.0)])) == []
-    (w,) = fz.update(_frame([_row(WATER, BASE + 1800, pressure=300.0, jockey=False)]))
+    assert fz.update(frame(_water_rows())) == []
+    assert fz.update(frame([_row("D-WD-002-W1", BASE + 2000, pressure=1.0)])) == []
+    (w,) = fz.update(frame([_row(WATER, BASE + 1800, pressure=300.0, jockey=False)]))
     assert (w.device_id, w.kind, w.start, w.end, w.n_points) == (
         WATER,
         DeviceKind.WATER,
@@ -142,16 +163,16 @@ def test_windows_are_the_same_whatever_the_batching_and_late_points_are_dropped(
     rows = _water_rows()
     closing = _row(WATER, BASE + 1800, pressure=300.0, jockey=False)
     whole = WindowFeaturizer(_profiles())
-    whole.update(_frame(rows))
-    (ref,) = whole.update(_frame([closing]))
+    whole.update(frame(rows))
+    (ref,) = whole.update(frame([closing]))
     one_by_one = WindowFeaturizer(_profiles())
     out: list[FeatureWindow] = []
     for r in rows[:14]:
-        out += one_by_one.update(_frame([r]))
+        out += one_by_one.update(frame([r]))
     # a late point of the already closed first window changes nothing
-    out += one_by_one.update(_frame([_row(WATER, BASE + 10, pressure=900.0, jockey=True)]))
-    out += one_by_one.update(_frame(rows[14:][::-1]))  # out of order within a batch
-    out += one_by_one.update(_frame([closing]))
+    out += one_by_one.update(frame([_row(WATER, BASE + 10, pressure=900.0, jockey=True)]))
+    out += one_by_one.update(frame(rows[14:][::-1]))  # out of order within a batch
+    out += one_by_one.update(frame([closing]))
     assert len(out) == 1
     np.testing.assert_allclose(out[0].features, ref.features, rtol=1e-12, atol=1e-12)
     assert out[0].n_points == ref.n_points
@@ -159,17 +180,17 @@ def test_windows_are_the_same_whatever_the_batching_and_late_points_are_dropped(
 
 def test_shed_window_statistics_are_the_hand_computed_ones() -> None:
     def ports(t: float) -> list[tuple[int, float, float, bool]]:
-        return [(1, 20.0 + 0.5 * t / 60, 2.4, True), (2, 22.0, 0.0, False),
-                (3, 21.0, 1.5, True)]  # fmt: skip
+        return [(1, 20.0 + 0.5 * t / 60, 2.4, True), (2, 22.0, 0.0, False), (3, 21.0, 1.5, True)]
 
-    warm = [_row(SHED, BASE + 200 * k, ambient=20.0, smoke=False, ports=ports(0))
-            for k in range(3)]  # fmt: skip
+    warm = [_row(SHED, BASE + 200 * k, ambient=20.0, smoke=False, ports=ports(0)) for k in range(3)]
     smoke = [False, False, True, False]
-    second = [_row(SHED, BASE + 900 + 200 * k, ambient=20.0, smoke=smoke[k],
-                   ports=ports(200 * k)) for k in range(4)]  # fmt: skip
+    second = [
+        _row(SHED, BASE + 900 + 200 * k, ambient=20.0, smoke=smoke[k], ports=ports(200 * k))
+        for k in range(4)
+    ]
     fz = WindowFeaturizer(_profiles())
-    assert fz.update(_frame(warm + second)) == []
-    (w,) = fz.update(_frame([_row(SHED, BASE + 1800, ambient=20.0, ports=ports(0))]))
+    assert fz.update(frame(warm + second)) == []
+    (w,) = fz.update(frame([_row(SHED, BASE + 1800, ambient=20.0, ports=ports(0))]))
     f = dict(zip(SHED_NAMES, w.features, strict=True))
     assert f["port_over_ambient_max_c"] == pytest.approx(5.0)  # port 1 at 25 °C
     assert f["port_temp_slope_max_c_per_min"] == pytest.approx(0.5)
@@ -183,9 +204,10 @@ def test_shed_window_statistics_are_the_hand_computed_ones() -> None:
 
 def test_panels_and_unknown_devices_make_no_windows() -> None:
     fz = WindowFeaturizer(_profiles())
-    rows = [_row(d, BASE + 60 * k, pressure=300.0) for d in ("D-WD-001-P1", "nope")
-            for k in range(60)]  # fmt: skip
-    assert fz.update(_frame(rows)) == []
+    rows = [
+        _row(d, BASE + 60 * k, pressure=300.0) for d in ("D-WD-001-P1", "nope") for k in range(60)
+    ]
+    assert fz.update(frame(rows)) == []
     assert fz.state()["devices"] == []
 
 
@@ -193,19 +215,20 @@ def test_a_device_registered_later_is_featurized_from_then_on() -> None:
     known = {k: v for k, v in _profiles().items() if k != WATER}
     scorer = ModelScorer(known, {})
     rows = _water_rows()
-    assert scorer.update(_frame(rows[:10])) == []
+    assert scorer.update(frame(rows[:10])) == []
     assert scorer.featurizer.state()["devices"] == []
     scorer.profiles = _profiles()
-    scorer.featurizer.update(_frame(rows))
-    (w,) = scorer.featurizer.update(_frame([_row(WATER, BASE + 1800, pressure=300.0)]))
+    scorer.featurizer.update(frame(rows))
+    (w,) = scorer.featurizer.update(frame([_row(WATER, BASE + 1800, pressure=300.0)]))
     assert w.device_id == WATER
 
 
 def _checkpoint_round_trip(state: dict[str, Any]) -> dict[str, Any]:
     """What a checkpoint does: arrays through np.save (no pickle), the rest through JSON."""
     arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
-    out: dict[str, Any] = json.loads(json.dumps({k: v for k, v in state.items()
-                                                 if k not in arrays}))  # fmt: skip
+    out: dict[str, Any] = json.loads(
+        json.dumps({k: v for k, v in state.items() if k not in arrays})
+    )
     for k, v in arrays.items():
         buf = io.BytesIO()
         np.save(buf, v, allow_pickle=False)
@@ -216,7 +239,7 @@ def _checkpoint_round_trip(state: dict[str, Any]) -> dict[str, Any]:
 
 def test_state_round_trip_mid_stream_gives_the_same_windows() -> None:
     rows = _sim_rows(6, seed=1)
-    frames = [_frame(list(rows[i : i + 700])) for i in range(0, len(rows), 700)]
+    frames = [frame(list(rows[i : i + 700])) for i in range(0, len(rows), 700)]
     through = WindowFeaturizer(_profiles())
     a: list[FeatureWindow] = []
     b: list[FeatureWindow] = []
@@ -248,25 +271,54 @@ def _synthetic_water(n_dev: int, per_dev: int, seed: int) -> list[FeatureWindow]
         for k in range(per_dev):
             starts = rng.poisson(4.0) / 1.0
             duty = min(1.0, max(0.0, rng.normal(0.2, 0.05)))
-            x = [rng.normal(1.0, 0.02), abs(rng.normal(0.018, 0.003)),
-                 abs(rng.normal(0.06, 0.01)), rng.normal(0.0, 0.1), duty, starts, 0.0, 0.0,
-                 rng.normal(0.0, 1.5), 1.0]  # fmt: skip
+            x = [
+                rng.normal(1.0, 0.02),
+                abs(rng.normal(0.018, 0.003)),
+                abs(rng.normal(0.06, 0.01)),
+                rng.normal(0.0, 0.1),
+                duty,
+                starts,
+                0.0,
+                0.0,
+                rng.normal(0.0, 1.5),
+                1.0,
+            ]
             start = BASE + 900.0 * k
-            out.append(FeatureWindow(f"D-SYN-{d}", DeviceKind.WATER, start, start + 900.0,
-                                     np.asarray(x), 15, {"pressure_ref_kpa": 350.0}))  # fmt: skip
+            out.append(
+                FeatureWindow(
+                    f"D-SYN-{d}",
+                    DeviceKind.WATER,
+                    start,
+                    start + 900.0,
+                    np.asarray(x),
+                    15,
+                    {"pressure_ref_kpa": 350.0},
+                )
+            )
     return out
 
 
 @pytest.fixture(scope="module")
 def water_model() -> TrainedModel:
-    return train_kind(_synthetic_water(20, 150, seed=1), DeviceKind.WATER,
-                      trained_from=BASE, trained_to=BASE + 150 * 900.0)  # fmt: skip
+    return train_kind(
+        _synthetic_water(20, 150, seed=1),
+        DeviceKind.WATER,
+        trained_from=BASE,
+        trained_to=BASE + 150 * 900.0,
+    )
 
 
 def _abnormal(device: str, start: float) -> FeatureWindow:
     x = [0.8, 0.05, 0.2, -0.3, 0.9, 40.0, 0.0, 0.0, 0.0, 1.0]  # a leak: low, falling, busy
-    return FeatureWindow(device, DeviceKind.WATER, start, start + 900.0, np.asarray(x), 15,
-                         {"pressure_ref_kpa": 350.0})  # fmt: skip
+    return FeatureWindow(
+        device,
+        DeviceKind.WATER,
+        start,
+        start + 900.0,
+        np.asarray(x),
+        15,
+        {"pressure_ref_kpa": 350.0},
+    )
 
 
 def test_training_metrics_threshold_and_normal_false_alarms(water_model: TrainedModel) -> None:
@@ -363,11 +415,19 @@ def test_a_single_outlier_window_raises_nothing(water_model: TrainedModel) -> No
 
 def test_too_few_windows_to_train_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="at least 50"):
-        train_kind(_synthetic_water(1, 49, seed=1), DeviceKind.WATER,
-                   trained_from=BASE, trained_to=BASE + 1)  # fmt: skip
+        train_kind(
+            _synthetic_water(1, 49, seed=1),
+            DeviceKind.WATER,
+            trained_from=BASE,
+            trained_to=BASE + 1,
+        )
     with pytest.raises(ValueError, match="ebike_shed: 0 feature windows"):
-        train_kind(_synthetic_water(1, 60, seed=1), DeviceKind.EBIKE_SHED,
-                   trained_from=BASE, trained_to=BASE + 1)  # fmt: skip
+        train_kind(
+            _synthetic_water(1, 60, seed=1),
+            DeviceKind.EBIKE_SHED,
+            trained_from=BASE,
+            trained_to=BASE + 1,
+        )
 
 
 def test_scorer_refuses_a_model_of_another_window_length(water_model: TrainedModel) -> None:
@@ -397,15 +457,10 @@ def test_models_flag_the_simulated_leak_but_not_normal_days() -> None:
 # -- registry (real PostgreSQL) -------------------------------------------------------------
 
 
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(database_url, autocommit=True) as c:
-        yield c
-
-
 def test_save_and_load_round_trip_scores_identically(
-    conn: psycopg.Connection[Any], water_model: TrainedModel
+    connect: Connect, water_model: TrainedModel
 ) -> None:
+    conn = connect()
     water_model = replace(water_model)
     assert load_latest(conn) == {}
     assert latest_versions(conn) == {}
@@ -427,8 +482,9 @@ def test_save_and_load_round_trip_scores_identically(
 
 
 def test_corrupted_model_bytes_raise_integrity_error(
-    conn: psycopg.Connection[Any], water_model: TrainedModel
+    connect: Connect, water_model: TrainedModel
 ) -> None:
+    conn = connect()
     version = save_model(conn, replace(water_model))
     conn.execute(
         "UPDATE analytics_models SET model = overlay(model placing '\\xff'::bytea"
@@ -457,8 +513,12 @@ def test_train_from_database_stores_versioned_models(
     ).fetchall()
     assert [r[0] for r in stored] == [m.version for m in models]
     for m, (_, kind, algo, t0, t1, window_s, feats, metrics) in zip(models, stored, strict=True):
-        assert (kind, algo, window_s, tuple(feats)) == (m.kind.value, "isolation_forest", 900,
-                                                        FEATURES[m.kind])  # fmt: skip
+        assert (kind, algo, window_s, tuple(feats)) == (
+            m.kind.value,
+            "isolation_forest",
+            900,
+            FEATURES[m.kind],
+        )
         assert (t0.timestamp(), t1.timestamp()) == (start, end)
         assert metrics["n_windows"] >= 50
         assert metrics["n_devices"] in (5, 7)
@@ -495,7 +555,18 @@ def test_train_command_trains_and_reports(
     assert "trained ebike_shed model v" in out
     assert db.execute("SELECT count(*) FROM analytics_models").fetchone() == (2,)
     # nothing to learn from: a clear message and exit code 1, no model stored
-    assert main(["analytics", "train", "--since", "2020-01-01T00:00:00+00:00",
-                 "--to", "2020-01-02T00:00:00+00:00"]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "analytics",
+                "train",
+                "--since",
+                "2020-01-01T00:00:00+00:00",
+                "--to",
+                "2020-01-02T00:00:00+00:00",
+            ]
+        )
+        == 1
+    )
     assert "not enough history" in capsys.readouterr().err
     assert db.execute("SELECT count(*) FROM analytics_models").fetchone() == (2,)

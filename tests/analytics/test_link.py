@@ -8,18 +8,8 @@ from firewatch.analytics.link import LinkDetectors
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity
 from firewatch.core.rows import Reason
-from tests.analytics.builders import (
-    MIN,
-    T0,
-    batch,
-    dead,
-    of,
-    profile,
-    profiles,
-    status,
-    unit_of,
-    water_row,
-)
+from tests.builders.detection import batch, of, profile, profiles, unit_of
+from tests.builders.rows import MIN, T0, dead, status, water_row
 
 W = "W1"
 
@@ -143,8 +133,10 @@ def test_store_and_forward_backlog_is_not_clock_skew() -> None:
     # 40 minutes without a connection, then the stored readings arrive within 4 s,
     # oldest first; the newest is current
     now = T0 + 9 * MIN + 40 * MIN
-    backlog = [water_row(W, now - 40 * MIN + (k + 1) * MIN, 350.0, seq=20 + k, rx=now + 0.1 * k)
-               for k in range(40)]  # fmt: skip
+    backlog = [
+        water_row(W, now - 40 * MIN + (k + 1) * MIN, 350.0, seq=20 + k, rx=now + 0.1 * k)
+        for k in range(40)
+    ]
     out = d.process(batch(now + 5, backlog))
     out += regular(d, 10, start=now + MIN, seq=100)
     assert of(out, "link.clock_skew") == []
@@ -194,7 +186,10 @@ def test_unrelated_dead_letters_raise_nothing() -> None:
     out = []
     for i in range(5):
         t = T0 + i * MIN
-        letters = [dead(W, t, Reason.UNKNOWN_DEVICE), dead("W9", t, Reason.NOT_JSON),
-                   dead(W, t, Reason.TS_TOO_OLD)]  # fmt: skip
+        letters = [
+            dead(W, t, Reason.UNKNOWN_DEVICE),
+            dead("W9", t, Reason.NOT_JSON),
+            dead(W, t, Reason.TS_TOO_OLD),
+        ]
         out += d.process(batch(t + 1, dead_letters=letters))
     assert out == []

@@ -8,7 +8,8 @@ from firewatch.analytics.panel import PanelDetectors
 from firewatch.core.anomalies import Origin
 from firewatch.core.domain import DeviceKind, PanelEventType, Severity
 from firewatch.core.rows import EventRow
-from tests.analytics.builders import DAY, HOUR, MIN, T0, event, of, profile, profiles, unit_of
+from tests.builders.detection import of, profile, profiles, unit_of
+from tests.builders.rows import DAY, HOUR, MIN, T0, event
 
 P, P2 = "P1", "P2"  # two panels of one unit
 COMP = PanelEventType.COMPONENT_STATUS

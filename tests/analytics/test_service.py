@@ -6,96 +6,30 @@ survived, and silence is judged against the injected clock."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from firewatch.analytics.service import AnalyticsService
 from firewatch.core.settings import Settings
-from tests.helpers import ThreadedIngest, ThreadedService, publish_all, scalar
+from tests.builders import city
+from tests.builders.payloads import NORMAL_KPA, panel_event
+from tests.builders.rows import dt, insert_readings, readings, recent_second
+from tests.helpers import (
+    FakeClock,
+    ThreadedAnalytics,
+    ThreadedIngest,
+    publish_all,
+    scalar,
+    stored_anomalies,
+    stored_episodes,
+)
 
-W1 = "D-WD-001-W1"  # unit U-WD-001, class1_highrise: 100 kPa minimum
-W2 = "D-WD-001-W2"
-UNIT = "U-WD-001"
-PANEL = "D-WD-001-P1"
-NORMAL = 350.0
+W1, W2, UNIT, PANEL = city.WATER, city.WATER_2, city.UNIT, city.PANEL
+NORMAL = NORMAL_KPA
 LOW = "rule.pressure_low"
-
-
-def ThreadedAnalytics(
-    settings: Settings, clock: Callable[[], float] | None = None
-) -> ThreadedService:
-    """An in-process analytics worker on a thread; ``stop()`` returns its stats."""
-    assert settings.database_url
-    if clock is None:
-        service = AnalyticsService(settings, settings.database_url)
-    else:
-        service = AnalyticsService(settings, settings.database_url, clock=clock)
-    return ThreadedService(service, "analytics")
-
-
-class FakeClock:
-    """A server clock the test moves by hand."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def asettings(settings: Settings) -> Settings:
-    """The test's settings, tuned for a quick analytics worker."""
-    return settings.model_copy(
-        update={
-            "analytics_metrics_port": 0,
-            "analytics_poll_s": 0.05,
-            "analytics_checkpoint_s": 0.2,
-        }
-    )
-
-
-Reading = tuple[int, float, float]  # seq, Unix time (device = receive time), pressure kPa
-
-
-def at(t: float) -> datetime:
-    return datetime.fromtimestamp(t, UTC)
-
-
-def insert(db: psycopg.Connection[Any], device: str, readings: Sequence[Reading]) -> int:
-    """Insert water readings in one transaction, as one ingest batch would."""
-    with db.transaction(), db.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO telemetry (device_id, seq, ts, received_at, pressure_kpa)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            [(device, seq, at(t), at(t), p) for seq, t, p in readings],
-        )
-    return len(readings)
-
-
-def series(first_seq: int, t0: float, values: Sequence[float], step: float = 10.0) -> list[Reading]:
-    return [(first_seq + i, t0 + i * step, v) for i, v in enumerate(values)]
-
-
-def anomalies(
-    db: psycopg.Connection[Any], where: str = "TRUE", *params: Any
-) -> list[dict[str, Any]]:
-    with db.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            f"SELECT * FROM anomalies WHERE {where} ORDER BY id",
-            params or None,
-        ).fetchall()
-
-
-def episodes(db: psycopg.Connection[Any], device: str, detector: str) -> list[dict[str, Any]]:
-    return anomalies(db, "device_id = %s AND detector = %s", device, detector)
 
 
 def checkpoint_rows(db: psycopg.Connection[Any]) -> int:
@@ -116,25 +50,20 @@ def assert_no_duplicates(db: psycopg.Connection[Any]) -> None:
     assert dup_open == []
 
 
-@pytest.fixture
-def t0() -> float:
-    """A whole second two minutes ago: readings go forward from it in 10 s steps."""
-    return float(int(time.time()) - 120)
-
-
 def test_rows_become_an_episode_that_opens_and_closes(
-    asettings: Settings, db: psycopg.Connection[Any], t0: float
+    settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
-    n = insert(db, W1, series(1, t0, [NORMAL] * 5 + [80.0, 75.0, 70.0]))
-    with ThreadedAnalytics(asettings) as an:
-        an.wait(lambda: len(episodes(db, W1, LOW)) == 1, 15, "a pressure_low episode")
-        (a,) = episodes(db, W1, LOW)
+    t0 = recent_second()
+    n = insert_readings(db, W1, readings(1, t0, [NORMAL] * 5 + [80.0, 75.0, 70.0]))
+    with ThreadedAnalytics(settings) as an:
+        an.wait(lambda: len(stored_episodes(db, W1, LOW)) == 1, 15, "a pressure_low episode")
+        (a,) = stored_episodes(db, W1, LOW)
         assert a["unit_id"] == UNIT
         assert a["kind"] == "low_pressure"
         assert a["metric"] == "pressure_kpa"
         assert a["severity"] == "high"  # 75 kPa: below 100, not below half of it
-        assert a["started_at"] == at(t0 + 50)  # the first reading below the minimum
-        assert a["detected_at"] == at(t0 + 60)  # the second one (two points are needed)
+        assert a["started_at"] == dt(t0 + 50)  # the first reading below the minimum
+        assert a["detected_at"] == dt(t0 + 60)  # the second one (two points are needed)
         assert a["ended_at"] is None
         assert "75.0 kPa" in a["explanation"]
         assert "100 kPa minimum" in a["explanation"]
@@ -142,37 +71,30 @@ def test_rows_become_an_episode_that_opens_and_closes(
         assert a["evidence"]["threshold"] == 100.0
         assert a["revision"] == 1
 
-        n += insert(db, W1, series(9, t0 + 80, [NORMAL] * 3))
-        an.wait(lambda: episodes(db, W1, LOW)[0]["ended_at"] is not None, 15, "the closing")
+        n += insert_readings(db, W1, readings(9, t0 + 80, [NORMAL] * 3))
+        an.wait(lambda: stored_episodes(db, W1, LOW)[0]["ended_at"] is not None, 15, "the closing")
         stats = an.stop()
-    (closed,) = episodes(db, W1, LOW)
+    (closed,) = stored_episodes(db, W1, LOW)
     assert closed["id"] == a["id"]
-    assert closed["ended_at"] == at(t0 + 100)  # the third reading back above the minimum
+    assert closed["ended_at"] == dt(t0 + 100)  # the third reading back above the minimum
     assert closed["revision"] == 2
     # Nothing else fired on eleven plain readings (no warm-up yet, no silence, no skew).
-    assert [x["detector"] for x in anomalies(db)] == [LOW]
+    assert [x["detector"] for x in stored_anomalies(db)] == [LOW]
     assert stats.rows == n
     assert stats.checkpoints >= 1
     assert checkpoint_rows(db) == n
 
 
 def test_a_panel_fire_over_mqtt_becomes_a_fire_episode(
-    asettings: Settings, db: psycopg.Connection[Any]
+    mqtt_settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
-    topic = f"firewatch/v1/{UNIT}/{PANEL}/event"
+    topic = city.topic(PANEL, "event")
     ts = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
-
-    def event(seq: int, status: int, when: datetime) -> bytes:
-        return orjson.dumps(
-            {"seq": seq, "ts": when.isoformat(), "type": "component_status",
-             "system_type": 1, "system_addr": 1, "component_type": 41,
-             "component_addr": 1004, "status": status}
-        )  # fmt: skip
-
-    with ThreadedIngest(asettings), ThreadedAnalytics(asettings) as an:
-        publish_all(asettings.mqtt_url or "", [(topic, event(1, 0b11, ts))])
-        an.wait(lambda: len(episodes(db, PANEL, "panel.fire")) == 1, 15, "panel.fire")
-        (a,) = episodes(db, PANEL, "panel.fire")
+    url = mqtt_settings.mqtt_url or ""
+    with ThreadedIngest(mqtt_settings), ThreadedAnalytics(mqtt_settings) as an:
+        publish_all(url, [(topic, panel_event(1, 0b11, ts.isoformat()))])
+        an.wait(lambda: len(stored_episodes(db, PANEL, "panel.fire")) == 1, 15, "panel.fire")
+        (a,) = stored_episodes(db, PANEL, "panel.fire")
         assert a["unit_id"] == UNIT
         assert a["kind"] == "fire_alarm"
         assert a["severity"] == "critical"
@@ -183,36 +105,40 @@ def test_a_panel_fire_over_mqtt_becomes_a_fire_episode(
         assert "fire" in a["evidence"]["flags"]
 
         # The component reports normal again: the episode closes (a probable false alarm).
-        publish_all(asettings.mqtt_url or "", [(topic, event(2, 0b01, ts + timedelta(seconds=3)))])
-        an.wait(lambda: episodes(db, PANEL, "panel.fire")[0]["ended_at"] is not None, 15, "close")
-    (closed,) = episodes(db, PANEL, "panel.fire")
+        later = ts + timedelta(seconds=3)
+        publish_all(url, [(topic, panel_event(2, 0b01, later.isoformat()))])
+        an.wait(
+            lambda: stored_episodes(db, PANEL, "panel.fire")[0]["ended_at"] is not None, 15, "close"
+        )
+    (closed,) = stored_episodes(db, PANEL, "panel.fire")
     assert closed["ended_at"] == ts + timedelta(seconds=3)
     assert closed["revision"] == 2
     assert_no_duplicates(db)
 
 
 def test_a_restart_resumes_from_the_checkpoint_and_continues_open_episodes(
-    asettings: Settings, db: psycopg.Connection[Any], t0: float
+    settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
-    before = insert(db, W1, series(1, t0, [NORMAL] * 5 + [80.0, 75.0, 70.0]))
-    with ThreadedAnalytics(asettings) as an:
-        an.wait(lambda: len(episodes(db, W1, LOW)) == 1, 15, "the first episode")
+    t0 = recent_second()
+    before = insert_readings(db, W1, readings(1, t0, [NORMAL] * 5 + [80.0, 75.0, 70.0]))
+    with ThreadedAnalytics(settings) as an:
+        an.wait(lambda: len(stored_episodes(db, W1, LOW)) == 1, 15, "the first episode")
         an.wait(lambda: checkpoint_rows(db) == before, 15, "a checkpoint after it")
         first = an.stop()
     assert first.rows == before
-    (opened,) = episodes(db, W1, LOW)
+    (opened,) = stored_episodes(db, W1, LOW)
     assert opened["ended_at"] is None
     assert opened["severity"] == "high"
 
     # While it is down: the open episode gets worse (below half the minimum), and a
     # second device starts an episode of its own.
-    after = insert(db, W1, series(9, t0 + 80, [40.0, 45.0]))
-    after += insert(db, W2, series(1, t0, [NORMAL, NORMAL, 60.0, 65.0]))
-    with ThreadedAnalytics(asettings) as an:
+    after = insert_readings(db, W1, readings(9, t0 + 80, [40.0, 45.0]))
+    after += insert_readings(db, W2, readings(1, t0, [NORMAL, NORMAL, 60.0, 65.0]))
+    with ThreadedAnalytics(settings) as an:
         an.wait(
             lambda: (
-                episodes(db, W1, LOW)[0]["severity"] == "critical"
-                and len(episodes(db, W2, LOW)) == 1
+                stored_episodes(db, W1, LOW)[0]["severity"] == "critical"
+                and len(stored_episodes(db, W2, LOW)) == 1
                 and an.service.stats.rows >= after
             ),
             15,
@@ -223,23 +149,24 @@ def test_a_restart_resumes_from_the_checkpoint_and_continues_open_episodes(
     # Resumed from the cursor: only the new rows were read, none of the old ones again.
     assert second.rows == after
     assert checkpoint_rows(db) == before + after
-    (continued,) = episodes(db, W1, LOW)
+    (continued,) = stored_episodes(db, W1, LOW)
     assert continued["id"] == opened["id"]
-    assert continued["started_at"] == opened["started_at"] == at(t0 + 50)
+    assert continued["started_at"] == opened["started_at"] == dt(t0 + 50)
     assert continued["ended_at"] is None
     assert continued["revision"] == 2  # escalated: one more revision of the same episode
-    (w2,) = episodes(db, W2, LOW)
-    assert w2["started_at"] == at(t0 + 20)
+    (w2,) = stored_episodes(db, W2, LOW)
+    assert w2["started_at"] == dt(t0 + 20)
     assert scalar(db, "SELECT count(*) FROM anomalies WHERE detector = %s", LOW) == 2
-    assert [x["detector"] for x in anomalies(db)] == [LOW, LOW]
+    assert [x["detector"] for x in stored_anomalies(db)] == [LOW, LOW]
     assert_no_duplicates(db)
 
 
 def test_replay_after_a_crash_rewrites_nothing(
-    asettings: Settings, db: psycopg.Connection[Any], t0: float
+    settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
-    s = asettings.model_copy(update={"analytics_checkpoint_s": 3600.0})  # final one only
-    warm = insert(db, W1, series(1, t0, [NORMAL] * 5))
+    t0 = recent_second()
+    s = settings.model_copy(update={"analytics_checkpoint_s": 3600.0})  # final one only
+    warm = insert_readings(db, W1, readings(1, t0, [NORMAL] * 5))
     with ThreadedAnalytics(s) as an:
         an.wait(lambda: an.service.stats.rows == warm, 15, "the first rows")
         an.stop()
@@ -248,13 +175,15 @@ def test_replay_after_a_crash_rewrites_nothing(
     assert saved[2] == warm
 
     # Rows after that checkpoint: W1 opens an episode, W2 opens and closes one.
-    new = insert(db, W1, series(6, t0 + 50, [80.0, 75.0, 70.0]))
-    new += insert(db, W2, series(1, t0, [NORMAL, NORMAL, 60.0, 65.0, NORMAL, NORMAL, NORMAL]))
+    new = insert_readings(db, W1, readings(6, t0 + 50, [80.0, 75.0, 70.0]))
+    new += insert_readings(
+        db, W2, readings(1, t0, [NORMAL, NORMAL, 60.0, 65.0, NORMAL, NORMAL, NORMAL])
+    )
     with ThreadedAnalytics(s) as an:
         an.wait(lambda: an.service.stats.rows == new, 15, "the new rows")
         first = an.stop()
     assert first.changes >= 2
-    written = anomalies(db)
+    written = stored_anomalies(db)
     assert [(x["device_id"], x["revision"], x["ended_at"] is None) for x in written] == [
         (W1, 1, True),
         (W2, 2, False),
@@ -268,41 +197,43 @@ def test_replay_after_a_crash_rewrites_nothing(
     )
     with ThreadedAnalytics(s) as an:
         # (batches is counted after changes: once it is 1, the replayed batch is done)
-        an.wait(lambda: an.service.stats.rows == new and an.service.stats.batches == 1, 15,
-                "the replay")  # fmt: skip
+        an.wait(
+            lambda: an.service.stats.rows == new and an.service.stats.batches == 1, 15, "the replay"
+        )
         assert an.service.stats.changes == first.changes  # the same revisions again…
-        assert anomalies(db) == written  # …refused: same ids, revisions, change xids
+        assert stored_anomalies(db) == written  # …refused: same ids, revisions, change xids
 
         # The replayed state continues the stored episode.
-        more = insert(db, W1, series(9, t0 + 80, [NORMAL] * 3))
-        an.wait(lambda: episodes(db, W1, LOW)[0]["ended_at"] is not None, 15, "W1 closing")
+        more = insert_readings(db, W1, readings(9, t0 + 80, [NORMAL] * 3))
+        an.wait(lambda: stored_episodes(db, W1, LOW)[0]["ended_at"] is not None, 15, "W1 closing")
         replay = an.stop()
     assert replay.rows == new + more
-    (w1,) = episodes(db, W1, LOW)
+    (w1,) = stored_episodes(db, W1, LOW)
     assert w1["id"] == written[0]["id"]
     assert w1["revision"] == 2
-    assert len(anomalies(db)) == 2
+    assert len(stored_anomalies(db)) == 2
     assert checkpoint_rows(db) == warm + new + more
     assert_no_duplicates(db)
 
 
 @pytest.mark.parametrize("checkpoint_s", [0.2, 3600.0], ids=["checkpointed", "replayed"])
 def test_a_database_outage_is_survived(
-    asettings: Settings, db: psycopg.Connection[Any], t0: float, checkpoint_s: float
+    settings: Settings, db: psycopg.Connection[Any], checkpoint_s: float
 ) -> None:
     """checkpointed: the worker reloads a checkpoint of every row it had read;
     replayed: it had saved none, so it reads everything again from the beginning."""
-    s = asettings.model_copy(update={"analytics_checkpoint_s": checkpoint_s})
+    t0 = recent_second()
+    s = settings.model_copy(update={"analytics_checkpoint_s": checkpoint_s})
     replayed = checkpoint_s > 60
-    before = insert(db, W1, series(1, t0, [NORMAL] * 5 + [80.0, 75.0, 70.0]))
+    before = insert_readings(db, W1, readings(1, t0, [NORMAL] * 5 + [80.0, 75.0, 70.0]))
     with ThreadedAnalytics(s) as an:
-        an.wait(lambda: len(episodes(db, W1, LOW)) == 1, 15, "the first episode")
+        an.wait(lambda: len(stored_episodes(db, W1, LOW)) == 1, 15, "the first episode")
         if replayed:
             an.wait(lambda: an.service.stats.batches == 1, 15, "the first batch")
             assert checkpoint_rows(db) == -1
         else:
             an.wait(lambda: checkpoint_rows(db) == before, 15, "a checkpoint")
-        (opened,) = episodes(db, W1, LOW)
+        (opened,) = stored_episodes(db, W1, LOW)
         killed = scalar(
             db,
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -312,12 +243,12 @@ def test_a_database_outage_is_survived(
         assert killed >= 2  # the worker's query and wake-up connections
         an.wait(lambda: an.service.stats.reconnects >= 1, 15, "a reconnect")
 
-        after = insert(db, W1, series(9, t0 + 80, [40.0, 45.0]))
-        after += insert(db, W2, series(1, t0, [NORMAL, NORMAL, 60.0, 65.0]))
+        after = insert_readings(db, W1, readings(9, t0 + 80, [40.0, 45.0]))
+        after += insert_readings(db, W2, readings(1, t0, [NORMAL, NORMAL, 60.0, 65.0]))
         an.wait(
             lambda: (
-                episodes(db, W1, LOW)[0]["severity"] == "critical"
-                and len(episodes(db, W2, LOW)) == 1
+                stored_episodes(db, W1, LOW)[0]["severity"] == "critical"
+                and len(stored_episodes(db, W2, LOW)) == 1
             ),
             15,
             "anomalies of rows written after the outage",
@@ -327,9 +258,9 @@ def test_a_database_outage_is_survived(
     assert stats.rows == before + after + (before if replayed else 0)
     # The checkpoint counts each row once, however often it was read.
     assert checkpoint_rows(db) == before + after
-    (w1,) = episodes(db, W1, LOW)
+    (w1,) = stored_episodes(db, W1, LOW)
     assert w1["id"] == opened["id"]
-    assert w1["started_at"] == at(t0 + 50)
+    assert w1["started_at"] == dt(t0 + 50)
     assert w1["revision"] == 2  # the escalation, not a rewrite of revision 1
     assert w1["ended_at"] is None
     assert scalar(db, "SELECT count(*) FROM anomalies") == 2
@@ -337,32 +268,34 @@ def test_a_database_outage_is_survived(
 
 
 def test_silence_is_judged_against_the_injected_clock(
-    asettings: Settings, db: psycopg.Connection[Any]
+    settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
     interval = 60.0
     base = float(int(time.time()) - 1800)
-    n = insert(db, W1, series(1, base, [NORMAL] * 6, step=interval))
+    n = insert_readings(db, W1, readings(1, base, [NORMAL] * 6, step=interval))
     last = base + 5 * interval
     clock = FakeClock(last + 5)
-    limit = max(asettings.analytics_dropout_factor * interval, asettings.analytics_dropout_min_s)
-    with ThreadedAnalytics(asettings, clock=clock) as an:
+    limit = max(settings.analytics_dropout_factor * interval, settings.analytics_dropout_min_s)
+    with ThreadedAnalytics(settings, clock=clock) as an:
         an.wait(lambda: an.service.stats.rows == n, 15, "the readings")
         an.wait(lambda: an.service.stats.batches >= 1 and checkpoint_rows(db) == n, 15, "idle")
-        assert episodes(db, W1, "link.dropout") == []  # 5 s of silence is nothing
+        assert stored_episodes(db, W1, "link.dropout") == []  # 5 s of silence is nothing
 
         clock.now = last + limit + 1
-        an.wait(lambda: len(episodes(db, W1, "link.dropout")) == 1, 15, "a dropout")
-        (a,) = episodes(db, W1, "link.dropout")
-        assert a["started_at"] == at(last)
-        assert a["detected_at"] == at(clock.now)
+        an.wait(lambda: len(stored_episodes(db, W1, "link.dropout")) == 1, 15, "a dropout")
+        (a,) = stored_episodes(db, W1, "link.dropout")
+        assert a["started_at"] == dt(last)
+        assert a["detected_at"] == dt(clock.now)
         assert a["ended_at"] is None
         assert a["evidence"]["usual_interval_s"] == interval
         assert "usually every 60 s" in a["explanation"]
 
         back = clock.now + 1
-        insert(db, W1, [(7, back, NORMAL)])
-        an.wait(lambda: episodes(db, W1, "link.dropout")[0]["ended_at"] is not None, 15, "close")
-    (closed,) = episodes(db, W1, "link.dropout")
+        insert_readings(db, W1, [(7, back, NORMAL)])
+        an.wait(
+            lambda: stored_episodes(db, W1, "link.dropout")[0]["ended_at"] is not None, 15, "close"
+        )
+    (closed,) = stored_episodes(db, W1, "link.dropout")
     assert closed["id"] == a["id"]
-    assert closed["ended_at"] == at(back)
-    assert [x["detector"] for x in anomalies(db)] == ["link.dropout"]
+    assert closed["ended_at"] == dt(back)
+    assert [x["detector"] for x in stored_anomalies(db)] == ["link.dropout"]

@@ -13,18 +13,8 @@ from firewatch.analytics.shed import ShedDetectors, group_median
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import DeviceKind, Severity
 from firewatch.core.rows import TelemetryRow
-from tests.analytics.builders import (
-    HOUR,
-    MIN,
-    T0,
-    detectors,
-    frame,
-    of,
-    profile,
-    profiles,
-    shed_row,
-    unit_of,
-)
+from tests.builders.detection import detectors, frame, of, profile, profiles, unit_of
+from tests.builders.rows import HOUR, MIN, T0, shed_row
 
 S = "S1"
 NOON = T0 + 12 * HOUR  # local time (UTC+8), inside the allowed 06-23 h
@@ -61,8 +51,15 @@ def sessions(
         for _ in range(2):
             dur = int(rng.uniform(120, 240))
             cc = int(dur * rng.uniform(0.6, 0.8))
-            p.append((begin, rng.uniform(2.0, 2.8), begin + cc, begin + dur,
-                      begin + dur + int(rng.uniform(5, 25))))  # fmt: skip
+            p.append(
+                (
+                    begin,
+                    rng.uniform(2.0, 2.8),
+                    begin + cc,
+                    begin + dur,
+                    begin + dur + int(rng.uniform(5, 25)),
+                )
+            )
             begin = p[-1][4] + int(rng.uniform(10, 60))
         plan.append(p)
     temp = np.full(ports, 18.0)
@@ -84,8 +81,16 @@ def sessions(
         meas = temp + 0.05 * rng.normal(size=ports)
         if fault is not None and m >= fault[1]:
             meas[fault[0]] += fault[2] * (m - fault[1])
-        rows.append(shed_row(S, start + m * MIN, np.round(meas, 1).tolist(),
-                             np.round(cur, 2).tolist(), round(amb, 1), seq=m + 1))  # fmt: skip
+        rows.append(
+            shed_row(
+                S,
+                start + m * MIN,
+                np.round(meas, 1).tolist(),
+                np.round(cur, 2).tolist(),
+                round(amb, 1),
+                seq=m + 1,
+            )
+        )
     return rows
 
 

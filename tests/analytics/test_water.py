@@ -16,19 +16,8 @@ from firewatch.analytics.water import WaterDetectors
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity
 from firewatch.core.rows import TelemetryRow
-from tests.analytics.builders import (
-    DAY,
-    HOUR,
-    MIN,
-    T0,
-    frame,
-    of,
-    profile,
-    profiles,
-    series,
-    unit_of,
-    water_row,
-)
+from tests.builders.detection import frame, of, profile, profiles, series, unit_of
+from tests.builders.rows import DAY, HOUR, MIN, T0, water_row
 
 W = "W1"
 F64 = npt.NDArray[np.float64]

@@ -1,5 +1,6 @@
-"""API fixtures: the app over this test's database through ASGI (request/response
-routes), and a real uvicorn server on a free port (the live stream)."""
+"""API fixtures: the app over this test's seeded database through ASGI (request/response
+routes), and a real uvicorn server on a free port (the live stream). Both use the shared
+``settings`` (API on 127.0.0.1, a free port) and ``db`` (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -26,21 +27,12 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def api_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"api_host": "127.0.0.1", "api_port": 0})
-
-
-@pytest.fixture
-def conninfo(settings: Settings, db: psycopg.Connection[Any]) -> str:
-    """The test database (seeded by ``db``)."""
-    assert settings.database_url
-    return settings.database_url
-
-
-@pytest.fixture
-async def client(api_settings: Settings, conninfo: str) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    settings: Settings, db: psycopg.Connection[Any]
+) -> AsyncIterator[httpx.AsyncClient]:
     """httpx against the ASGI app, with its lifespan (pool, listener) running."""
-    app = create_app(api_settings, conninfo, options=TEST_OPTIONS)
+    assert settings.database_url
+    app = create_app(settings, settings.database_url, options=TEST_OPTIONS)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c,
@@ -49,7 +41,8 @@ async def client(api_settings: Settings, conninfo: str) -> AsyncIterator[httpx.A
 
 
 @pytest.fixture
-def live(api_settings: Settings, conninfo: str) -> Iterator[ApiServer]:
+def live(settings: Settings, db: psycopg.Connection[Any]) -> Iterator[ApiServer]:
     """A real uvicorn server in a thread on a free port."""
-    with ApiServer(api_settings, conninfo, options=TEST_OPTIONS) as server:
+    assert settings.database_url
+    with ApiServer(settings, settings.database_url, options=TEST_OPTIONS) as server:
         yield server

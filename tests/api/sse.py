@@ -117,8 +117,12 @@ class SseReader:
                             self.first_id = fields["id"]
                     self.connected.set()
                     if data:
-                        ev = Event(fields.get("id"), fields.get("event", "message"),
-                                   "\n".join(data), time.perf_counter())  # fmt: skip
+                        ev = Event(
+                            fields.get("id"),
+                            fields.get("event", "message"),
+                            "\n".join(data),
+                            time.perf_counter(),
+                        )
                         self.received.append(ev)
                         self.events.put(ev)
                         if self._stop_after is not None and len(self.received) >= self._stop_after:

@@ -3,7 +3,6 @@ and their refusals (404, 409, 422), health."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import httpx
@@ -14,40 +13,20 @@ from firewatch.api.app import create_app
 from firewatch.api.deps import ApiOptions
 from firewatch.api.schemas import AlertOut
 from firewatch.core.alerts import Alert
-from firewatch.core.anomalies import Anomaly, Origin
-from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
-from firewatch.storage.alerts import apply_action, raise_alert
-from firewatch.storage.anomalies import upsert_anomalies
+from firewatch.storage.alerts import apply_action
+from tests.builders.alerts import EPOCH, add_anomaly, anomaly, new_alert
 from tests.helpers import scalar
 
 pytestmark = pytest.mark.anyio
 
-T0 = 1_700_000_000.0
-_n = itertools.count(1)
+T0 = EPOCH
 OPERATOR_ACTIONS = "acknowledge, confirm_fire, mark_false_alarm, confirm_fault, resolve, close"
 UNKNOWN = f"unknown action 'dance'; allowed actions: {OPERATOR_ACTIONS}"
 SYSTEM = (
     "'escalate' is a system action (the alerting service does it), not an operator's;"
     f" allowed actions: {OPERATOR_ACTIONS}"
 )
-
-
-def new_alert(
-    db: psycopg.Connection[Any],
-    *,
-    unit: str = "U-WD-001",
-    seen: float = T0,
-    type_: str = "low_pressure",
-    anomaly_id: int | None = None,
-) -> Alert:
-    n = next(_n)
-    alert, created = raise_alert(
-        db, type=type_, severity=Severity.HIGH, unit_id=unit, device_id=f"D-API-{n:04d}",
-        seen_at=seen, explanation=f"pressure low ({n})", anomaly_id=anomaly_id,
-    )  # fmt: skip
-    assert created
-    return alert
 
 
 async def act(
@@ -108,19 +87,10 @@ async def test_list_refuses_bad_query_saying_what_is_wrong(
 
 
 # --- detail ---------------------------------------------------------------------------------
-def anomaly(db: psycopg.Connection[Any]) -> int:
-    ep = Anomaly(device_id="D-WD-001-W1", unit_id="U-WD-001", detector="rule.pressure_low",
-                 kind="low_pressure", metric="pressure_kpa", component="", origin=Origin.INFERRED,
-                 severity=Severity.HIGH, score=0.8, started_at=T0, detected_at=T0 + 1,
-                 last_at=T0 + 1, explanation="static pressure 80 kPa < 100 kPa")  # fmt: skip
-    assert upsert_anomalies(db, [ep]) == 1
-    return int(scalar(db, "SELECT id FROM anomalies WHERE device_id = 'D-WD-001-W1'"))
-
-
 async def test_detail_has_evidence_and_the_audit_trail_with_the_api_actor_and_note(
     client: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
-    evidence_id = anomaly(db)
+    evidence_id = add_anomaly(db, anomaly())
     alert = new_alert(db, anomaly_id=evidence_id)
 
     r = await act(client, alert.id, "acknowledge", "Li Wei", "called the control room")
@@ -135,8 +105,10 @@ async def test_detail_has_evidence_and_the_audit_trail_with_the_api_actor_and_no
     assert detail["alert"]["state"] == "confirmed_fault"
     assert [e["id"] for e in detail["evidence"]] == [evidence_id]
     assert detail["evidence"][0]["explanation"] == "static pressure 80 kPa < 100 kPa"
-    trail = [(t["action"], t["from_state"], t["to_state"], t["actor"], t["note"])
-             for t in detail["transitions"]]  # fmt: skip
+    trail = [
+        (t["action"], t["from_state"], t["to_state"], t["actor"], t["note"])
+        for t in detail["transitions"]
+    ]
     assert trail == [
         ("raise", None, "open", "system", alert.explanation),
         ("acknowledge", "open", "acknowledged", "Li Wei", "called the control room"),
@@ -164,8 +136,11 @@ async def test_actions_move_the_alert_and_return_it(
     assert body["id"] == alert.id
     assert body["state"] == "acknowledged"
     assert body["acknowledged_at"] is not None
-    for action, state in [("confirm_fire", "confirmed_fire"), ("resolve", "resolved"),
-                          ("close", "closed")]:  # fmt: skip
+    for action, state in [
+        ("confirm_fire", "confirmed_fire"),
+        ("resolve", "resolved"),
+        ("close", "closed"),
+    ]:
         r = await act(client, alert.id, action, note=f"{action} via the API")
         assert r.status_code == 200, r.text
         assert r.json()["state"] == state
@@ -214,7 +189,7 @@ async def test_an_action_on_an_unknown_alert_is_404(client: httpx.AsyncClient) -
         ({"action": "acknowledge", "actor": "Li Wei", "note": None}, "valid string"),
         ({"action": "acknowledge", "actor": "Li Wei", "by": "x"}, "Extra inputs are not permitted"),
     ],
-)  # fmt: skip
+)
 async def test_a_malformed_body_or_a_system_action_is_422_saying_what_is_allowed(
     client: httpx.AsyncClient, db: psycopg.Connection[Any], body: dict[str, Any], says: str
 ) -> None:
@@ -230,8 +205,11 @@ async def test_a_body_that_is_not_json_is_422(
     client: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
     alert = new_alert(db)
-    r = await client.post(f"/alerts/{alert.id}/actions", content=b"acknowledge please",
-                          headers={"content-type": "application/json"})  # fmt: skip
+    r = await client.post(
+        f"/alerts/{alert.id}/actions",
+        content=b"acknowledge please",
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422
     assert "JSON decode error" in r.text
 
@@ -240,8 +218,13 @@ async def test_the_openapi_schema_documents_every_route(client: httpx.AsyncClien
     r = await client.get("/openapi.json")
     assert r.status_code == 200, r.text
     paths = r.json()["paths"]
-    assert set(paths) == {"/alerts", "/alerts/stream", "/alerts/{alert_id}",
-                          "/alerts/{alert_id}/actions", "/health"}  # fmt: skip
+    assert set(paths) == {
+        "/alerts",
+        "/alerts/stream",
+        "/alerts/{alert_id}",
+        "/alerts/{alert_id}/actions",
+        "/health",
+    }
     body = r.json()["components"]["schemas"]["ActionRequest"]["properties"]["action"]
     assert body["enum"] == OPERATOR_ACTIONS.split(", ")
     assert "text/event-stream" in paths["/alerts/stream"]["get"]["responses"]["200"]["content"]
@@ -301,12 +284,12 @@ async def test_health_ok_when_the_database_answers(client: httpx.AsyncClient) ->
 
 
 async def test_health_and_routes_are_503_when_the_database_is_unreachable(
-    api_settings: Settings,
+    settings: Settings,
 ) -> None:
     from firewatch.runtime.mosquitto import free_port
 
     down = f"postgresql://firewatch@127.0.0.1:{free_port()}/firewatch?connect_timeout=1"
-    app = create_app(api_settings, down, options=ApiOptions(pool_timeout_s=0.5))
+    app = create_app(settings, down, options=ApiOptions(pool_timeout_s=0.5))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c,

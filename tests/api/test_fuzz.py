@@ -25,7 +25,7 @@ from schemathesis import Case, GenerationMode
 from firewatch.api.app import create_app
 from firewatch.api.server import ApiServer
 from firewatch.core.settings import Settings
-from tests.api.test_alerts import new_alert
+from tests.builders.alerts import new_alert
 
 SEED = 20261206
 MAX_EXAMPLES = 100  # per operation in the fuzzing phase; the whole file takes ~20 s here
@@ -37,8 +37,9 @@ def openapi_schema() -> schemathesis.BaseSchema:
     app = create_app(Settings(), "postgresql://unused")
     loaded = schemathesis.openapi.from_dict(app.openapi())
     loaded.config.seed = SEED
-    loaded.config.generation.update(modes=list(GenerationMode), max_examples=MAX_EXAMPLES,
-                                    deterministic=True, database="none")  # fmt: skip
+    loaded.config.generation.update(
+        modes=list(GenerationMode), max_examples=MAX_EXAMPLES, deterministic=True, database="none"
+    )
     return loaded.exclude(path="/alerts/stream")
 
 
@@ -102,8 +103,13 @@ TOKENS = st.one_of(
 )
 
 
-@settings(max_examples=80, derandomize=True, database=None, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=80,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     header=st.one_of(st.none(), TOKENS, HEADER_TEXT),
     query=st.one_of(st.none(), TOKENS, QUERY_TEXT),
@@ -115,7 +121,8 @@ def test_the_live_stream_answers_any_position_with_200_or_4xx(
     # bytes: httpx takes only ASCII str for header values; UTF-8 travels as obs-text
     headers = {} if header is None else {b"Last-Event-ID": header.strip().encode("utf-8")}
     params = {k: v for k, v in (("last_event_id", query), ("since", since)) if v is not None}
-    with httpx.stream("GET", f"{live.url}/alerts/stream", headers=headers, params=params,
-                      timeout=10) as r:  # fmt: skip
+    with httpx.stream(
+        "GET", f"{live.url}/alerts/stream", headers=headers, params=params, timeout=10
+    ) as r:
         # the status only: a 200 is an endless stream, closed here at once
         assert r.status_code in (200, 400, 422), (header, query, since, r.read()[:300])

@@ -18,7 +18,7 @@ import pytest
 
 from firewatch.api.errors import INPUT_CHARS, MAX_ERRORS, safe_errors
 from firewatch.api.guard import Admission, json_problems, text_problem
-from tests.api.test_alerts import new_alert
+from tests.builders.alerts import new_alert
 from tests.helpers import scalar
 
 pytestmark = pytest.mark.anyio
@@ -62,8 +62,9 @@ async def test_a_nul_in_a_query_parameter_is_422_naming_it(client: httpx.AsyncCl
 
 
 @pytest.mark.parametrize("field", ["actor", "note"])
-@pytest.mark.parametrize(("bad", "kind"), [("\x00", "string_nul"),
-                                           (SURROGATE, "string_unpaired_surrogate")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("bad", "kind"), [("\x00", "string_nul"), (SURROGATE, "string_unpaired_surrogate")]
+)
 async def test_a_nul_or_a_lone_surrogate_in_the_body_is_422_naming_the_field(
     client: httpx.AsyncClient, db: psycopg.Connection[Any], field: str, bad: str, kind: str
 ) -> None:
@@ -71,8 +72,9 @@ async def test_a_nul_or_a_lone_surrogate_in_the_body_is_422_naming_the_field(
     body = {"action": "acknowledge", "actor": "Li Wei", "note": "", field: f"x{bad}y"}
     # ensure_ascii: the surrogate travels as the JSON escape "\ud800", as a client sends it
     raw = json.dumps(body, ensure_ascii=True).encode()
-    r = await client.post(f"/alerts/{alert.id}/actions", content=raw,
-                          headers={"content-type": "application/json"})  # fmt: skip
+    r = await client.post(
+        f"/alerts/{alert.id}/actions", content=raw, headers={"content-type": "application/json"}
+    )
     error = refusal(r, ["body", field])
     assert error["type"] == kind
     assert error["msg"].startswith(f"Field '{field}' must not contain")
@@ -104,8 +106,14 @@ async def test_real_characters_beyond_the_bmp_and_non_latin_text_are_accepted(
     body = {"action": "acknowledge", "actor": "李伟", "note": "🔥 seen"}
     r = await client.post(f"/alerts/{alert.id}/actions", json=body)
     assert r.status_code == 200, r.text
-    assert scalar(db, "SELECT note FROM alert_transitions WHERE alert_id = %s AND actor = '李伟'",
-                  alert.id) == "🔥 seen"  # fmt: skip
+    assert (
+        scalar(
+            db,
+            "SELECT note FROM alert_transitions WHERE alert_id = %s AND actor = '李伟'",
+            alert.id,
+        )
+        == "🔥 seen"
+    )
 
 
 async def test_a_nul_in_the_stream_position_header_or_query_is_422(
@@ -127,8 +135,9 @@ async def test_a_nul_in_the_path_is_422(client: httpx.AsyncClient) -> None:
 async def test_an_alert_id_outside_bigint_is_422(client: httpx.AsyncClient, alert_id: str) -> None:
     r = await client.get(f"/alerts/{alert_id}")
     assert refusal(r, ["path", "alert_id"])
-    r = await client.post(f"/alerts/{alert_id}/actions", json={"action": "acknowledge",
-                                                                "actor": "Li"})  # fmt: skip
+    r = await client.post(
+        f"/alerts/{alert_id}/actions", json={"action": "acknowledge", "actor": "Li"}
+    )
     assert refusal(r, ["path", "alert_id"])
     assert len(r.content) < 1000  # the 5,000-digit id is not echoed whole
 
@@ -156,11 +165,15 @@ async def test_a_stream_position_beyond_bigint_is_400(client: httpx.AsyncClient)
     ("content", "content_type", "loc", "echo"),
     [
         (b'{"action": "acknowledge", "actor": NaN}', "application/json", ["body", "actor"], "nan"),
-        (b'{"action": "acknowledge", "actor": "Li", "note": -Infinity}', "application/json",
-         ["body", "note"], "-inf"),
+        (
+            b'{"action": "acknowledge", "actor": "Li", "note": -Infinity}',
+            "application/json",
+            ["body", "note"],
+            "-inf",
+        ),
         (b"\xff\xfe not UTF-8", "text/plain", ["body"], "\\xff\\xfe not UTF-8"),
     ],
-)  # fmt: skip
+)
 async def test_values_json_cannot_render_are_echoed_as_text(
     client: httpx.AsyncClient,
     db: psycopg.Connection[Any],
@@ -170,8 +183,9 @@ async def test_values_json_cannot_render_are_echoed_as_text(
     echo: str,
 ) -> None:
     alert = new_alert(db)
-    r = await client.post(f"/alerts/{alert.id}/actions", content=content,
-                          headers={"content-type": content_type})  # fmt: skip
+    r = await client.post(
+        f"/alerts/{alert.id}/actions", content=content, headers={"content-type": content_type}
+    )
     assert refusal(r, loc)["input"] == echo
     unchanged(db, alert.id)
 
@@ -205,11 +219,22 @@ async def test_at_most_50_errors_are_listed(client: httpx.AsyncClient) -> None:
 
 
 def test_safe_errors_keep_fastapis_shape() -> None:
-    err = {"type": "value_error", "loc": ("body", "actor"), "msg": "Value error, no",
-           "input": "x", "ctx": {"error": ValueError("no")}}  # fmt: skip
-    assert safe_errors([err]) == [{"type": "value_error", "loc": ["body", "actor"],
-                                   "msg": "Value error, no", "input": "x",
-                                   "ctx": {"error": {}}}]  # fmt: skip
+    err = {
+        "type": "value_error",
+        "loc": ("body", "actor"),
+        "msg": "Value error, no",
+        "input": "x",
+        "ctx": {"error": ValueError("no")},
+    }
+    assert safe_errors([err]) == [
+        {
+            "type": "value_error",
+            "loc": ["body", "actor"],
+            "msg": "Value error, no",
+            "input": "x",
+            "ctx": {"error": {}},
+        }
+    ]
 
 
 # --- the guard's pieces -----------------------------------------------------------------------

@@ -19,13 +19,11 @@ import httpx
 import psycopg
 
 from firewatch.api.server import ApiServer
-from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
 from firewatch.lab.apibench import fire
-from firewatch.storage.alerts import raise_alert
 from tests.api.conftest import TEST_OPTIONS
 from tests.api.sse import SseReader
-from tests.api.test_alerts import new_alert
+from tests.builders.alerts import EPOCH, new_alert
 from tests.conftest import Connect
 from tests.helpers import scalar, wait_until
 
@@ -40,8 +38,12 @@ def connect_to(api: ApiServer) -> socket.socket:
 
 
 def post_head(alert_id: int, *headers: str) -> bytes:
-    lines = [f"POST /alerts/{alert_id}/actions HTTP/1.1", "Host: test",
-             "Content-Type: application/json", *headers]  # fmt: skip
+    lines = [
+        f"POST /alerts/{alert_id}/actions HTTP/1.1",
+        "Host: test",
+        "Content-Type: application/json",
+        *headers,
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -123,18 +125,21 @@ def test_a_body_of_exactly_the_limit_is_accepted(
     limit = live.context.settings.api_max_body_bytes
     padded = ACK[:-1] + b" " * (limit - len(ACK)) + b"}"  # JSON whitespace up to the limit
     assert len(padded) == limit
-    r = httpx.post(f"{live.url}/alerts/{alert.id}/actions", content=padded,
-                   headers={"content-type": "application/json"})  # fmt: skip
+    r = httpx.post(
+        f"{live.url}/alerts/{alert.id}/actions",
+        content=padded,
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 200, r.text
     assert state_of(db, alert.id) == "acknowledged"
 
 
 def test_a_client_sending_its_body_slowly_holds_no_slot(
-    api_settings: Settings, conninfo: str, db: psycopg.Connection[Any]
+    settings: Settings, database_url: str, db: psycopg.Connection[Any]
 ) -> None:
     alert = new_alert(db)
-    one_slot = api_settings.model_copy(update={"api_max_concurrency": 1, "api_max_waiting": 0})
-    with ApiServer(one_slot, conninfo, options=TEST_OPTIONS) as api, connect_to(api) as sock:
+    one_slot = settings.model_copy(update={"api_max_concurrency": 1, "api_max_waiting": 0})
+    with ApiServer(one_slot, database_url, options=TEST_OPTIONS) as api, connect_to(api) as sock:
         sock.sendall(post_head(alert.id, f"Content-Length: {len(ACK)}") + ACK[:10])
         # the only slot is free while that body is on its way
         r = httpx.get(f"{api.url}/alerts")
@@ -151,9 +156,7 @@ def test_a_client_sending_its_body_slowly_holds_no_slot(
 # --- load ---------------------------------------------------------------------------------------
 def seed_alerts(db: psycopg.Connection[Any], n: int) -> None:
     for i in range(n):
-        raise_alert(db, type="low_pressure", severity=Severity.HIGH, unit_id="U-WD-001",
-                    device_id=f"D-BURST-{i:04d}", seen_at=1_700_000_000.0 + i,
-                    explanation=f"pressure low ({i})")  # fmt: skip
+        new_alert(db, seen=EPOCH + i)
 
 
 def test_a_burst_of_500_requests_is_answered_in_full_and_nothing_waits_for_the_pool(
@@ -182,13 +185,18 @@ def test_a_burst_of_500_requests_is_answered_in_full_and_nothing_waits_for_the_p
 
 
 def lock_waiters(db: psycopg.Connection[Any]) -> int:
-    return int(scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE datname ="
-                          " current_database() AND application_name = 'firewatch-api'"
-                          " AND wait_event_type = 'Lock'"))  # fmt: skip
+    return int(
+        scalar(
+            db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+            " current_database() AND application_name = 'firewatch-api'"
+            " AND wait_event_type = 'Lock'",
+        )
+    )
 
 
 def test_beyond_the_slots_a_request_queues_briefly_and_beyond_the_queue_it_is_refused_at_once(
-    api_settings: Settings, conninfo: str, db: psycopg.Connection[Any], connect: Connect
+    settings: Settings, database_url: str, db: psycopg.Connection[Any], connect: Connect
 ) -> None:
     """One slot, one place in the queue. The slot is pinned by an action that waits on a row
     lock the test holds; a second request queues and gives up after the queue timeout; a
@@ -206,15 +214,19 @@ def test_beyond_the_slots_a_request_queues_briefly_and_beyond_the_queue_it_is_re
         return r.status_code, time.monotonic() - began, r.headers.get("retry-after")
 
     with (
-        ApiServer(api_settings.model_copy(update=limits), conninfo, options=TEST_OPTIONS) as api,
+        ApiServer(settings.model_copy(update=limits), database_url, options=TEST_OPTIONS) as api,
         concurrent.futures.ThreadPoolExecutor(2) as pool,
     ):
         admission = api.context.gate.admission
         try:
-            pinned = pool.submit(httpx.post, f"{api.url}/alerts/{alert.id}/actions",
-                                 json=json.loads(ACK), timeout=30)  # fmt: skip
-            wait_until(lambda: admission.active == 1 and lock_waiters(db) == 1, 10,
-                       "the action to hold the slot, waiting on the row lock")  # fmt: skip
+            pinned = pool.submit(
+                httpx.post, f"{api.url}/alerts/{alert.id}/actions", json=json.loads(ACK), timeout=30
+            )
+            wait_until(
+                lambda: admission.active == 1 and lock_waiters(db) == 1,
+                10,
+                "the action to hold the slot, waiting on the row lock",
+            )
             queued = pool.submit(timed_get, f"{api.url}/alerts")
             wait_until(lambda: admission.waiting == 1, 10, "a request in the queue")
 
@@ -240,10 +252,10 @@ def test_beyond_the_slots_a_request_queues_briefly_and_beyond_the_queue_it_is_re
 
 # --- live streams -------------------------------------------------------------------------------
 def test_live_streams_are_bounded_apart_from_requests(
-    api_settings: Settings, conninfo: str, db: psycopg.Connection[Any]
+    settings: Settings, database_url: str, db: psycopg.Connection[Any]
 ) -> None:
     limits = {"api_max_streams": 2, "api_max_concurrency": 1, "api_max_waiting": 0}
-    with ApiServer(api_settings.model_copy(update=limits), conninfo, options=TEST_OPTIONS) as api:
+    with ApiServer(settings.model_copy(update=limits), database_url, options=TEST_OPTIONS) as api:
         gate = api.context.gate
         url = f"{api.url}/alerts/stream"
         first, second = SseReader(url).start(), SseReader(url).start()

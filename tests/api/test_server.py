@@ -17,7 +17,7 @@ from tests.helpers import scalar, wait_until
 
 
 def test_serve_runs_until_stop_and_reports_its_url(
-    api_settings: Settings, conninfo: str, db: psycopg.Connection[Any]
+    settings: Settings, database_url: str, db: psycopg.Connection[Any]
 ) -> None:
     stop = threading.Event()
     urls: list[str] = []
@@ -25,7 +25,7 @@ def test_serve_runs_until_stop_and_reports_its_url(
 
     def run() -> None:
         try:
-            serve(api_settings, conninfo, stop, ready=urls.append)
+            serve(settings, database_url, stop, ready=urls.append)
         except BaseException as err:
             errors.append(err)
 
@@ -49,11 +49,11 @@ def test_serve_runs_until_stop_and_reports_its_url(
     wait_until(lambda: scalar(db, api_conns) == 0, 10, "the API's connections to close")
 
 
-def test_a_port_in_use_is_a_clear_startup_error(api_settings: Settings, conninfo: str) -> None:
+def test_a_port_in_use_is_a_clear_startup_error(settings: Settings, database_url: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         with pytest.raises(ApiStartupError, match=f"cannot listen on 127.0.0.1:{port}"):
-            ApiServer(api_settings, conninfo, port=port).start()
+            ApiServer(settings, database_url, port=port).start()
 
 
 def test_the_listening_socket_says_tcp_so_asyncio_turns_nagle_off() -> None:

@@ -5,7 +5,6 @@ listener reconnecting, shutdown, and the commit-to-client latency."""
 
 from __future__ import annotations
 
-import itertools
 import socket
 import statistics
 import time
@@ -21,27 +20,22 @@ from firewatch.api.stream import LISTEN_APPLICATION_NAME, AlertHub, StreamOption
 from firewatch.core.alerts import Alert
 from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
-from firewatch.storage.alerts import raise_alert
 from firewatch.storage.changes import ChangeCursor
 from tests.api.sse import Event, SseReader
+from tests.builders.alerts import new_alert as raise_new_alert
 from tests.helpers import scalar, wait_until
 
-T0 = 1_700_000_000.0
-_n = itertools.count(1)
 
-
-def new_alert(db: psycopg.Connection[Any], type_: str = "smoke") -> Alert:
-    n = next(_n)
-    alert, created = raise_alert(db, type=type_, severity=Severity.CRITICAL, unit_id="U-WD-001",
-                                 device_id=f"D-SSE-{n:04d}", seen_at=T0 + n,
-                                 explanation=f"shed smoke ({n})")  # fmt: skip
-    assert created
-    return alert
+def new_alert(db: psycopg.Connection[Any]) -> Alert:
+    """A new smoke alert in a shed (critical)."""
+    return raise_new_alert(db, type_="smoke", severity=Severity.CRITICAL)
 
 
 def act(api: ApiServer, alert_id: int, action: str, note: str = "") -> dict[str, Any]:
-    r = httpx.post(f"{api.url}/alerts/{alert_id}/actions",
-                   json={"action": action, "actor": "Zhang Min", "note": note})  # fmt: skip
+    r = httpx.post(
+        f"{api.url}/alerts/{alert_id}/actions",
+        json={"action": action, "actor": "Zhang Min", "note": note},
+    )
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
@@ -172,7 +166,7 @@ def test_reconnecting_with_last_event_id_gets_exactly_the_events_after_it(
 
 
 def test_an_open_transaction_delays_its_events_but_no_cursor_ever_skips_them(
-    live: ApiServer, db: psycopg.Connection[Any], conninfo: str
+    live: ApiServer, db: psycopg.Connection[Any], database_url: str
 ) -> None:
     hub = hub_of(live)
     watching = stream(live)
@@ -180,7 +174,7 @@ def test_an_open_transaction_delays_its_events_but_no_cursor_ever_skips_them(
     (e0,) = watching.take(1)
     assert e0.id is not None
 
-    with psycopg.connect(conninfo, autocommit=True) as slow:
+    with psycopg.connect(database_url, autocommit=True) as slow:
         slow.execute("BEGIN")
         in_slow = new_alert(slow)  # its xid is older than the next commit's
         resuming = stream(live, headers={"Last-Event-ID": e0.id})
@@ -227,19 +221,19 @@ def test_a_bad_last_event_id_is_400_saying_why(live: ApiServer, token: str, says
 
 # --- batches, back-pressure, listener, shutdown --------------------------------------------
 def test_a_backlog_larger_than_a_batch_arrives_complete_and_in_order(
-    api_settings: Settings, conninfo: str, db: psycopg.Connection[Any]
+    settings: Settings, database_url: str, db: psycopg.Connection[Any]
 ) -> None:
     for _ in range(23):
         new_alert(db)
     options = ApiOptions(stream=StreamOptions(ping_s=0.2, batch=5))
-    with ApiServer(api_settings, conninfo, options=options) as api:
+    with ApiServer(settings, database_url, options=options) as api:
         reader = stream(api, params={"since": "beginning"})
         assert seen(reader.take(23)) == feed(db)
         reader.close()
 
 
 def test_a_client_that_stops_reading_is_dropped_and_resumes_without_loss(
-    api_settings: Settings, conninfo: str, db: psycopg.Connection[Any]
+    settings: Settings, database_url: str, db: psycopg.Connection[Any]
 ) -> None:
     """Back-pressure: nothing queues in memory for a slow client; one whose socket does not
     drain within send_timeout is disconnected, and on reconnecting it gets everything."""
@@ -250,7 +244,7 @@ def test_a_client_that_stops_reading_is_dropped_and_resumes_without_loss(
         " FROM generate_series(1, 60) g"
     )
     options = ApiOptions(stream=StreamOptions(ping_s=0.2, send_timeout_s=0.5))
-    with ApiServer(api_settings, conninfo, options=options) as api:
+    with ApiServer(settings, database_url, options=options) as api:
         hub = hub_of(api)
         host, port = api.url.removeprefix("http://").split(":")
         stuck = socket.socket()
@@ -297,9 +291,9 @@ def test_the_stream_survives_the_listener_connection_being_killed(
 
 
 def test_shutdown_ends_live_streams_cleanly_and_promptly(
-    api_settings: Settings, conninfo: str, db: psycopg.Connection[Any]
+    settings: Settings, database_url: str, db: psycopg.Connection[Any]
 ) -> None:
-    api = ApiServer(api_settings, conninfo).start()  # production ping interval: 15 s
+    api = ApiServer(settings, database_url).start()  # production ping interval: 15 s
     reader = stream(api)
     new_alert(db)
     reader.take(1)
@@ -336,10 +330,14 @@ def test_latency_from_commit_to_the_client(live: ApiServer, db: psycopg.Connecti
 
     def summary(xs: list[float]) -> str:
         ms = sorted(x * 1000 for x in xs)
-        return (f"median {statistics.median(ms):.2f} ms, p95 {ms[int(len(ms) * 0.95) - 1]:.2f}"
-                f" ms, min {ms[0]:.2f} ms, max {ms[-1]:.2f} ms")  # fmt: skip
+        return (
+            f"median {statistics.median(ms):.2f} ms, p95 {ms[int(len(ms) * 0.95) - 1]:.2f}"
+            f" ms, min {ms[0]:.2f} ms, max {ms[-1]:.2f} ms"
+        )
 
-    print(f"\nstream latency over {len(from_send)} alerts, commit sent -> client:"
-          f" {summary(from_send)}; commit returned -> client: {summary(from_return)}")  # fmt: skip
+    print(
+        f"\nstream latency over {len(from_send)} alerts, commit sent -> client:"
+        f" {summary(from_send)}; commit returned -> client: {summary(from_return)}"
+    )
     median = statistics.median(from_send) * 1000
     assert median < 100, f"median {median:.1f} ms: the NOTIFY wake-up is not working"

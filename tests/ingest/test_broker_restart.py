@@ -26,7 +26,9 @@ from firewatch.core.settings import Settings
 from firewatch.ingest.service import IngestService
 from firewatch.lab.tracking import TrackingPublisher as Tracking
 from firewatch.runtime.mosquitto import Broker
-from tests.helpers import WATER_TOPIC, ThreadedIngest, scalar, wait_until, water
+from tests.builders.city import WATER_TOPIC
+from tests.builders.payloads import water
+from tests.helpers import ThreadedIngest, scalar, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -111,8 +113,11 @@ def test_which_subscriptions_mosquitto_restores_after_a_restart(
         pub.close()
         with ThreadedIngest(settings) as ingest:
             if not group:
-                wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") == 200, 30,
-                           "the queued messages stored")  # fmt: skip
+                wait_until(
+                    lambda: scalar(db, "SELECT count(*) FROM telemetry") == 200,
+                    30,
+                    "the queued messages stored",
+                )
             stats = ingest.stop()
     finally:
         broker.stop()
@@ -141,8 +146,9 @@ def test_retiring_a_worker_stores_its_queue_and_frees_its_share(
                 pub.publish(seq)
             wait_until(lambda: len(pub.acked) == 400, 30, "acknowledged")
             # The broker keeps routing b's share to b's session: a's share only is stored.
-            wait_until(lambda: 0 < scalar(db, "SELECT count(*) FROM telemetry") < 400, 30,
-                       "a's share")  # fmt: skip
+            wait_until(
+                lambda: 0 < scalar(db, "SELECT count(*) FROM telemetry") < 400, 30, "a's share"
+            )
             assert scalar(db, "SELECT count(*) FROM telemetry") < 400
 
             assert b.database_url is not None
@@ -158,8 +164,11 @@ def test_retiring_a_worker_stores_its_queue_and_frees_its_share(
             # b's session is gone: everything published now reaches a.
             for seq in range(401, 601):
                 pub.publish(seq)
-            wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") == 600, 30,
-                       "all later messages stored by a alone")  # fmt: skip
+            wait_until(
+                lambda: scalar(db, "SELECT count(*) FROM telemetry") == 600,
+                30,
+                "all later messages stored by a alone",
+            )
             pub.close()
     finally:
         broker.stop()
@@ -184,8 +193,7 @@ def test_a_worker_moved_into_a_group_drops_its_plain_subscription(
             pub = TrackingPublisher(broker.url)
             for seq in range(1, 101):
                 pub.publish(seq)
-            wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") == 100, 20,
-                       "stored")  # fmt: skip
+            wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") == 100, 20, "stored")
             pub.close()
             stats = ingest.stop()
     finally:

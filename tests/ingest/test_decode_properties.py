@@ -68,10 +68,18 @@ def _valid_water(ts: str = "2026-12-06T12:00:00Z") -> bytes:
 
 #: An id with a trailing newline passed ``is_valid_id`` (``re.match``'s '$' matches before a
 #: final newline): such topics were unknown_device / topic_mismatch instead of bad_topic.
-NEWLINE_DEVICE = Message("firewatch/v1/U-WD-001/D-WD-001-W1\n/telemetry", _valid_water(),
-                         "regression/newline-device", Reason.BAD_TOPIC)  # fmt: skip
-NEWLINE_UNIT = Message("firewatch/v1/U-WD-001\n/D-WD-001-W1/telemetry", _valid_water(),
-                       "regression/newline-unit", Reason.BAD_TOPIC)  # fmt: skip
+NEWLINE_DEVICE = Message(
+    "firewatch/v1/U-WD-001/D-WD-001-W1\n/telemetry",
+    _valid_water(),
+    "regression/newline-device",
+    Reason.BAD_TOPIC,
+)
+NEWLINE_UNIT = Message(
+    "firewatch/v1/U-WD-001\n/D-WD-001-W1/telemetry",
+    _valid_water(),
+    "regression/newline-unit",
+    Reason.BAD_TOPIC,
+)
 
 _STATUS = "firewatch/v1/U-WD-001/D-WD-001-P1/status"
 _EVENT = "firewatch/v1/U-WD-001/D-WD-001-P1/event"
@@ -85,25 +93,70 @@ def _json(**body: object) -> bytes:
 #: surrogate in any string, and a window for ``ts`` on every channel (a last will's lower
 #: bound is the record retention, not "anything").
 CONTRACT_EDGES = [
-    Message(_STATUS, _json(seq=1, ts="2026-12-06T12:00:00Z", state="online", firmware="1\x00"),
-            "edge/nul-firmware", Reason.INVALID),
-    Message(_EVENT, _json(seq=1, ts="2026-12-06T12:00:00Z", type="system_status", system_type=1,
-                          system_addr=1, status=1, description="a\x00b"),
-            "edge/nul-description", Reason.INVALID),
-    Message(_STATUS, _json(seq=1, ts="2026-12-06T12:00:00Z", state="online",
-                           device_id="D-WD-001-P1\x00"), "edge/nul-device-id", Reason.INVALID),
-    Message(_STATUS, _json(seq=1, ts="2026-12-06T12:00:00Z", state="online", reason="\ud800"),
-            "edge/lone-surrogate", Reason.NOT_JSON),
-    Message(_STATUS, _json(seq=0, ts="0001-01-01T00:00:00+14:00", state="offline", reason="will"),
-            "edge/will-year-1", Reason.TS_TOO_OLD),
-    Message(_STATUS, _json(seq=0, ts="2025-11-02T12:00:00Z", state="offline", reason="will"),
-            "edge/will-within-retention", ROW),
-    Message(_STATUS, _json(seq=0, ts="2025-11-01T12:00:00Z", state="offline", reason="will"),
-            "edge/will-past-retention", Reason.TS_TOO_OLD),
-    Message(_EVENT, _json(seq=1, ts="9999-12-31T23:59:59.999999-14:00", type="system_status",
-                          system_type=1, system_addr=1, status=1),
-            "edge/year-9999", Reason.TS_IN_FUTURE),
-]  # fmt: skip
+    Message(
+        _STATUS,
+        _json(seq=1, ts="2026-12-06T12:00:00Z", state="online", firmware="1\x00"),
+        "edge/nul-firmware",
+        Reason.INVALID,
+    ),
+    Message(
+        _EVENT,
+        _json(
+            seq=1,
+            ts="2026-12-06T12:00:00Z",
+            type="system_status",
+            system_type=1,
+            system_addr=1,
+            status=1,
+            description="a\x00b",
+        ),
+        "edge/nul-description",
+        Reason.INVALID,
+    ),
+    Message(
+        _STATUS,
+        _json(seq=1, ts="2026-12-06T12:00:00Z", state="online", device_id="D-WD-001-P1\x00"),
+        "edge/nul-device-id",
+        Reason.INVALID,
+    ),
+    Message(
+        _STATUS,
+        _json(seq=1, ts="2026-12-06T12:00:00Z", state="online", reason="\ud800"),
+        "edge/lone-surrogate",
+        Reason.NOT_JSON,
+    ),
+    Message(
+        _STATUS,
+        _json(seq=0, ts="0001-01-01T00:00:00+14:00", state="offline", reason="will"),
+        "edge/will-year-1",
+        Reason.TS_TOO_OLD,
+    ),
+    Message(
+        _STATUS,
+        _json(seq=0, ts="2025-11-02T12:00:00Z", state="offline", reason="will"),
+        "edge/will-within-retention",
+        ROW,
+    ),
+    Message(
+        _STATUS,
+        _json(seq=0, ts="2025-11-01T12:00:00Z", state="offline", reason="will"),
+        "edge/will-past-retention",
+        Reason.TS_TOO_OLD,
+    ),
+    Message(
+        _EVENT,
+        _json(
+            seq=1,
+            ts="9999-12-31T23:59:59.999999-14:00",
+            type="system_status",
+            system_type=1,
+            system_addr=1,
+            status=1,
+        ),
+        "edge/year-9999",
+        Reason.TS_IN_FUTURE,
+    ),
+]
 
 
 # --- property A --------------------------------------------------------------------------------
@@ -136,13 +189,15 @@ def test_the_checks_can_fail() -> None:
     status = Message(_STATUS, b"{}", "hand", ROW)
     nul = StatusRow("D-WD-001-P1", 5, now, now, "online", "fw\x00", None, None, None)
     assert any("text holds NUL" in p for p in check(status, nul, WORLD))
-    stale = StatusRow("D-WD-001-P1", 5, now - timedelta(days=8), now, "online", None, None,
-                      None, None)  # fmt: skip
+    stale = StatusRow(
+        "D-WD-001-P1", 5, now - timedelta(days=8), now, "online", None, None, None, None
+    )
     assert any("outside its window" in p for p in check(status, stale, WORLD))
     will = stale._replace(seq=0)  # a last will may be that old
     assert check(status, will, WORLD) == []
-    wide = EventRow("D-WD-001-P1", 5, now, now, "system_status", 40_000, 1, None, None, 1, [],
-                    None, None)  # fmt: skip
+    wide = EventRow(
+        "D-WD-001-P1", 5, now, now, "system_status", 40_000, 1, None, None, 1, [], None, None
+    )
     event_msg = Message(_EVENT, b"{}", "hand", None)
     assert any("overflows int2" in p for p in check(event_msg, wide, WORLD))
     lost = DeadLetter(now, status.topic, b"{", Reason.NOT_JSON, "x")
@@ -200,29 +255,58 @@ def _boundary_batch(now: datetime, limits: Limits) -> list[Message]:
     description, a last will at the retention limit."""
     will_ts = (now - limits.max_will_age + timedelta(seconds=5)).isoformat()
     ts = (now - timedelta(seconds=30)).astimezone(UTC)
-    ports = [{"port": p, "temp_c": 400.0, "current_a": 5e-324, "charging": True}
-             for p in range(1024, 768, -1)]  # fmt: skip
+    ports = [
+        {"port": p, "temp_c": 400.0, "current_a": 5e-324, "charging": True}
+        for p in range(1024, 768, -1)
+    ]
     root = "firewatch/v1"
 
     def msg(topic: str, body: dict[str, Any]) -> Message:
         return Message(f"{root}/{topic}", json.dumps(body).encode(), "boundary", ROW)
 
     return [
-        msg("U-WD-001/D-WD-001-W1/telemetry", {
-            "seq": 2**63 - 1, "ts": ts.astimezone(timezone(-timedelta(hours=23, minutes=59)))
-            .isoformat(),
-            "pressure_kpa": 10_000, "level_m": 5e-324, "room_temp_c": -60.0}),
-        msg("U-WD-001/D-WD-001-P1/event", {
-            "seq": 0, "ts": ts.astimezone(timezone(timedelta(hours=14))).isoformat(),
-            "type": "component_status", "system_type": 255, "system_addr": 255,
-            "component_type": 255, "component_addr": 2**32 - 1, "status": 0xFFFF,
-            "operator": 255, "description": "\U0001f525" * 256}),
-        msg("U-WD-001/D-WD-001-E1/telemetry", {
-            "seq": 1, "ts": int(ts.timestamp() * 1000), "ambient_c": 150, "ports": ports}),
-        msg("U-WD-001/D-WD-001-P1/status", {
-            "seq": 0, "ts": will_ts, "state": "offline", "reason": "r" * 128,
-            "firmware": "\x7f\x01" * 32, "battery_pct": 100, "rssi_dbm": -150}),
-    ]  # fmt: skip
+        msg(
+            "U-WD-001/D-WD-001-W1/telemetry",
+            {
+                "seq": 2**63 - 1,
+                "ts": ts.astimezone(timezone(-timedelta(hours=23, minutes=59))).isoformat(),
+                "pressure_kpa": 10_000,
+                "level_m": 5e-324,
+                "room_temp_c": -60.0,
+            },
+        ),
+        msg(
+            "U-WD-001/D-WD-001-P1/event",
+            {
+                "seq": 0,
+                "ts": ts.astimezone(timezone(timedelta(hours=14))).isoformat(),
+                "type": "component_status",
+                "system_type": 255,
+                "system_addr": 255,
+                "component_type": 255,
+                "component_addr": 2**32 - 1,
+                "status": 0xFFFF,
+                "operator": 255,
+                "description": "\U0001f525" * 256,
+            },
+        ),
+        msg(
+            "U-WD-001/D-WD-001-E1/telemetry",
+            {"seq": 1, "ts": int(ts.timestamp() * 1000), "ambient_c": 150, "ports": ports},
+        ),
+        msg(
+            "U-WD-001/D-WD-001-P1/status",
+            {
+                "seq": 0,
+                "ts": will_ts,
+                "state": "offline",
+                "reason": "r" * 128,
+                "firmware": "\x7f\x01" * 32,
+                "battery_pct": 100,
+                "rssi_dbm": -150,
+            },
+        ),
+    ]
 
 
 def test_decoded_batches_are_stored_exactly_once(
@@ -251,8 +335,14 @@ def _store_and_verify(
     decoder: Callable[[str, bytes, datetime], object],
 ) -> None:
     with db.transaction():  # DELETE, not TRUNCATE: a few rows, and ~40 partitions to recreate
-        for table in ("telemetry", "events", "device_status", "device_state", "device_last_seen",
-                      "dead_letters"):  # fmt: skip
+        for table in (
+            "telemetry",
+            "events",
+            "device_status",
+            "device_state",
+            "device_last_seen",
+            "dead_letters",
+        ):
             db.execute(f"DELETE FROM {table}")
     batch = WriteBatch()
     rows: dict[str, dict[tuple[Any, ...], list[tuple[Any, ...]]]] = {t: {} for t in STREAM_COLUMNS}
@@ -287,8 +377,10 @@ def _store_and_verify(
         got = {(r[0], r[2], r[1]): _as_stored(r, types) for r in db.execute(query)}
         assert got.keys() == by_key.keys(), table  # each message's row once, nothing else
         for key, row in got.items():
-            differences = [[(name, a, b) for name, a, b in zip(names, row, c, strict=True)
-                            if a != b] for c in by_key[key]]  # fmt: skip
+            differences = [
+                [(name, a, b) for name, a, b in zip(names, row, c, strict=True) if a != b]
+                for c in by_key[key]
+            ]
             assert [] in differences, (table, key, differences)  # stored as decoded
     assert result.dead_letters == len(dead)
     stored_dead = db.execute(
@@ -299,8 +391,16 @@ def _store_and_verify(
     assert len(by_dead_key) == len(stored_dead)  # (topic, payload) is unique
     assert by_dead_key.keys() == dead.keys()  # each dead message once, nothing else
     for dl_key, got_dead in by_dead_key.items():
-        candidates = [(d.payload[:DEFAULT_PAYLOAD_CAP], len(d.payload), d.reason.value,
-                       storable(d.detail), d.received_at) for d in dead[dl_key]]  # fmt: skip
+        candidates = [
+            (
+                d.payload[:DEFAULT_PAYLOAD_CAP],
+                len(d.payload),
+                d.reason.value,
+                storable(d.detail),
+                d.received_at,
+            )
+            for d in dead[dl_key]
+        ]
         assert got_dead in candidates, (got_dead, candidates)
     status_devices = {k[0] for k in rows["device_status"]}
     n_state = db.execute("SELECT count(*) FROM device_state").fetchone()

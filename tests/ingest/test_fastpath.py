@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import orjson
@@ -22,21 +23,25 @@ from firewatch.ingest.ingest_metrics import LAG_BUCKETS, IngestMetrics
 from firewatch.ingest.registry import DeviceRegistry
 from firewatch.ingest.service import Inbox
 from firewatch.runtime.metrics import BulkHistogram
+from tests.builders.payloads import sparse_water
 
 
 # --- cached decoder == decode ----------------------------------------------------------------
 def _messages(now: datetime) -> list[tuple[str, bytes]]:
-    ok = {"seq": 1, "ts": now.isoformat(), "pressure_kpa": 300.0}
-
-    def w(**changes: Any) -> bytes:
-        return orjson.dumps({k: v for k, v in {**ok, **changes}.items() if v is not ...})
+    w = partial(sparse_water, now.isoformat())
 
     water = "firewatch/v1/U-1/W-1/telemetry"
     panel = "firewatch/v1/U-1/P-1"
     old = (now - timedelta(days=30)).isoformat()
     will = {"seq": 0, "ts": old, "state": "offline"}
-    event = {"seq": 3, "ts": now.isoformat(), "type": "system_status", "system_type": 1,
-             "system_addr": 1, "status": 1}  # fmt: skip
+    event = {
+        "seq": 3,
+        "ts": now.isoformat(),
+        "type": "system_status",
+        "system_type": 1,
+        "system_addr": 1,
+        "status": 1,
+    }
     return [
         (water, w()),
         (water, w(seq=2, level_m=3.5, pump_running=True)),
@@ -79,9 +84,13 @@ def test_cached_decoder_answers_exactly_like_decode_across_registry_changes() ->
         for _ in range(2):  # second round: answered from the cache
             for topic, payload in _messages(now):
                 expected = decode(
-                    topic, payload, now, root="firewatch/v1", lookup=registry.lookup,
+                    topic,
+                    payload,
+                    now,
+                    root="firewatch/v1",
+                    lookup=registry.lookup,
                     limits=limits,
-                )  # fmt: skip
+                )
                 assert decoder(topic, payload, now) == expected, (topic, payload[:60])
                 outcomes.add(expected.reason if isinstance(expected, DeadLetter) else "row")
         return outcomes
@@ -121,9 +130,15 @@ def test_bulk_histogram_exposes_what_prometheus_histogram_would() -> None:
 def test_acks_of_an_earlier_connection_are_dropped_not_sent() -> None:
     metrics = IngestMetrics()
     consumer = MqttConsumer(
-        "mqtt://127.0.0.1:1", client_id="t", subscription="s/#", handler=lambda m, r: None,
-        metrics=metrics, backoff=Backoff(0.1, 1), session_expiry_s=60, receive_maximum=10,
-    )  # fmt: skip
+        "mqtt://127.0.0.1:1",
+        client_id="t",
+        subscription="s/#",
+        handler=lambda m, r: None,
+        metrics=metrics,
+        backoff=Backoff(0.1, 1),
+        session_expiry_s=60,
+        receive_maximum=10,
+    )
     sent: list[int] = []
     # Record what would go to paho instead of a socket (no broker is involved here).
     consumer._client.ack = lambda mid, qos: sent.append(mid)  # type: ignore[method-assign,assignment,return-value]
@@ -195,8 +210,7 @@ def test_an_alarm_makes_its_batch_urgent_and_telemetry_does_not() -> None:
     now = datetime.now(UTC)
     tele = TelemetryRow("W", 1, now, now, 300.0, *([None] * 10))
     normal = EventRow("P", 1, now, now, "system_status", 1, 1, None, None, 1, [], None, None)
-    fire = EventRow("P", 2, now, now, "component_status", 1, 1, 41, 1004, 3, ["fire"], None,
-                    None)  # fmt: skip
+    fire = EventRow("P", 2, now, now, "component_status", 1, 1, 41, 1004, 3, ["fire"], None, None)
     for add_in_bulk in (False, True):
         batch = WriteBatch()
         items: list[tuple[Any, Any, str | None, bytes | None]] = [

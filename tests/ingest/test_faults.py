@@ -21,15 +21,9 @@ from firewatch.core.settings import Settings
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import upgrade
 from firewatch.storage.seed import load_seed, read_seed
-from tests.helpers import (
-    WATER_TOPIC,
-    ThreadedIngest,
-    ingest_subprocess,
-    publish_all,
-    scalar,
-    wait_until,
-    water,
-)
+from tests.builders.city import WATER_TOPIC
+from tests.builders.payloads import water
+from tests.helpers import ThreadedIngest, ingest_subprocess, publish_all, scalar, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -63,15 +57,15 @@ def _publish_in_background(
 
 
 def test_sigkill_mid_stream_then_restart_stores_everything_once(
-    settings: Settings, db: psycopg.Connection[Any], tmp_path: Path
+    mqtt_settings: Settings, db: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
     n = 6000
     log = tmp_path / "ingest.log"
-    proc = ingest_subprocess(settings, log)
+    proc = ingest_subprocess(mqtt_settings, log)
     try:
         # The worker's persistent session must exist before publishing starts.
         wait_until(lambda: "connected to" in log.read_text(), 30, "worker connected")
-        pub = _publish_in_background(settings.mqtt_url or "", _stream(n), rate=1500)
+        pub = _publish_in_background(mqtt_settings.mqtt_url or "", _stream(n), rate=1500)
         wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") >= 1000, 60, "progress")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -79,7 +73,7 @@ def test_sigkill_mid_stream_then_restart_stores_everything_once(
         pub.join(timeout=120)
         assert not pub.errors  # type: ignore[attr-defined]
         assert killed_at < n, "the kill must land mid-stream"
-        proc = ingest_subprocess(settings, log)  # same client id: same broker session
+        proc = ingest_subprocess(mqtt_settings, log)  # same client id: same broker session
         wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") >= n, 90, "all rows")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -113,10 +107,15 @@ def test_database_outage_under_load_loses_nothing(
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_conninfo(admin, dbname=name)
     settings = Settings(
-        data_dir=tmp_path / "data", database_url=url, mqtt_url=mqtt_url,
-        ingest_client_id=f"outage-{uuid.uuid4().hex[:6]}", ingest_metrics_port=0,
-        backoff_initial_s=0.05, backoff_max_s=0.5, ingest_max_inflight=500,
-    )  # fmt: skip
+        data_dir=tmp_path / "data",
+        database_url=url,
+        mqtt_url=mqtt_url,
+        ingest_client_id=f"outage-{uuid.uuid4().hex[:6]}",
+        ingest_metrics_port=0,
+        backoff_initial_s=0.05,
+        backoff_max_s=0.5,
+        ingest_max_inflight=500,
+    )
     with psycopg.connect(url, autocommit=True) as conn:
         upgrade(conn)
         load_seed(conn, read_seed())
@@ -154,15 +153,15 @@ def test_database_outage_under_load_loses_nothing(
 
 
 def test_burst_into_a_slower_consumer_loses_nothing(
-    settings: Settings, db: psycopg.Connection[Any]
+    mqtt_settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
     # Tiny batches and a small in-flight window make the consumer much slower than the
     # publisher, so most of the burst has to wait in the broker's queue for this session
     # (Mosquitto's default max_queued_messages of 1000 would drop most of it).
-    slow = settings.model_copy(update={"ingest_batch_size": 50, "ingest_max_inflight": 100})
+    slow = mqtt_settings.model_copy(update={"ingest_batch_size": 50, "ingest_max_inflight": 100})
     n = 20_000
     with ThreadedIngest(slow):
-        publish_all(settings.mqtt_url or "", _stream(n), timeout=120)
+        publish_all(mqtt_settings.mqtt_url or "", _stream(n), timeout=120)
         assert scalar(db, "SELECT count(*) FROM telemetry") < n - 1000, "consumer kept up"
         wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") >= n, 180, "all rows")
     _assert_exactly_once(db, n)

@@ -18,26 +18,16 @@ from typing import Any
 import psycopg
 
 from firewatch.core.backoff import Backoff
-from firewatch.core.rows import Reason, StatusRow, TelemetryRow
+from firewatch.core.rows import Reason
 from firewatch.core.settings import Settings
 from firewatch.ingest.ingest_metrics import IngestMetrics
 from firewatch.ingest.writer import BatchWriter, WriteBatch
-from tests.helpers import (
-    WATER_TOPIC,
-    ThreadedIngest,
-    publish_all,
-    scalar,
-    wait_until,
-    water,
-)
+from tests.builders.city import WATER, WATER_TOPIC
+from tests.builders.payloads import water
+from tests.builders.rows import status, water_reading
+from tests.helpers import ThreadedIngest, publish_all, scalar, wait_until
 
-DEVICE = "D-WD-001-W1"
-
-
-def _telemetry(seq: int, pressure: float = 350.0) -> TelemetryRow:
-    now = datetime.now(UTC)
-    return TelemetryRow(DEVICE, seq, now, now, pressure, 3.5, False, True, 12.5,
-                        None, None, None, None, None, None)  # fmt: skip
+DEVICE = WATER
 
 
 def _writer(database_url: str) -> BatchWriter:
@@ -48,11 +38,11 @@ def test_rows_the_database_refuses_become_dead_letters_and_the_rest_commit(
     db: psycopg.Connection[Any], database_url: str
 ) -> None:
     now = datetime.now(UTC)
-    nul = StatusRow(DEVICE, 7, now, now, "online", "x\x00y", None, None, None)
-    surrogate = StatusRow(DEVICE, 8, now, now, "online", "\ud800", None, None, None)
+    nul = status(DEVICE, now, "online", seq=7, firmware="x\x00y")
+    surrogate = status(DEVICE, now, "online", seq=8, firmware="\ud800")
     batch = WriteBatch()
     for seq in range(1, 41):
-        batch.add(_telemetry(seq), seq, WATER_TOPIC, b"raw %d" % seq)
+        batch.add(water_reading(seq), seq, WATER_TOPIC, b"raw %d" % seq)
         if seq == 10:
             batch.add(nul, 100, WATER_TOPIC.replace("telemetry", "status"), b"nul bytes")
         if seq == 30:
@@ -88,7 +78,7 @@ def test_a_batch_of_only_poison_and_a_poison_batch_of_one(
         for n in (1, 5):
             batch = WriteBatch()
             for i in range(n):
-                row = StatusRow(DEVICE, 1000 * n + i, now, now, "online", "\x00", None, None, None)
+                row = status(DEVICE, now, "online", seq=1000 * n + i, firmware="\x00")
                 batch.add(row, i, f"firewatch/v1/U-WD-001/{DEVICE}/status", b"p%d-%d" % (n, i))
             result = writer.flush(batch)
             assert len(result.rejected) == n
@@ -96,7 +86,7 @@ def test_a_batch_of_only_poison_and_a_poison_batch_of_one(
 
 
 def test_a_constraint_refusing_messages_mid_stream_does_not_stop_ingest(
-    settings: Settings, db: psycopg.Connection[Any]
+    mqtt_settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
     """A real worker, real MQTT: poison interleaved with 300 good messages."""
     db.execute("ALTER TABLE telemetry ADD CONSTRAINT no_123_5 CHECK (pressure_kpa <> 123.5)")
@@ -105,8 +95,8 @@ def test_a_constraint_refusing_messages_mid_stream_does_not_stop_ingest(
         (WATER_TOPIC, water(seq, 123.5 if seq in poison_seqs else 300.0 + seq % 7))
         for seq in range(1, 301)
     ]
-    with ThreadedIngest(settings) as ingest:
-        publish_all(settings.mqtt_url or "", stream)
+    with ThreadedIngest(mqtt_settings) as ingest:
+        publish_all(mqtt_settings.mqtt_url or "", stream)
         wait_until(
             lambda: (
                 scalar(db, "SELECT count(*) FROM telemetry") == 300 - len(poison_seqs)
@@ -116,7 +106,7 @@ def test_a_constraint_refusing_messages_mid_stream_does_not_stop_ingest(
             "good rows stored and poison dead-lettered",
         )
         # still running: a message after the poison is stored
-        publish_all(settings.mqtt_url or "", [(WATER_TOPIC, water(1000))])
+        publish_all(mqtt_settings.mqtt_url or "", [(WATER_TOPIC, water(1000))])
         wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") == 297, 20, "later row")
         stats = ingest.stop()
     assert stats.rejected == len(poison_seqs)
@@ -127,16 +117,16 @@ def test_a_constraint_refusing_messages_mid_stream_does_not_stop_ingest(
     assert {r for _p, r, _d in dead} == {"db_rejected"}
     assert all("no_123_5" in d for _p, _r, d in dead), dead[0][2]
     # everything was acknowledged: a new worker on the same session gets nothing again
-    with ThreadedIngest(settings) as again:
-        publish_all(settings.mqtt_url or "", [(WATER_TOPIC, water(1001))])
+    with ThreadedIngest(mqtt_settings) as again:
+        publish_all(mqtt_settings.mqtt_url or "", [(WATER_TOPIC, water(1001))])
         wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") == 298, 20, "new row")
         assert again.stop().received == 1
 
 
 def test_dead_letters_over_quota_are_counted_not_stored(
-    settings: Settings, db: psycopg.Connection[Any]
+    mqtt_settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
-    settings = settings.model_copy(
+    settings = mqtt_settings.model_copy(
         update={"dead_letter_quota_per_device": 5, "dead_letter_quota_total": 8}
     )
     noisy = "firewatch/v1/U-WD-001/NOT-REGISTERED/telemetry"
@@ -167,8 +157,8 @@ def test_when_even_the_dead_letter_is_refused_a_shortened_one_is_kept(
     db.execute("ALTER TABLE telemetry ADD CONSTRAINT no_123_5 CHECK (pressure_kpa <> 123.5)")
     db.execute("ALTER TABLE dead_letters ADD CONSTRAINT small CHECK (octet_length(payload) <= 256)")
     batch = WriteBatch()
-    batch.add(_telemetry(1), 1, WATER_TOPIC, b"ok")
-    batch.add(_telemetry(2, pressure=123.5), 2, WATER_TOPIC, b"x" * 1000)
+    batch.add(water_reading(1), 1, WATER_TOPIC, b"ok")
+    batch.add(water_reading(2, pressure=123.5), 2, WATER_TOPIC, b"x" * 1000)
     with _writer(database_url) as writer:
         result = writer.flush(batch)
     assert result.stored == {"telemetry": 1}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import orjson
@@ -11,14 +12,16 @@ import psycopg
 import pytest
 
 from firewatch.core.settings import Settings
-from tests.helpers import WATER_TOPIC, ThreadedIngest, publish_all, scalar, wait_until, water
+from tests.builders.city import WATER_TOPIC
+from tests.builders.payloads import panel_event, sparse_water, water
+from tests.helpers import ThreadedIngest, publish_all, scalar, wait_until
 
 PANEL = "firewatch/v1/U-WD-001/D-WD-001-P1"
 SHED = "firewatch/v1/U-WD-001/D-WD-001-E1"
 
 
 def test_each_kind_is_stored_with_values_and_times_intact(
-    settings: Settings, db: psycopg.Connection[Any]
+    mqtt_settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
     ts = datetime.now(UTC).replace(microsecond=123000) - timedelta(minutes=5)
     iso = ts.isoformat().replace("+00:00", "Z")
@@ -32,25 +35,17 @@ def test_each_kind_is_stored_with_values_and_times_intact(
             {"port": 1, "temp_c": 20.0, "current_a": 0.0, "charging": False},
         ],
     }
-    fire = {
-        "seq": 9,
-        "ts": iso,
-        "type": "component_status",
-        "system_type": 1,
-        "system_addr": 1,
-        "component_type": 40,
-        "component_addr": 1001,
-        "status": 0b11,
-        "description": "3F east smoke detector",
-    }
+    fire = panel_event(
+        9, 0b11, iso, component_type=40, component_addr=1001, description="3F east smoke detector"
+    )
     status = {"seq": 3, "ts": iso, "state": "online", "firmware": "2.1.0", "battery_pct": 88}
-    with ThreadedIngest(settings) as ingest:
+    with ThreadedIngest(mqtt_settings) as ingest:
         publish_all(
-            settings.mqtt_url or "",
+            mqtt_settings.mqtt_url or "",
             [
                 (WATER_TOPIC, water(1, 312.5, iso)),
                 (f"{SHED}/telemetry", orjson.dumps(shed)),
-                (f"{PANEL}/event", orjson.dumps(fire)),
+                (f"{PANEL}/event", fire),
                 (f"{PANEL}/status", orjson.dumps(status)),
             ],
         )
@@ -95,11 +90,7 @@ def test_each_kind_is_stored_with_values_and_times_intact(
 
 def _bad_cases() -> list[tuple[str, str, bytes, str]]:
     now = datetime.now(UTC)
-    ok = {"seq": 1, "ts": now.isoformat(), "pressure_kpa": 300.0}
-
-    def w(**changes: Any) -> bytes:
-        d = {**ok, **changes}
-        return orjson.dumps({k: v for k, v in d.items() if v is not ...})
+    w = partial(sparse_water, now.isoformat())
 
     return [
         ("not_json", WATER_TOPIC, b"{pressure: 3", "not_json"),
@@ -160,10 +151,10 @@ def status(seq: int = 5, ts: str | None = None, firmware: str | None = None) -> 
 
 
 def test_every_malformed_message_becomes_one_dead_letter_and_ingest_keeps_running(
-    settings: Settings, db: psycopg.Connection[Any]
+    mqtt_settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
     cases = _bad_cases()
-    settings = settings.model_copy(update={"dead_letter_quota_per_device": 1000})
+    settings = mqtt_settings.model_copy(update={"dead_letter_quota_per_device": 1000})
     with ThreadedIngest(settings):
         publish_all(settings.mqtt_url or "", [(t, p) for _, t, p, _ in cases])
         wait_until(
@@ -197,13 +188,15 @@ def cases_by_name(cases: list[tuple[str, str, bytes, str]]) -> dict[str, bytes]:
     return {name: payload for name, _t, payload, _r in cases}
 
 
-def test_duplicate_delivery_stores_one_row(settings: Settings, db: psycopg.Connection[Any]) -> None:
+def test_duplicate_delivery_stores_one_row(
+    mqtt_settings: Settings, db: psycopg.Connection[Any]
+) -> None:
     msg = water(5)
-    with ThreadedIngest(settings) as ingest:
-        publish_all(settings.mqtt_url or "", [(WATER_TOPIC, msg)] * 3)
+    with ThreadedIngest(mqtt_settings) as ingest:
+        publish_all(mqtt_settings.mqtt_url or "", [(WATER_TOPIC, msg)] * 3)
         wait_until(lambda: ingest.service.stats.received == 3, 20, "three deliveries")
         # The same message again, in a later batch.
-        publish_all(settings.mqtt_url or "", [(WATER_TOPIC, msg)])
+        publish_all(mqtt_settings.mqtt_url or "", [(WATER_TOPIC, msg)])
         wait_until(lambda: ingest.service.stats.received == 4, 20, "fourth delivery")
         stats = ingest.stop()
     assert scalar(db, "SELECT count(*) FROM telemetry") == 1
@@ -211,14 +204,14 @@ def test_duplicate_delivery_stores_one_row(settings: Settings, db: psycopg.Conne
 
 
 def test_device_registered_after_start_is_not_dead_lettered(
-    settings: Settings, db: psycopg.Connection[Any]
+    mqtt_settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
-    with ThreadedIngest(settings):
+    with ThreadedIngest(mqtt_settings):
         db.execute(
             "INSERT INTO devices (id, unit_id, kind) VALUES ('D-NEW-1', 'U-WD-001', 'water')"
         )
         publish_all(
-            settings.mqtt_url or "", [("firewatch/v1/U-WD-001/D-NEW-1/telemetry", water(1))]
+            mqtt_settings.mqtt_url or "", [("firewatch/v1/U-WD-001/D-NEW-1/telemetry", water(1))]
         )
         wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") == 1, 20, "row")
     assert scalar(db, "SELECT count(*) FROM dead_letters") == 0
@@ -226,11 +219,11 @@ def test_device_registered_after_start_is_not_dead_lettered(
 
 @pytest.mark.parametrize("old_ts_days", [3])
 def test_backlogged_readings_land_in_their_day_partition(
-    settings: Settings, db: psycopg.Connection[Any], old_ts_days: int
+    mqtt_settings: Settings, db: psycopg.Connection[Any], old_ts_days: int
 ) -> None:
     ts = (datetime.now(UTC) - timedelta(days=old_ts_days)).isoformat()
-    with ThreadedIngest(settings):
-        publish_all(settings.mqtt_url or "", [(WATER_TOPIC, water(1, ts=ts))])
+    with ThreadedIngest(mqtt_settings):
+        publish_all(mqtt_settings.mqtt_url or "", [(WATER_TOPIC, water(1, ts=ts))])
         wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") == 1, 20, "row")
     part = scalar(db, "SELECT tableoid::regclass::text FROM telemetry")
     day = (datetime.now(UTC) - timedelta(days=old_ts_days)).strftime("%Y%m%d")
@@ -238,20 +231,23 @@ def test_backlogged_readings_land_in_their_day_partition(
 
 
 def test_last_will_marks_the_device_offline_even_with_an_old_connect_time(
-    settings: Settings, db: psycopg.Connection[Any]
+    mqtt_settings: Settings, db: psycopg.Connection[Any]
 ) -> None:
     connected = datetime.now(UTC) - timedelta(days=30)  # a month-long connection
-    online = {"seq": 1, "ts": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
-              "state": "online"}  # fmt: skip
+    online = {
+        "seq": 1,
+        "ts": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+        "state": "online",
+    }
     will = {"seq": 0, "ts": connected.isoformat(), "state": "offline", "reason": "will"}
     topic = f"{PANEL}/status"
-    with ThreadedIngest(settings) as ingest:
-        publish_all(settings.mqtt_url or "", [(topic, orjson.dumps(online))])
+    with ThreadedIngest(mqtt_settings) as ingest:
+        publish_all(mqtt_settings.mqtt_url or "", [(topic, orjson.dumps(online))])
         wait_until(lambda: scalar(db, "SELECT count(*) FROM device_state") == 1, 20, "online")
-        publish_all(settings.mqtt_url or "", [(topic, orjson.dumps(will))])
+        publish_all(mqtt_settings.mqtt_url or "", [(topic, orjson.dumps(will))])
         wait_until(lambda: scalar(db, "SELECT count(*) FROM device_status") == 2, 20, "will")
         # A redelivered stale "online" must not flip the state back.
-        publish_all(settings.mqtt_url or "", [(topic, orjson.dumps(online))])
+        publish_all(mqtt_settings.mqtt_url or "", [(topic, orjson.dumps(online))])
         wait_until(lambda: ingest.service.stats.received == 3, 20, "the redelivery")
     assert scalar(db, "SELECT state FROM device_state WHERE device_id = 'D-WD-001-P1'") == "offline"
     assert scalar(db, "SELECT count(*) FROM dead_letters") == 0

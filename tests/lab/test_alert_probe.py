@@ -13,10 +13,12 @@ def test_alert_figures_from_hand_made_times() -> None:
     sent = {"a": 100.0, "b": 200.0, "c": 300.0}
     seen = {"a": 100.1, "b": 200.3}  # c never arrived
     alerts = {
-        d: {"first_seen": datetime.fromtimestamp(sent[d] + 0.01, UTC).isoformat(),
-            "created_at": datetime.fromtimestamp(sent[d] + 0.05, UTC).isoformat()}
+        d: {
+            "first_seen": datetime.fromtimestamp(sent[d] + 0.01, UTC).isoformat(),
+            "created_at": datetime.fromtimestamp(sent[d] + 0.05, UTC).isoformat(),
+        }
         for d in ("a", "b")
-    }  # fmt: skip
+    }
     anomalies = {"a": 100.04, "b": 200.04}
     r = summarize(sent, seen, alerts, anomalies)
     assert (r["alerts_expected"], r["alerts_seen"]) == (3, 2)

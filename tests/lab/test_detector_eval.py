@@ -52,8 +52,14 @@ at = "6h"
 duration = "1h"
 """
 
-TOP_LEVEL = ("precision", "recall", "f1", "false_alerts_per_1000_device_hours",
-             "detection_delay_s", "per_fault")  # fmt: skip
+TOP_LEVEL = (
+    "precision",
+    "recall",
+    "f1",
+    "false_alerts_per_1000_device_hours",
+    "detection_delay_s",
+    "per_fault",
+)
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +110,21 @@ def test_cli_writes_the_report(
     scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "report.json"
-    code = main(["analytics", "evaluate", "--scenario", str(scenario), "--seed", "5",
-                 "--warmup", "4h", "--no-models", "--json", str(out)])  # fmt: skip
+    code = main(
+        [
+            "analytics",
+            "evaluate",
+            "--scenario",
+            str(scenario),
+            "--seed",
+            "5",
+            "--warmup",
+            "4h",
+            "--no-models",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     doc = json.loads(out.read_text("utf-8"))
     assert all(k in doc for k in TOP_LEVEL)

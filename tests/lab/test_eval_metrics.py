@@ -18,6 +18,7 @@ from firewatch.lab.eval_metrics import (
     match_anomaly,
 )
 from firewatch.simulators.model import Label, iso
+from tests.builders.alerts import anomaly
 
 T0 = 1_800_000_000.0  # a round Unix time; all times below are offsets from it
 WINDOW = (T0, T0 + 100_000.0)
@@ -52,17 +53,15 @@ def _anomaly(
     explanation: str = "pressure below threshold",
 ) -> Anomaly:
     t = T0 + detected
-    return Anomaly(
-        device_id=device,
+    return anomaly(
+        device,
+        t - 30.0,
         unit_id=f"unit-{device}",
         detector=detector,
         kind=kind,
         metric="pressure_mpa",
-        component="",
         origin=origin,
-        severity=Severity.HIGH,
         score=0.9,
-        started_at=t - 30.0,
         detected_at=t,
         last_at=t,
         explanation=explanation,

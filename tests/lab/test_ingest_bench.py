@@ -22,13 +22,20 @@ def test_quantile_interpolates_within_buckets() -> None:
 
 
 @pytest.mark.slow
-def test_a_short_bench_run_reports_every_key_and_loses_nothing(
-    database_url: str, mqtt_url: str, tmp_path: Path
-) -> None:
-    settings = Settings(data_dir=tmp_path, database_url=database_url, mqtt_url=mqtt_url)
-    r = run_ingest_bench(settings, BenchConfig(rate=500, devices=50, duration=2))
-    for key in ("offered_msgs_per_s", "achieved_msgs_per_s", "stored_rows_per_s", "published",
-                "stored", "lost", "duplicated", "latency_ms", "workers", "cpu_count"):  # fmt: skip
+def test_a_short_bench_run_reports_every_key_and_loses_nothing(mqtt_settings: Settings) -> None:
+    r = run_ingest_bench(mqtt_settings, BenchConfig(rate=500, devices=50, duration=2))
+    for key in (
+        "offered_msgs_per_s",
+        "achieved_msgs_per_s",
+        "stored_rows_per_s",
+        "published",
+        "stored",
+        "lost",
+        "duplicated",
+        "latency_ms",
+        "workers",
+        "cpu_count",
+    ):
         assert key in r
     assert r["published"] == 1000
     assert r["stored"] == 1000
@@ -40,11 +47,13 @@ def test_a_short_bench_run_reports_every_key_and_loses_nothing(
 
 @pytest.mark.slow
 def test_a_bench_run_with_alert_probes_times_each_alert(
-    database_url: str, mqtt_url: str, tmp_path: Path
+    mqtt_settings: Settings, tmp_path: Path
 ) -> None:
-    settings = Settings(data_dir=tmp_path, database_url=database_url, mqtt_url=mqtt_url)
-    r = run_ingest_bench(settings, BenchConfig(rate=300, devices=30, duration=4, alerts=5),
-                         log_dir=tmp_path / "logs")  # fmt: skip
+    r = run_ingest_bench(
+        mqtt_settings,
+        BenchConfig(rate=300, devices=30, duration=4, alerts=5),
+        log_dir=tmp_path / "logs",
+    )
     assert r["alerts_expected"] == 5
     assert r["alerts_seen"] == 5
     lat = r["alert_latency_ms"]

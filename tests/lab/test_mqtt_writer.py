@@ -60,9 +60,14 @@ def test_reader_refuses_qos2_and_bad_utf8_topics() -> None:
 def test_pubacks_and_connect_encoding() -> None:
     assert mqtt5.pubacks([1, 258]) == b"\x40\x02\x00\x01\x40\x02\x01\x02"
     pkt = mqtt5.connect_packet(
-        "cid", keepalive=30, clean_start=False, session_expiry_s=604_800,
-        receive_maximum=10_000, username="u", password="p",
-    )  # fmt: skip
+        "cid",
+        keepalive=30,
+        clean_start=False,
+        session_expiry_s=604_800,
+        receive_maximum=10_000,
+        username="u",
+        password="p",
+    )
     (parsed,) = mqtt5.PacketReader().feed(pkt)
     assert isinstance(parsed, mqtt5.Packet)
     assert parsed.kind == mqtt5.CONNECT

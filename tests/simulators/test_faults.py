@@ -24,7 +24,7 @@ from firewatch.simulators.faults import (
 )
 from firewatch.simulators.model import Action, Emission, Fault, SimDevice
 from firewatch.simulators.scenario import FaultSpec
-from tests.simulators.test_behaviour import (
+from tests.builders.simulation import (
     DEVICES,
     PANEL,
     SHED,
@@ -43,10 +43,16 @@ from tests.simulators.test_behaviour import (
 END = START + 48 * H
 
 
-def fault(ftype: str, device: SimDevice, at_h: float, dur_h: float | None = None,
-          **params: Any) -> Fault:  # fmt: skip
-    spec = FaultSpecInput(type=ftype, device=device.id, at_s=at_h * H, params=params,
-                          duration_s=None if dur_h is None else dur_h * H)  # fmt: skip
+def fault(
+    ftype: str, device: SimDevice, at_h: float, dur_h: float | None = None, **params: Any
+) -> Fault:
+    spec = FaultSpecInput(
+        type=ftype,
+        device=device.id,
+        at_s=at_h * H,
+        params=params,
+        duration_s=None if dur_h is None else dur_h * H,
+    )
     return resolve_faults([spec], DEVICES, random.Random(0), START, END)[0]
 
 
@@ -86,8 +92,11 @@ def test_pipe_leak_pressure_falls_and_jockey_cycles_more() -> None:
     base, got = run(WATER, hours=12), run(WATER, [f], hours=12)
     tb, tg = telemetry(base, f.start, f.end), telemetry(got, f.start, f.end)
     diff = [(g.t - f.start) / H for g in tg]
-    delta = [g.body["pressure_kpa"] - b.body["pressure_kpa"] for g, b in zip(tg, tb, strict=True)
-             if g.body and b.body]  # fmt: skip
+    delta = [
+        g.body["pressure_kpa"] - b.body["pressure_kpa"]
+        for g, b in zip(tg, tb, strict=True)
+        if g.body and b.body
+    ]
     slope = statistics.linear_regression(diff, delta).slope
     assert -40 < slope < -20, "about -30 kPa/h below normal"
     assert jockey_starts(got[len(base) // 2 :]) > 2 * jockey_starts(base[len(base) // 2 :])
@@ -191,8 +200,11 @@ def test_thermal_runaway_precursor_slow_then_fast_above_peers() -> None:
     got = run(SHED, [f], hours=21)
     inside = [e for e in telemetry(got, f.start, f.end) if e.body]
     temps = [e.body["ports"][port - 1]["temp_c"] for e in inside if e.body]
-    peers = [statistics.median(p["temp_c"] for p in e.body["ports"] if p["port"] != port)
-             for e in inside if e.body]  # fmt: skip
+    peers = [
+        statistics.median(p["temp_c"] for p in e.body["ports"] if p["port"] != port)
+        for e in inside
+        if e.body
+    ]
     first_hot = next(i for i, x in enumerate(temps) if x > 65.0)
     assert any(t - p > 10 and t < 65 for t, p in zip(temps[:first_hot], peers, strict=False))
     assert inside[first_hot].t > f.end - 0.25 * (f.end - f.start), "above 65 °C only late"
@@ -215,8 +227,9 @@ def test_over_current_port_above_its_rating() -> None:
     got = run(SHED, [f], hours=22)
     inside = port_series(got, port, "current_a", f.start, f.end)
     assert all(1.45 * 3.0 <= x <= 2.1 * 3.0 for x in inside)
-    assert all(p["current_a"] <= 3.0 for e in telemetry(got, 0, f.start) if e.body
-               for p in e.body["ports"])  # fmt: skip
+    assert all(
+        p["current_a"] <= 3.0 for e in telemetry(got, 0, f.start) if e.body for p in e.body["ports"]
+    )
     assert all(x <= 3.0 for x in port_series(got, port, "current_a", f.end, f.end + H))
 
 
@@ -273,8 +286,11 @@ def test_false_alarm_storm_one_detector_again_and_again() -> None:
     f = fault("false_alarm_storm", PANEL, at_h=28, dur_h=6)
     got = run(PANEL, [f], hours=35)
     det = int(f.params["detector"])
-    mine = [e.body["status"] for e in events(got, f.start, f.end)
-            if e.body and e.body.get("component_addr") == det]  # fmt: skip
+    mine = [
+        e.body["status"]
+        for e in events(got, f.start, f.end)
+        if e.body and e.body.get("component_addr") == det
+    ]
     assert mine.count(3) > 5
     assert mine.count(1) == mine.count(3)
     assert mine[::2] == [3] * (len(mine) // 2), "alarm, restore, alarm, restore …"
@@ -311,11 +327,25 @@ def test_malformed_payloads_only_inside_the_window_and_never_valid(device: SimDe
 
 def test_catalogue_is_complete() -> None:
     assert set(FAULT_TYPES) == {
-        "pipe_leak", "pipe_burst", "pump_failure", "closed_valve", "tank_draining",
-        "stuck_sensor", "sensor_drift", "dropout", "thermal_runaway_precursor", "over_current",
-        "charging_outside_hours", "shed_smoke", "real_fire_cascade", "false_alarm_storm",
-        "offline_with_will", "offline_without_will", "clock_skew", "malformed_payload",
-    }  # fmt: skip
+        "pipe_leak",
+        "pipe_burst",
+        "pump_failure",
+        "closed_valve",
+        "tank_draining",
+        "stuck_sensor",
+        "sensor_drift",
+        "dropout",
+        "thermal_runaway_precursor",
+        "over_current",
+        "charging_outside_hours",
+        "shed_smoke",
+        "real_fire_cascade",
+        "false_alarm_storm",
+        "offline_with_will",
+        "offline_without_will",
+        "clock_skew",
+        "malformed_payload",
+    }
     for name, ft in FAULT_TYPES.items():
         assert ft.name == name
         assert ft.kinds
@@ -328,10 +358,12 @@ def _city(n: int = 12) -> list[SimDevice]:
     out: list[SimDevice] = []
     for i in range(n):
         u = f"U-{i}"
-        out += [SimDevice(f"{u}-P", u, DeviceKind.PANEL, {}, own_connection=i < 3),
-                SimDevice(f"{u}-W", u, DeviceKind.WATER, {"role": "pressure"}),
-                SimDevice(f"{u}-T", u, DeviceKind.WATER, {"role": "tank"}),
-                SimDevice(f"{u}-E", u, DeviceKind.EBIKE_SHED, {"ports": 8})]  # fmt: skip
+        out += [
+            SimDevice(f"{u}-P", u, DeviceKind.PANEL, {}, own_connection=i < 3),
+            SimDevice(f"{u}-W", u, DeviceKind.WATER, {"role": "pressure"}),
+            SimDevice(f"{u}-T", u, DeviceKind.WATER, {"role": "tank"}),
+            SimDevice(f"{u}-E", u, DeviceKind.EBIKE_SHED, {"ports": 8}),
+        ]
     return out
 
 
@@ -361,7 +393,12 @@ def test_random_resolution_is_deterministic_non_overlapping_and_labelled() -> No
     assert len(labels) == len(a)
     for f, lb in zip(a, labels, strict=True):
         assert (lb.device_id, lb.fault, lb.start, lb.end, lb.severity) == (
-            f.device_id, f.type, f.start, f.end, f.severity)  # fmt: skip
+            f.device_id,
+            f.type,
+            f.start,
+            f.end,
+            f.severity,
+        )
         assert lb.unit_id == kinds[f.device_id].unit_id
         assert lb.kind is kinds[f.device_id].kind
         assert all(lb.details[k] == v for k, v in f.params.items())

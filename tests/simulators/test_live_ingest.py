@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_labelled_faults_show_up_in_the_database_at_their_times(
-    settings: Settings, database_url: str
+    mqtt_settings: Settings, database_url: str
 ) -> None:
     sc = Scenario(
         name="e2e",
@@ -42,8 +42,8 @@ def test_labelled_faults_show_up_in_the_database_at_their_times(
     labels = {lb.fault: lb for lb in sim.labels}
     with psycopg.connect(database_url, autocommit=True) as db:
         load_seed(db, sim.city)
-        with ThreadedIngest(settings) as ingest:
-            result = publish_mqtt(sim, settings.mqtt_url or "", threading.Event(), sc.speedup)
+        with ThreadedIngest(mqtt_settings) as ingest:
+            result = publish_mqtt(sim, mqtt_settings.mqtt_url or "", threading.Event(), sc.speedup)
             expected = result.messages  # wills included: the broker publishes them
             wait_until(lambda: ingest.service.stats.received >= expected, 60, "all messages")
         check(db, labels)

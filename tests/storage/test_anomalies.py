@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,43 +13,31 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from firewatch.core.anomalies import Anomaly, Origin
+from firewatch.core.anomalies import Anomaly
 from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
 from firewatch.storage import channels
 from firewatch.storage.anomalies import load_checkpoint, save_checkpoint, upsert_anomalies
 from firewatch.storage.feed import FeedCursor
 from firewatch.storage.maintenance import maintain
+from tests.builders.alerts import anomaly
+from tests.conftest import Connect
 from tests.helpers import scalar
 
 DAY = 86_400.0
 
 
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(database_url, autocommit=True) as c:
-        yield c
-
-
 def episode(**changes: Any) -> Anomaly:
+    """The water point's low pressure, open, with times to the microsecond."""
     now = time.time()
-    base = Anomaly(
-        device_id="D-WD-001-W1",
-        unit_id="U-WD-001",
-        detector="rule.pressure_low",
-        kind="low_pressure",
-        metric="pressure_kpa",
-        component="",
-        origin=Origin.INFERRED,
-        severity=Severity.HIGH,
-        score=0.8,
-        started_at=now - 120.123456,
-        detected_at=now - 60.5,
-        last_at=now - 1.25,
-        explanation="pressure 62 kPa below the 100 kPa minimum",
-        evidence={"pressure_kpa": 62.0, "minimum_kpa": 100.0},
-    )
-    return replace(base, **changes)
+    fields: dict[str, Any] = {
+        "started_at": now - 120.123456,
+        "detected_at": now - 60.5,
+        "last_at": now - 1.25,
+        "explanation": "pressure 62 kPa below the 100 kPa minimum",
+        "evidence": {"pressure_kpa": 62.0, "minimum_kpa": 100.0},
+    }
+    return anomaly(**{**fields, **changes})
 
 
 def stored(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
@@ -65,7 +51,8 @@ def stored(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
         ).fetchall()
 
 
-def test_insert_stores_every_field(conn: psycopg.Connection[Any]) -> None:
+def test_insert_stores_every_field(connect: Connect) -> None:
+    conn = connect()
     a = episode(evidence={"temps": np.array([61.5, 66.0]), "peak": np.float32(66.0)})
     b = episode(component="port-3", model_version=7, severity=Severity.CRITICAL, score=1.0)
     assert upsert_anomalies(conn, [a, b]) == 2
@@ -94,9 +81,8 @@ def test_insert_stores_every_field(conn: psycopg.Connection[Any]) -> None:
     assert upsert_anomalies(conn, []) == 0
 
 
-def test_a_higher_revision_updates_and_a_stale_one_is_ignored(
-    conn: psycopg.Connection[Any],
-) -> None:
+def test_a_higher_revision_updates_and_a_stale_one_is_ignored(connect: Connect) -> None:
+    conn = connect()
     a = episode()
     assert upsert_anomalies(conn, [a]) == 1
     (before,) = stored(conn)
@@ -137,7 +123,8 @@ def test_a_higher_revision_updates_and_a_stale_one_is_ignored(
     assert unchanged == after
 
 
-def test_one_call_with_several_versions_keeps_the_newest(conn: psycopg.Connection[Any]) -> None:
+def test_one_call_with_several_versions_keeps_the_newest(connect: Connect) -> None:
+    conn = connect()
     a = episode()
     versions = [replace(a, revision=2, score=0.2), replace(a, revision=4, score=0.4), a]
     assert upsert_anomalies(conn, versions) == 1
@@ -145,7 +132,8 @@ def test_one_call_with_several_versions_keeps_the_newest(conn: psycopg.Connectio
     assert (row["revision"], row["score"]) == (4, pytest.approx(0.4))
 
 
-def test_the_episode_key_is_unique(conn: psycopg.Connection[Any]) -> None:
+def test_the_episode_key_is_unique(connect: Connect) -> None:
+    conn = connect()
     a = episode()
     for rev in range(1, 5):
         upsert_anomalies(conn, [replace(a, revision=rev)])
@@ -167,7 +155,8 @@ def test_the_episode_key_is_unique(conn: psycopg.Connection[Any]) -> None:
         )
 
 
-def test_bad_values_are_refused(conn: psycopg.Connection[Any]) -> None:
+def test_bad_values_are_refused(connect: Connect) -> None:
+    conn = connect()
     with pytest.raises(ValueError, match="non-finite"):
         upsert_anomalies(conn, [episode(last_at=float("nan"))])
     with pytest.raises(psycopg.errors.CheckViolation):
@@ -175,9 +164,8 @@ def test_bad_values_are_refused(conn: psycopg.Connection[Any]) -> None:
     assert scalar(conn, "SELECT count(*) FROM anomalies") == 0
 
 
-def test_changes_notify_and_stale_replays_do_not(
-    conn: psycopg.Connection[Any], database_url: str
-) -> None:
+def test_changes_notify_and_stale_replays_do_not(connect: Connect, database_url: str) -> None:
+    conn = connect()
     with psycopg.connect(database_url, autocommit=True) as listener:
         listener.execute(f"LISTEN {channels.ANOMALIES}")
         a = episode()
@@ -191,9 +179,8 @@ def test_changes_notify_and_stale_replays_do_not(
         assert [n.payload for n in notes] == ["marker"]
 
 
-def test_anomalies_and_checkpoint_commit_or_roll_back_together(
-    conn: psycopg.Connection[Any],
-) -> None:
+def test_anomalies_and_checkpoint_commit_or_roll_back_together(connect: Connect) -> None:
+    conn = connect()
     cursor = FeedCursor.at_horizon(conn).to_json()
 
     class Crash(Exception):
@@ -219,7 +206,8 @@ def test_anomalies_and_checkpoint_commit_or_roll_back_together(
     assert FeedCursor.from_json(saved.cursor) == FeedCursor.from_json(cursor)
 
 
-def test_checkpoint_round_trip_and_overwrite(conn: psycopg.Connection[Any]) -> None:
+def test_checkpoint_round_trip_and_overwrite(connect: Connect) -> None:
+    conn = connect()
     assert load_checkpoint(conn, "0/2") is None
     cursor = FeedCursor.start().to_json()
     state = bytes(range(256)) * 10
@@ -242,8 +230,9 @@ def test_checkpoint_round_trip_and_overwrite(conn: psycopg.Connection[Any]) -> N
 
 
 def test_maintain_expires_only_closed_episodes_past_retention(
-    conn: psycopg.Connection[Any], database_url: str, tmp_path: Path
+    connect: Connect, settings: Settings
 ) -> None:
+    conn = connect()
     now = time.time()
     year = 365 * DAY
     old_open = episode(metric="a", started_at=now - 2 * year, last_at=now - 1)
@@ -252,7 +241,7 @@ def test_maintain_expires_only_closed_episodes_past_retention(
     just_kept = episode(metric="d", started_at=now - 380 * DAY, ended_at=now - 360 * DAY)
     upsert_anomalies(conn, [old_open, old_closed, recent_closed, just_kept])
 
-    settings = Settings(database_url=database_url, data_dir=tmp_path, record_retention_days=365)
+    settings = settings.model_copy(update={"record_retention_days": 365})
     result = maintain(conn, settings)
     assert result.anomalies_deleted == 1
     left = [r[0] for r in conn.execute("SELECT metric FROM anomalies ORDER BY metric")]
@@ -267,21 +256,27 @@ def test_db_anomalies_lists_the_newest_first(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from firewatch.cli import main
-    from firewatch.core.anomalies import Anomaly, Origin
-    from firewatch.core.domain import Severity
-    from firewatch.storage.anomalies import upsert_anomalies
 
     assert settings.database_url
 
-    def anomaly(device: str, t: float, ended: float | None) -> Anomaly:
-        return Anomaly(device_id=device, unit_id="U-WD-001", detector="rule.pressure_low",
-                       kind="low_pressure", metric="pressure_kpa", component="",
-                       origin=Origin.INFERRED, severity=Severity.HIGH, score=0.7, started_at=t,
-                       detected_at=t + 60, last_at=t + 60, ended_at=ended,
-                       explanation=f"pressure low at {device}")  # fmt: skip
+    def episode_of(device: str, t: float, ended: float | None) -> Anomaly:
+        return anomaly(
+            device,
+            t,
+            score=0.7,
+            detected_at=t + 60,
+            last_at=t + 60,
+            ended_at=ended,
+            explanation=f"pressure low at {device}",
+        )
 
-    upsert_anomalies(db, [anomaly("D-WD-001-W1", 1_795_000_000, None),
-                          anomaly("D-WD-001-W2", 1_795_000_600, 1_795_001_000)])  # fmt: skip
+    upsert_anomalies(
+        db,
+        [
+            episode_of("D-WD-001-W1", 1_795_000_000, None),
+            episode_of("D-WD-001-W2", 1_795_000_600, 1_795_001_000),
+        ],
+    )
     monkeypatch.setenv("FIREWATCH_DATABASE_URL", settings.database_url)
     assert main(["db", "anomalies"]) == 0
     lines = capsys.readouterr().out.splitlines()

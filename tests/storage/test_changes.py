@@ -13,41 +13,22 @@ from typing import Any
 import psycopg
 import pytest
 
-from firewatch.core.anomalies import Anomaly, Origin
-from firewatch.core.domain import Severity
+from firewatch.core.anomalies import Anomaly
 from firewatch.storage.anomalies import upsert_anomalies
 from firewatch.storage.changes import ChangeCursor, Changes, horizon, read_changes
+from tests.builders.alerts import EPOCH, anomaly
 from tests.conftest import Connect
 from tests.helpers import scalar
 
 Change = tuple[int, int, int]  # (xid, id, revision)
-T0 = 1_700_000_000.0
+T0 = EPOCH
 _n = itertools.count(1)
-
-
-@pytest.fixture
-def conn(connect: Connect) -> psycopg.Connection[Any]:
-    return connect()
 
 
 def episode(device: str | None = None, **changes: Any) -> Anomaly:
     """A fresh anomaly episode (a new row unless ``device`` and times repeat one)."""
-    base = Anomaly(
-        device_id=device or f"D-X-{next(_n):05d}",
-        unit_id="U-X",
-        detector="rule.pressure_low",
-        kind="low_pressure",
-        metric="pressure_kpa",
-        component="",
-        origin=Origin.INFERRED,
-        severity=Severity.HIGH,
-        score=0.5,
-        started_at=T0,
-        detected_at=T0 + 1,
-        last_at=T0 + 1,
-        explanation="low",
-    )
-    return replace(base, **changes)
+    fields: dict[str, Any] = {"unit_id": "U-X", "score": 0.5, "explanation": "low"}
+    return anomaly(device or f"D-X-{next(_n):05d}", T0, **{**fields, **changes})
 
 
 def add(conn: psycopg.Connection[Any], *eps: Anomaly) -> None:
@@ -108,9 +89,8 @@ def xid_of(conn: psycopg.Connection[Any]) -> int:
 
 # --- exactly once, in order ---------------------------------------------------------------
 @pytest.mark.parametrize("limit", [1, 2, 3, 1000])
-def test_every_committed_change_once_in_xid_and_id_order(
-    conn: psycopg.Connection[Any], connect: Connect, limit: int
-) -> None:
+def test_every_committed_change_once_in_xid_and_id_order(connect: Connect, limit: int) -> None:
+    conn = connect()
     # A takes its xid first but writes last: its rows get higher ids but come first.
     a = connect()
     a.execute("BEGIN")
@@ -140,7 +120,8 @@ def test_every_committed_change_once_in_xid_and_id_order(
     assert again.cursor == cursor
 
 
-def test_rows_carry_every_column_or_the_chosen_ones(conn: psycopg.Connection[Any]) -> None:
+def test_rows_carry_every_column_or_the_chosen_ones(connect: Connect) -> None:
+    conn = connect()
     add(conn, episode(kind="leak"))
     full = read_changes(conn, table="anomalies", xid_column="change_xid", cursor=ChangeCursor())
     assert len(full.rows) == 1
@@ -152,9 +133,8 @@ def test_rows_carry_every_column_or_the_chosen_ones(conn: psycopg.Connection[Any
     assert set(some.rows[0]) == {"_xid", "id", "kind"}
 
 
-def test_a_row_updated_later_comes_back_with_its_new_version(
-    conn: psycopg.Connection[Any],
-) -> None:
+def test_a_row_updated_later_comes_back_with_its_new_version(connect: Connect) -> None:
+    conn = connect()
     first = episode()
     add(conn, first, episode())
     got: list[Change] = []
@@ -176,9 +156,8 @@ def test_a_row_updated_later_comes_back_with_its_new_version(
 
 
 # --- concurrency: the horizon -------------------------------------------------------------
-def test_an_open_transaction_holds_back_its_changes_and_later_commits(
-    conn: psycopg.Connection[Any], connect: Connect
-) -> None:
+def test_an_open_transaction_holds_back_its_changes_and_later_commits(connect: Connect) -> None:
+    conn = connect()
     add(conn, episode(device="D-BEFORE"))  # committed before anything else: readable throughout
     a, b = connect(), connect()
     a.execute("BEGIN")
@@ -204,9 +183,8 @@ def test_an_open_transaction_holds_back_its_changes_and_later_commits(
     assert got == truth(conn)
 
 
-def test_an_aborted_transaction_never_appears_and_does_not_block(
-    conn: psycopg.Connection[Any], connect: Connect
-) -> None:
+def test_an_aborted_transaction_never_appears_and_does_not_block(connect: Connect) -> None:
+    conn = connect()
     c, d = connect(), connect()
     c.execute("BEGIN")
     add(c, episode(device="D-ABORTED"))
@@ -222,15 +200,15 @@ def test_an_aborted_transaction_never_appears_and_does_not_block(
     assert len(got) == 2
 
 
-def test_read_changes_refuses_a_connection_inside_a_transaction(
-    conn: psycopg.Connection[Any],
-) -> None:
+def test_read_changes_refuses_a_connection_inside_a_transaction(connect: Connect) -> None:
+    conn = connect()
     with conn.transaction(), pytest.raises(RuntimeError, match="no transaction"):
         read_changes(conn, table="anomalies", xid_column="change_xid", cursor=ChangeCursor())
 
 
 @pytest.mark.parametrize("limit", [0, -1])
-def test_a_limit_below_one_is_refused(conn: psycopg.Connection[Any], limit: int) -> None:
+def test_a_limit_below_one_is_refused(connect: Connect, limit: int) -> None:
+    conn = connect()
     add(conn, episode())
     with pytest.raises(ValueError, match="limit"):
         read_changes(
@@ -238,7 +216,8 @@ def test_a_limit_below_one_is_refused(conn: psycopg.Connection[Any], limit: int)
         )
 
 
-def test_another_xid_stamped_table_alert_events(conn: psycopg.Connection[Any]) -> None:
+def test_another_xid_stamped_table_alert_events(connect: Connect) -> None:
+    conn = connect()
     with conn.transaction():
         for i in range(3):
             conn.execute(
@@ -255,7 +234,8 @@ def test_another_xid_stamped_table_alert_events(conn: psycopg.Connection[Any]) -
 
 
 # --- cursor -------------------------------------------------------------------------------
-def test_cursor_token_and_json_round_trip(conn: psycopg.Connection[Any]) -> None:
+def test_cursor_token_and_json_round_trip(connect: Connect) -> None:
+    conn = connect()
     for _ in range(5):
         add(conn, episode())
     first = read_changes(
@@ -305,7 +285,8 @@ def test_bad_json_raises_value_error(bad: Any) -> None:
         ChangeCursor.from_json(bad)
 
 
-def test_horizon_skips_existing_changes(conn: psycopg.Connection[Any]) -> None:
+def test_horizon_skips_existing_changes(connect: Connect) -> None:
+    conn = connect()
     for _ in range(3):
         add(conn, episode())
     cursor = horizon(conn)
@@ -329,8 +310,9 @@ def test_horizon_skips_existing_changes(conn: psycopg.Connection[Any]) -> None:
     ],
 )
 def test_identifiers_are_validated(
-    conn: psycopg.Connection[Any], table: str, xid_column: str, columns: list[str] | None
+    connect: Connect, table: str, xid_column: str, columns: list[str] | None
 ) -> None:
+    conn = connect()
     add(conn, episode())
     with pytest.raises(ValueError, match="not a plain SQL identifier"):
         read_changes(

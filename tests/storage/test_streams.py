@@ -8,31 +8,27 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from firewatch.core.rows import DeadLetter, Reason, Row, StatusRow, TelemetryRow
+from firewatch.core.rows import DeadLetter, Reason, Row, TelemetryRow
 from firewatch.storage.streams import create_staging, telemetry_between, write_batch
+from tests.builders import city
+from tests.builders.rows import status, water_reading
 from tests.conftest import Connect
 from tests.helpers import scalar
 
-DEVICE = "D-WD-001-W1"
+DEVICE = city.WATER
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-
-
-def _telemetry(seq: int, ts: datetime) -> TelemetryRow:
-    return TelemetryRow(DEVICE, seq, ts, ts, 350.0, 3.5, False, True, 12.5,
-                        None, None, None, None, None, None)  # fmt: skip
-
-
-def _status(seq: int, state: str, received: datetime) -> StatusRow:
-    return StatusRow(DEVICE, seq, received, received, state, "1.0", None, None, None)
 
 
 def test_a_batch_is_stored_once_and_redeliveries_are_counted(connect: Connect) -> None:
     conn = connect()
     create_staging(conn)
     rows: dict[str, list[Row]] = {
-        "telemetry": [_telemetry(seq, T0 + timedelta(seconds=seq)) for seq in (1, 2, 3)],
+        "telemetry": [water_reading(seq, T0 + timedelta(seconds=seq)) for seq in (1, 2, 3)],
         "events": [],
-        "device_status": [_status(4, "online", T0), _status(5, "offline", T0 + timedelta(1))],
+        "device_status": [
+            status(DEVICE, T0, "online", seq=4, firmware="1.0"),
+            status(DEVICE, T0 + timedelta(1), "offline", seq=5, firmware="1.0"),
+        ],
     }
     dead = [DeadLetter(T0, "firewatch/v1/x", b"\x00" * 10, Reason.NOT_JSON, "bad\x00detail")]
     seen = {DEVICE: T0 + timedelta(minutes=5)}
@@ -59,14 +55,14 @@ def test_a_batch_write_needs_the_callers_transaction(connect: Connect) -> None:
     conn = connect()
     create_staging(conn)
     with pytest.raises(RuntimeError, match="transaction"):
-        write_batch(conn, {"telemetry": [_telemetry(1, T0)]})
+        write_batch(conn, {"telemetry": [water_reading(1, T0)]})
     assert scalar(conn, "SELECT count(*) FROM telemetry") == 0
 
 
 def test_telemetry_between_reads_a_window_in_order_in_chunks(connect: Connect) -> None:
     conn = connect()
     create_staging(conn)
-    rows = [_telemetry(seq, T0 + timedelta(seconds=seq)) for seq in (5, 1, 4, 2, 3)]
+    rows = [water_reading(seq, T0 + timedelta(seconds=seq)) for seq in (5, 1, 4, 2, 3)]
     with conn.transaction():
         write_batch(conn, {"telemetry": rows})
     start, end = T0 + timedelta(seconds=1), T0 + timedelta(seconds=4)
