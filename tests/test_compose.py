@@ -540,7 +540,7 @@ def test_dockerignore_keeps_secrets_out_of_the_build_context() -> None:
     ]
     for needed in (
         "pyproject.toml",
-        "firewatch/cli.py",
+        "firewatch/cli/__init__.py",
         "firewatch/storage/migrations/0001_registry.sql",
         "firewatch/storage/seeds/xuchang.toml",
         "firewatch/py.typed",
