@@ -211,6 +211,9 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             Child("analytics", ["analytics", "run"], env),
             Child("alerting", ["alerting"], env),
             Child("api", ["api"], env),
+            Child("analysis", ["analysis", "run"], env),  # tiered rollups
+            Child("risk", ["risk", "run"], env),  # unit risk scores and warnings
+            Child("supervision", ["supervise", "run"], env),  # hazards, credit
         ]
         if simulate:
             children.append(Child("simulator", ["simulate", "--scenario", "builtin:demo"], env))
@@ -230,6 +233,11 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
         secret_line = (
             f"  webhooks   signed with the secret in {secret_file}\n" if generated_secret else ""
         )
+
+        def pid(name: str) -> str:
+            child = next(c for c in children if c.name == name)
+            return str(child.proc.pid) if child.proc else "?"
+
         print(
             "Firewatch is up:\n"
             f"  database   {'embedded pgserver, ' if embedded_db else ''}{db_url} [{flavour}]\n"
@@ -243,6 +251,11 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             f"(alerts, escalation, offline checks, notification outbox)\n"
             f"  api        http://{settings.api_host}:{settings.api_port}/alerts "
             f"(live stream: /alerts/stream)\n"
+            f"  analysis   pid {pid('analysis')} (rollups: /regions/xuchang/rollups)\n"
+            f"  risk       pid {pid('risk')} (unit risk: /risk/regions/xuchang, "
+            f"firewatch risk show --unit U-WD-001)\n"
+            f"  supervise  pid {pid('supervision')} (hazard work orders, credit; draws: "
+            f"firewatch supervise draw --help)\n"
             f"  simulator  {'running (demo city of Xuchang)' if simulate else 'off'}\n"
             f"  data dir   {settings.data_dir}\n"
             f"{secret_line}"

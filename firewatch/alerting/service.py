@@ -55,7 +55,7 @@ from firewatch.storage import alerts as store
 from firewatch.storage import channels
 from firewatch.storage.alert_checks import check_offline, overdue_alerts
 from firewatch.storage.changes import ChangeCursor, read_changes
-from firewatch.storage.errors import database_unavailable, describe
+from firewatch.storage.errors import alone
 from firewatch.storage.skipped import record_skipped
 from firewatch.storage.timestamps import clamp_timestamps
 
@@ -185,15 +185,12 @@ class AlertingService:
             value = n.get(column)
             if value is not None and not SANE_EARLIEST <= value < SANE_LATEST:
                 return f"{column} {value.isoformat()} is not a plausible time"
-        try:
-            with conn.transaction():
-                self._handle(conn, AnomalyChange.of(n))
-        except Exception as err:
-            if isinstance(err, psycopg.Error) and database_unavailable(err):
-                raise
-            log.exception("alerting: anomaly %s could not be handled", n.get("id"))
-            return describe(err)
-        return None
+        return alone(
+            conn,
+            lambda: self._handle(conn, AnomalyChange.of(n)),
+            log,
+            f"alerting: anomaly {n.get('id')}",
+        )
 
     def _handle(self, conn: psycopg.Connection[Any], change: AnomalyChange) -> None:
         """Facts, decision, commands: the episode raises or refreshes its alert, and when it

@@ -28,7 +28,7 @@ from sse_starlette import EventSourceResponse
 from firewatch.api.deps import ApiContext, ApiOptions
 from firewatch.api.errors import validation_error
 from firewatch.api.guard import Gate, Guard, Limits
-from firewatch.api.routes import alerts, health
+from firewatch.api.routes import alerts, health, public, regions, risk, supervision, units
 from firewatch.api.stream import AlertHub
 from firewatch.core.settings import Settings
 from firewatch.storage.timestamps import clamp_timestamps
@@ -84,7 +84,15 @@ def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None 
         version="0.1.0",
         lifespan=lifespan,
     )
-    routers = (alerts.router, health.router)
+    routers = (
+        alerts.router,
+        health.router,
+        risk.router,
+        supervision.router,
+        public.router,
+        regions.router,  # the tiered fire-analysis database: /regions, /units, /devices
+        units.router,
+    )
     for router in routers:
         app.include_router(router)
     # Live streams are admitted apart from requests: the routes answering with an event

@@ -17,9 +17,7 @@ import argparse
 import json
 import logging
 import re
-import signal
 import sys
-import threading
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -31,6 +29,9 @@ import psycopg
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from firewatch.cli import analysis as tiers
+from firewatch.cli import risk, supervise
+from firewatch.cli.signals import stop_on_signals
 from firewatch.core.settings import Settings
 from firewatch.runtime.postgres import (
     DatabaseNotFoundError,
@@ -40,19 +41,6 @@ from firewatch.runtime.postgres import (
 )
 
 log = logging.getLogger("firewatch")
-
-
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM (the service's cue to shut down cleanly)."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: Any) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
 
 
 class SchemaMissingError(Exception):
@@ -164,7 +152,7 @@ def cmd_ingest(settings: Settings, _args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     service = IngestService(settings, resolve_database_url(settings), settings.mqtt_url)
     service.run(stop)
     return 0
@@ -179,7 +167,7 @@ def cmd_ingest_retire(settings: Settings, args: argparse.Namespace) -> int:
     mqtt_url = settings.mqtt_url
     if args.client_id:
         settings = settings.model_copy(update={"ingest_client_id": args.client_id})
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     service = IngestService(
         settings, resolve_database_url(settings), mqtt_url, retire=True, quiet_s=args.quiet
     )
@@ -204,7 +192,7 @@ def cmd_alerting(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.runtime.supervise import run_together
 
     check_webhook_secret(settings)  # before the database starts: refusing must be quick
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     url = resolve_database_url(settings)
     with OutboxDispatcher(settings, url) as dispatcher:
         return run_together(stop, [AlertingService(settings, url), dispatcher])
@@ -213,7 +201,7 @@ def cmd_alerting(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.api.server import serve
 
-    stop = _stop_on_signals()  # before serve(): uvicorn re-raises a captured signal on exit
+    stop = stop_on_signals()  # before serve(): uvicorn re-raises a captured signal on exit
     serve(
         settings,
         resolve_database_url(settings),
@@ -264,7 +252,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     else:
         assert settings.mqtt_url
         try:
-            result = publish_mqtt(sim, settings.mqtt_url, _stop_on_signals(), scenario.speedup)
+            result = publish_mqtt(sim, settings.mqtt_url, stop_on_signals(), scenario.speedup)
         except OSError as err:
             print(f"simulate: {err}", file=sys.stderr)
             return 1
@@ -307,7 +295,7 @@ def cmd_bench_broker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.up import run_up
 
-    return run_up(settings, stop=_stop_on_signals(), simulate=not args.no_simulate)
+    return run_up(settings, stop=stop_on_signals(), simulate=not args.no_simulate)
 
 
 def cmd_analytics_score(_settings: Settings, args: argparse.Namespace) -> int:
@@ -327,7 +315,7 @@ def cmd_analytics_score(_settings: Settings, args: argparse.Namespace) -> int:
 def cmd_analytics_run(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.analytics.service import AnalyticsService
 
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     AnalyticsService(settings, resolve_database_url(settings)).run(stop)
     return 0
 
@@ -565,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     bdec.add_argument("--seed", type=int, default=1, help="the generator's seed")
     bdec.add_argument("--json", type=Path, help="write the result document here")
     bdec.set_defaults(func=cmd_bench_decoders)
+    supervise.add_bench_commands(bench)
+    tiers.add_bench_commands(bench)
+    risk.add_bench_commands(bench)
 
     ana = sub.add_parser(
         "analytics", help="anomaly detection: the service (default), evaluate, train, score"
@@ -606,6 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="everything together on embedded defaults")
     up.add_argument("--no-simulate", action="store_true", help="do not start the simulator")
     up.set_defaults(func=cmd_up)
+    # each area's commands live in a module of their own (firewatch/cli/*.py)
+    supervise.add_commands(sub)  # firewatch supervise ...
+    tiers.add_commands(sub)  # firewatch registry import-units, firewatch analysis
+    risk.add_commands(sub)  # firewatch risk ...
     return parser
 
 

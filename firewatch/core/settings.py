@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from firewatch.core.risk_config import DEFAULT_RISK_MODEL
 
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -226,6 +228,146 @@ class Settings(BaseSettings):
     )
     analytics_utc_offset_h: float = Field(default=8.0, description="The city's local time.")
     analytics_false_alarms_per_day: int = Field(default=5, ge=1)
+
+    # --- supervision: draws, inspections, hazards, credit (docs/supervision.md) -------------
+    # Figures are design assumptions (docs/domain.md, "Focused supervision"), not a standard's.
+    supervision_level_rates: dict[str, float] = Field(
+        default_factory=lambda: {"red": 0.5, "orange": 0.25, "yellow": 0.1, "blue": 0.05},
+        description="Probability that a draw includes a unit, by risk level (JSON).",
+    )
+    supervision_credit_rates: dict[str, float] = Field(
+        default_factory=lambda: {"watch": 0.5, "blacklisted": 1.0},
+        description="Raised inclusion probability by credit status (JSON); a unit gets the "
+        "higher of its level's and its status's.",
+    )
+    supervision_focus_every: int = Field(
+        default=1, ge=1, description="A red unit on the focus list is drawn every N draws."
+    )
+    supervision_inspectors_per_unit: int = Field(default=2, ge=2, le=5)
+    supervision_load_slack: int = Field(
+        default=1, ge=0, description="An inspector gets at most ceil(k·n/m) + this many units."
+    )
+    supervision_deadline_days: dict[str, float] = Field(
+        default_factory=lambda: {"major": 30.0, "general": 15.0},
+        description="Rectification deadline after a hazard is found, by severity (JSON).",
+    )
+    supervision_remind_before_days: list[float] = Field(
+        default_factory=lambda: [3.0, 1.0],
+        description="Remind the unit this many days before a hazard's deadline (JSON list).",
+    )
+    supervision_escalation_interval_days: float = Field(
+        default=7.0, gt=0, description="An overdue hazard escalates one level per interval."
+    )
+    supervision_max_escalation_level: int = Field(default=3, ge=1)
+    supervision_credit_overdue_days: float = Field(
+        default=30.0, gt=0, description="Any hazard this late blacklists its unit."
+    )
+    supervision_credit_repeat_count: int = Field(
+        default=3, ge=2, description="This many hazards within the window blacklist a unit."
+    )
+    supervision_credit_repeat_days: float = Field(default=180.0, gt=0)
+    supervision_credit_clean_days: dict[str, float] = Field(
+        default_factory=lambda: {"watch": 30.0, "blacklisted": 90.0},
+        description="Clean period after which a unit returns to good, by status (JSON).",
+    )
+    supervision_fault_categories: dict[str, str] = Field(
+        default_factory=lambda: {
+            "panel": "fire_facilities",
+            "water": "fire_water",
+            "ebike_shed": "ebike_charging",
+        },
+        description="Hazard category of a confirmed device fault, by device kind (JSON).",
+    )
+    supervision_fire_related_categories: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "panel": ["electrical", "flammables", "fire_facilities", "fire_separation"],
+            "ebike_shed": ["ebike_charging", "electrical"],
+            "water": [],
+            "default": ["electrical", "flammables", "ebike_charging"],
+        },
+        description="Open hazards of these categories make a confirmed fire a serious "
+        "violation, by the fire's device kind (JSON; 'default' for any other).",
+    )
+    supervision_tick_s: Seconds = Field(
+        default=60.0, description="Reminders, escalations and credit rules run this often."
+    )
+    supervision_batch_rows: int = Field(default=1_000, gt=0)
+
+    @field_validator("supervision_level_rates", "supervision_credit_rates")
+    @classmethod
+    def _rates(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        if info.field_name == "supervision_level_rates":
+            if set(v) != {"red", "orange", "yellow", "blue"}:
+                raise ValueError("give a rate for exactly red, orange, yellow and blue")
+        elif not set(v) <= {"good", "watch", "blacklisted"}:
+            raise ValueError("rates are for good, watch and blacklisted only")
+        for name, rate in v.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name}: a probability is between 0 and 1, not {rate}")
+        return v
+
+    @field_validator("supervision_deadline_days")
+    @classmethod
+    def _both_severities(cls, v: dict[str, float]) -> dict[str, float]:
+        if set(v) != {"major", "general"} or any(d <= 0 for d in v.values()):
+            raise ValueError("give positive days for exactly major and general")
+        return v
+
+    # --- risk model (docs/risk.md) -----------------------------------------------------------
+    # The versioned weights, cut-offs and forced conditions; read and validated where a score
+    # is computed (firewatch.core.risk_config.load_risk_config), not here.
+    risk_model: Path = Field(
+        default=DEFAULT_RISK_MODEL,
+        description="Risk model file (TOML); default: the shipped risk-v1 model.",
+    )
+
+    # --- risk worker: when scores are recomputed and kept (firewatch/risk/, docs/risk.md) -----
+    risk_interval_s: Seconds = Field(
+        default=3600.0, description="Every unit is rescored this often (and at start)."
+    )
+    risk_event_check_s: Seconds = Field(
+        default=15.0,
+        description="How often the worker looks for significant events (a confirmed fire, a "
+        "credit change, a hazard found, acted on or overdue) and rescores those units.",
+    )
+    risk_event_overlap_s: Seconds = Field(
+        default=120.0,
+        description="Each event check looks back this far past the previous one, for records "
+        "that commit a little after their time (a unit rescored twice changes nothing).",
+    )
+    risk_keep_change: float = Field(
+        default=0.5,
+        ge=0,
+        description="A recomputed score is kept in the history when its level or forced "
+        "conditions changed, its score moved by at least this much, or the unit's newest kept "
+        "score is older than FIREWATCH_RISK_KEEP_EVERY_S.",
+    )
+    risk_keep_every_s: Seconds = Field(default=86_400.0)
+
+    # --- tiered fire-analysis database: rollups (firewatch/analysis/, docs/analysis.md) ------
+    analysis_poll_s: Seconds = Field(
+        default=10.0, description="A refresh round runs this often (at once while behind)."
+    )
+    analysis_live_every_s: Seconds = Field(
+        default=300.0,
+        description="An hour still filling is recomputed at most this often; an ended hour "
+        "is recomputed once its last readings have settled.",
+    )
+    analysis_round_rows: int = Field(
+        default=200_000, gt=0, description="Telemetry rows one round marks at most."
+    )
+    analysis_round_buckets: int = Field(
+        default=5_000, gt=0, description="Device-hour buckets one round recomputes at most."
+    )
+    analysis_hour_retention_days: int = Field(
+        default=35,
+        gt=0,
+        description="Hourly rollups are deleted after this (daily ones after "
+        "FIREWATCH_RECORD_RETENTION_DAYS); at least the backlog limit + 2 days.",
+    )
+    analysis_registry_refresh_s: Seconds = Field(
+        default=60.0, description="Registry thresholds (building class, metadata) reloaded."
+    )
 
     # --- simulator ---------------------------------------------------------------------------
     simulate_interval_s: Seconds = Field(default=5.0, description="Per-device report interval.")

@@ -21,6 +21,10 @@ integer too large for its column) is **the data's fault**.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
 import psycopg
 
 #: SQLSTATE classes (first two characters) that mean the database cannot serve now.
@@ -61,3 +65,22 @@ def describe(err: BaseException, limit: int = 500) -> str:
     text = f"{head}: {err}".replace("\x00", "\\x00").replace("\n", " ").strip()
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def alone(
+    conn: psycopg.Connection[Any], work: Callable[[], None], log: logging.Logger, what: str
+) -> str | None:
+    """Run ``work`` in a savepoint of ``conn``'s transaction, so one item of a batch cannot
+    fail the others: None when it is done; when it fails for a reason other than the
+    database being unavailable, its writes are undone, the error is logged with its
+    traceback (``"<what> could not be handled"``) and its description is returned (for
+    ``skipped_rows``). An outage propagates: the whole batch is retried after reconnecting."""
+    try:
+        with conn.transaction():
+            work()
+    except Exception as err:
+        if isinstance(err, psycopg.Error) and database_unavailable(err):
+            raise
+        log.exception("%s could not be handled", what)
+        return describe(err)
+    return None
