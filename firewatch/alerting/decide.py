@@ -195,22 +195,28 @@ def episode_ended(
 # -- escalation -----------------------------------------------------------------------------
 
 
-def escalation_due(alert: Alert, timeouts: Mapping[str, float], now: datetime) -> bool:
+def escalation_due(
+    alert: Alert, timeouts: Mapping[str, float], now: datetime, max_level: int
+) -> bool:
     """Whether nobody acknowledged ``alert`` within its severity's timeout (seconds,
     ``alert_ack_timeout_s``), counted from its last escalation or else from when it was
-    first seen. Only open alerts escalate; a severity without a timeout never does."""
+    first seen. Only open alerts escalate; a severity without a timeout never does, and an
+    alert at ``max_level`` (``alert_max_escalation_level``) has reached the end of the
+    policy and stays there."""
     timeout = timeouts.get(alert.severity.value)
     if alert.state is not AlertState.OPEN or timeout is None:
+        return False
+    if alert.escalation_level >= max_level:
         return False
     since = alert.escalated_at or alert.first_seen
     return since <= now - timedelta(seconds=timeout)
 
 
 def escalations(
-    alerts: Sequence[Alert], timeouts: Mapping[str, float], now: datetime
+    alerts: Sequence[Alert], timeouts: Mapping[str, float], now: datetime, max_level: int
 ) -> list[Escalate]:
     """The escalations due at ``now``: each due alert one severity level up (critical stays
-    critical) and its escalation level + 1, in the order given."""
+    critical) and its escalation level + 1 (at most ``max_level``), in the order given."""
     return [
         Escalate(
             alert_id=a.id,
@@ -220,5 +226,5 @@ def escalations(
             note=ESCALATION_NOTE,
         )
         for a in alerts
-        if escalation_due(a, timeouts, now)
+        if escalation_due(a, timeouts, now, max_level)
     ]

@@ -281,8 +281,10 @@ def escalate_due(
     transaction."""
     at = store.as_datetime(now)
     timeouts = settings.alert_ack_timeout_s
+    top = settings.alert_max_escalation_level
     with conn.transaction():
-        commands = decide.escalations(overdue_alerts(conn, timeouts, now=at), timeouts, at)
+        due = overdue_alerts(conn, timeouts, now=at, max_level=top)
+        commands = decide.escalations(due, timeouts, at, top)
         for cmd in commands:
             apply_update(conn, cmd)
     return [cmd.alert_id for cmd in commands]

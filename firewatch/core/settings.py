@@ -159,6 +159,12 @@ class Settings(BaseSettings):
         default_factory=lambda: {"critical": 60.0, "high": 300.0, "medium": 900.0, "low": 3600.0},
         description="Escalate an alert not acknowledged within this, by severity (JSON).",
     )
+    alert_max_escalation_level: int = Field(
+        default=3,
+        ge=0,
+        description="An alert nobody acknowledges escalates at most this many times, then "
+        "stays at its last level (no endless re-escalation; 0: never escalates).",
+    )
     alert_correlation_window_s: Seconds = Field(
         default=300.0, description="Fire alarms of one zone this close make a likely real fire."
     )

@@ -30,7 +30,7 @@ _OVERDUE = """
 WITH timeout (severity, secs) AS (SELECT * FROM unnest(%(sev)s::text[], %(secs)s::float8[])),
 due AS (
     SELECT a.* FROM alerts a JOIN timeout t ON t.severity = a.severity
-    WHERE a.state = 'open'
+    WHERE a.state = 'open' AND a.escalation_level < %(max_level)s
       AND coalesce(a.escalated_at, a.first_seen) <= %(now)s - make_interval(secs => t.secs)
     ORDER BY a.id
     FOR UPDATE OF a SKIP LOCKED
@@ -40,14 +40,23 @@ SELECT * FROM due ORDER BY id
 
 
 def overdue_alerts(
-    conn: psycopg.Connection[Any], timeouts: Mapping[str, float], *, now: datetime
+    conn: psycopg.Connection[Any],
+    timeouts: Mapping[str, float],
+    *,
+    now: datetime,
+    max_level: int,
 ) -> list[Alert]:
     """The open alerts not acknowledged within their severity's timeout (seconds, counted
     from the last escalation), locked for the caller's transaction and skipping any that
     another transaction holds: one statement, whatever their number. The set-based form of
     :func:`firewatch.alerting.decide.escalation_due` (the tests hold the two together), so
     that only the due rows are locked."""
-    params = {"sev": list(timeouts), "secs": list(timeouts.values()), "now": now}
+    params = {
+        "sev": list(timeouts),
+        "secs": list(timeouts.values()),
+        "now": now,
+        "max_level": max_level,
+    }
     with conn.cursor(row_factory=dict_row) as cur:
         return [Alert.of(r) for r in cur.execute(_OVERDUE, params).fetchall()]
 

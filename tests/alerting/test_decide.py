@@ -40,6 +40,7 @@ T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 PANEL, WATER, UNIT = "D-WD-001-P1", "D-WD-001-W1", "U-WD-001"
 LAYOUT = {"detectors_per_loop": 16, "zones_per_loop": 4}  # 4 detectors a zone
 TIMEOUTS = {"critical": 60.0, "high": 300.0, "medium": 900.0, "low": 3600.0}
+TOP = 10  # the policy's last escalation level in these tests
 
 
 def s(seconds: float) -> timedelta:
@@ -322,24 +323,36 @@ def test_nothing_clears_while_other_evidence_is_open_or_the_alert_moved_on() -> 
 )
 def test_an_open_alert_is_due_at_its_severitys_timeout(severity: Severity, timeout: int) -> None:
     a = alert(severity=severity)
-    assert not escalation_due(a, TIMEOUTS, T0 + s(timeout - 1))
-    assert escalation_due(a, TIMEOUTS, T0 + s(timeout))  # at the timeout itself
-    assert escalation_due(a, TIMEOUTS, T0 + s(timeout + 1))
+    assert not escalation_due(a, TIMEOUTS, T0 + s(timeout - 1), TOP)
+    assert escalation_due(a, TIMEOUTS, T0 + s(timeout), TOP)  # at the timeout itself
+    assert escalation_due(a, TIMEOUTS, T0 + s(timeout + 1), TOP)
 
 
 def test_the_next_escalation_counts_from_the_last() -> None:
     a = alert(severity=Severity.HIGH, escalated_at=T0 + s(400), level=1)
-    assert not escalation_due(a, TIMEOUTS, T0 + s(699))
-    assert escalation_due(a, TIMEOUTS, T0 + s(700))
+    assert not escalation_due(a, TIMEOUTS, T0 + s(699), TOP)
+    assert escalation_due(a, TIMEOUTS, T0 + s(700), TOP)
 
 
 @pytest.mark.parametrize("state", [*ACTIVE[1:], *INACTIVE])
 def test_only_open_alerts_escalate(state: AlertState) -> None:
-    assert not escalation_due(alert(state=state), TIMEOUTS, T0 + timedelta(days=30))
+    assert not escalation_due(alert(state=state), TIMEOUTS, T0 + timedelta(days=30), TOP)
 
 
 def test_a_severity_without_a_timeout_never_escalates() -> None:
-    assert not escalation_due(alert(severity=Severity.LOW), {"critical": 60.0}, T0 + s(10**6))
+    assert not escalation_due(alert(severity=Severity.LOW), {"critical": 60.0}, T0 + s(10**6), TOP)
+
+
+def test_escalation_stops_at_the_policys_last_level() -> None:
+    """No endless re-escalation: an alert at the last level stays there however long nobody
+    acknowledges it (a demo alert once reached level 13 and 28 supervisor notifications)."""
+    later = T0 + timedelta(days=30)
+    assert escalation_due(alert(level=2, escalated_at=T0), TIMEOUTS, later, 3)
+    assert not escalation_due(alert(level=3, escalated_at=T0), TIMEOUTS, later, 3)
+    assert not escalation_due(alert(), TIMEOUTS, later, 0)  # 0: never escalates
+    due = [alert(id=1, level=2, escalated_at=T0), alert(id=2, level=3, escalated_at=T0)]
+    assert [e.alert_id for e in escalations(due, TIMEOUTS, later, 3)] == [1]
+    assert escalations(due, TIMEOUTS, later, 3)[0].level == 3
 
 
 def test_escalations_go_one_level_up_in_order() -> None:
@@ -352,10 +365,10 @@ def test_escalations_go_one_level_up_in_order() -> None:
         alert(id=5, severity=Severity.HIGH, escalated_at=T0 + s(900)),  # not yet
         alert(id=6, state=AlertState.ACKNOWLEDGED),  # seen: never
     ]
-    assert escalations(due, TIMEOUTS, now) == [
+    assert escalations(due, TIMEOUTS, now, TOP) == [
         Escalate(1, severity=Severity.MEDIUM, level=1, at=now, note=ESCALATION_NOTE),
         Escalate(2, severity=Severity.HIGH, level=1, at=now, note=ESCALATION_NOTE),
         Escalate(3, severity=Severity.CRITICAL, level=3, at=now, note=ESCALATION_NOTE),
         Escalate(4, severity=Severity.CRITICAL, level=6, at=now, note=ESCALATION_NOTE),
     ]
-    assert escalations([], TIMEOUTS, now) == []
+    assert escalations([], TIMEOUTS, now, TOP) == []

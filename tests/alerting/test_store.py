@@ -670,12 +670,13 @@ def test_acknowledged_or_decided_alerts_never_escalate(
     assert count(db, "outbox WHERE channel = 'supervisor'") == 0
 
 
+@pytest.mark.parametrize("top", [1, 3])
 def test_the_overdue_selection_is_the_escalation_rule(
-    db: psycopg.Connection[Any], settings: Settings
+    db: psycopg.Connection[Any], settings: Settings, top: int
 ) -> None:
     """The store selects (and locks) exactly the alerts decide.escalation_due says are due:
     every severity a second before, at and after its timeout, escalated ones counted from
-    their escalation, acknowledged ones never."""
+    their escalation, acknowledged ones never, and none at the policy's last level."""
     now = T0 + timedelta(days=1)
     timeouts = settings.alert_ack_timeout_s
     n = itertools.count()
@@ -690,10 +691,10 @@ def test_the_overdue_selection_is_the_escalation_rule(
             at = now - s(secs + offset)
             escalate(db, up.id, severity=up.severity, level=1, at=at, note="earlier")
     with db.transaction():
-        selected = overdue_alerts(db, timeouts, now=now)
+        selected = overdue_alerts(db, timeouts, now=now, max_level=top)
     everything = alerts_of_all(db)
-    expected = [a.id for a in everything if escalation_due(a, timeouts, now)]
-    assert len(expected) == 4 * 4  # per severity: at and after the timeout, one escalated
+    expected = [a.id for a in everything if escalation_due(a, timeouts, now, top)]
+    assert len(expected) == 4 * (4 if top > 1 else 3)  # at and after the timeout, one escalated
     assert [a.id for a in selected] == expected
     assert selected == [a for a in everything if a.id in expected]
 
