@@ -419,6 +419,15 @@ def test_prometheus_scrapes_every_ingest_worker(monkeypatch: pytest.MonkeyPatch)
             assert s.metrics_host not in ("127.0.0.1", "localhost", "::1"), name
             assert f":{s.alerting_metrics_port}/metrics" in " ".join(svc["healthcheck"]["test"])
             expected.add(f"{name}:{s.alerting_metrics_port}")
+        for worker in ("analysis", "risk", "supervision"):
+            if name.startswith(f"{worker}-"):
+                with monkeypatch.context() as m:
+                    s = settings_for(svc, m)
+                port = getattr(s, f"{worker}_metrics_port")
+                assert port > 0, f"{name}: metrics disabled"
+                assert s.metrics_host not in ("127.0.0.1", "localhost", "::1"), name
+                assert f":{port}/metrics" in " ".join(svc["healthcheck"]["test"])
+                expected.add(f"{name}:{port}")
     app_targets = {t for t in targets if t.split(":")[0] in services()}
     assert app_targets == expected
     mounts = {target: source for source, target, _ in bind_mounts(services()["prometheus"])}

@@ -29,6 +29,7 @@ import psycopg
 from firewatch.analysis.refresh import CURSOR_NAME, RefreshStats, Rollups
 from firewatch.core.rollups import Grain
 from firewatch.core.settings import Settings
+from firewatch.runtime.metrics import MetricsEndpoint, stats_registry
 from firewatch.runtime.worker import Worker
 from firewatch.storage import rollup_marks, rollup_tiers
 from firewatch.storage.rollup_marks import RefreshCursor
@@ -59,6 +60,11 @@ class AnalysisService:
             channels=[],
             backoff_initial_s=settings.backoff_initial_s,
             backoff_max_s=settings.backoff_max_s,
+            metrics=MetricsEndpoint(
+                stats_registry("analysis", self.stats),
+                settings.metrics_host,
+                settings.analysis_metrics_port,
+            ),
             application_name="firewatch-analysis",
         )
         self.ready: threading.Event = self._worker.ready

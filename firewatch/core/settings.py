@@ -327,6 +327,11 @@ class Settings(BaseSettings):
         description="Risk model file (TOML); default: the shipped risk-v1 model.",
     )
 
+    # --- /metrics of the rollup, risk and supervision workers (their summary counters) -----
+    analysis_metrics_port: int = Field(default=9111, ge=0, description="0 disables /metrics.")
+    risk_metrics_port: int = Field(default=9112, ge=0, description="0 disables /metrics.")
+    supervision_metrics_port: int = Field(default=9113, ge=0, description="0 disables /metrics.")
+
     # --- risk worker: when scores are recomputed and kept (firewatch/risk/, docs/risk.md) -----
     risk_interval_s: Seconds = Field(
         default=3600.0, description="Every unit is rescored this often (and at start)."

@@ -36,6 +36,7 @@ import psycopg
 from firewatch.core.risk_config import RiskConfig, load_risk_config
 from firewatch.core.settings import Settings
 from firewatch.risk.scoring import Keep, Outcome, score_units
+from firewatch.runtime.metrics import MetricsEndpoint, stats_registry
 from firewatch.runtime.worker import Worker
 from firewatch.storage import channels
 from firewatch.storage.risk_inputs import risk_triggers
@@ -91,6 +92,11 @@ class RiskService:
             channels=[channels.ALERTS],
             backoff_initial_s=settings.backoff_initial_s,
             backoff_max_s=settings.backoff_max_s,
+            metrics=MetricsEndpoint(
+                stats_registry("risk", self.stats),
+                settings.metrics_host,
+                settings.risk_metrics_port,
+            ),
             application_name="firewatch-risk",
         )
         self.ready: threading.Event = self._worker.ready

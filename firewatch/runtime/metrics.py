@@ -11,10 +11,11 @@ import logging
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 
@@ -94,3 +95,36 @@ class BulkHistogram(Collector):
 
 def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
+
+
+class StatsCollector(Collector):
+    """A worker's statistics dataclass as Prometheus counters: every ``int`` or ``float``
+    field ``f`` of ``stats`` is ``firewatch_<service>_<f>_total``, read at scrape time.
+
+    For the workers whose summary line already counts everything worth watching (rollups,
+    risk, supervision): their metrics are the same numbers as their summary, with no second
+    set of counters to keep in step. The fields must only ever grow, and the service must
+    keep the same ``stats`` object for its lifetime.
+    """
+
+    def __init__(self, service: str, stats: Any) -> None:
+        if not is_dataclass(stats) or isinstance(stats, type):
+            raise TypeError("stats must be a dataclass instance")
+        self._service = service
+        self._stats = stats
+        self._fields = [f.name for f in fields(stats) if f.type in (int, float, "int", "float")]
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name in self._fields:
+            yield CounterMetricFamily(
+                f"firewatch_{self._service}_{name}",
+                f"{self._service}: {name.replace('_', ' ')} (as in its summary line)",
+                value=float(getattr(self._stats, name)),
+            )
+
+
+def stats_registry(service: str, stats: Any) -> CollectorRegistry:
+    """A registry serving ``stats`` through :class:`StatsCollector`."""
+    registry = CollectorRegistry()
+    registry.register(StatsCollector(service, stats))
+    return registry

@@ -37,6 +37,7 @@ import psycopg
 
 from firewatch.core.settings import Settings
 from firewatch.core.supervision import escalation_due, reminder_due
+from firewatch.runtime.metrics import MetricsEndpoint, stats_registry
 from firewatch.runtime.worker import Worker
 from firewatch.storage import channels
 from firewatch.storage import hazards as hazard_store
@@ -98,6 +99,11 @@ class SupervisionService:
             channels=[channels.ALERTS],
             backoff_initial_s=settings.backoff_initial_s,
             backoff_max_s=settings.backoff_max_s,
+            metrics=MetricsEndpoint(
+                stats_registry("supervision", self.stats),
+                settings.metrics_host,
+                settings.supervision_metrics_port,
+            ),
             application_name="firewatch-supervision",
         )
         self.ready: threading.Event = self._worker.ready

@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import socket
 import urllib.request
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from firewatch.core.settings import Settings
 from firewatch.runtime.metrics import MetricsEndpoint
 from firewatch.runtime.worker import Worker
 from firewatch.storage import channels
@@ -66,3 +68,44 @@ def test_a_taken_port_is_logged_and_the_worker_goes_on(
     (line,) = [x for x in caplog.records if x.levelno == logging.ERROR]
     assert line.getMessage().startswith(f"cannot serve /metrics on 127.0.0.1:{port}: ")
     assert r.work.finals == [True]
+
+
+def test_a_workers_stats_are_its_counters_read_at_scrape_time() -> None:
+    from dataclasses import dataclass
+
+    from prometheus_client import generate_latest
+
+    from firewatch.runtime.metrics import stats_registry
+
+    @dataclass
+    class Stats:
+        runs: int = 0
+        seconds: float = 0.0
+        label: str = "not a number"
+
+    stats = Stats()
+    r = stats_registry("thing", stats)
+    stats.runs, stats.seconds = 4, 1.5  # after registration: read when scraped
+    body = generate_latest(r).decode()
+    assert "firewatch_thing_runs_total 4.0" in body
+    assert "firewatch_thing_seconds_total 1.5" in body
+    assert "label" not in body
+    with pytest.raises(TypeError):
+        stats_registry("thing", Stats)
+
+
+def test_the_risk_worker_serves_its_summary_counters(settings: Settings, db: Any) -> None:
+    from firewatch.risk.service import RiskService
+    from tests.helpers import ThreadedService
+
+    port = free_port()
+    settings = settings.model_copy(update={"risk_metrics_port": port})
+    assert settings.database_url
+    svc = RiskService(settings, settings.database_url)
+    with ThreadedService(svc, "risk") as t:
+        t.wait(lambda: svc.stats.runs == 1, 20, "the first run")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            body = resp.read().decode()
+    t.stop()
+    assert "firewatch_risk_runs_total 1.0" in body
+    assert "firewatch_risk_scored_total 8.0" in body
