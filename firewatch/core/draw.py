@@ -39,11 +39,12 @@ import hashlib
 import hmac
 import json
 import re
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _encode_str
 from typing import Any
+
+from firewatch.core.draw_matching import augment
 
 ALGORITHM = "firewatch-draw/1"
 """The version of the specification: part of the inputs, so a changed rule is a new name."""
@@ -413,7 +414,7 @@ def assign_inspectors(
                 assigned[u].append(j)
                 holders[j].append(u)
                 continue
-            if not _augment(u, ranked, processed, assigned, holders, eligible, bound):
+            if not augment(u, ranked, processed, assigned, holders, eligible, bound):
                 raise NoAssignment(
                     u,
                     f"no conflict-free assignment: unit {u} cannot get {k} inspectors without "
@@ -421,64 +422,6 @@ def assign_inspectors(
                     f"without a tie: {', '.join(allowed)})",
                 )
     return assigned, bound
-
-
-def _augment(
-    start: str,
-    ranked: Sequence[str],
-    processed: Sequence[str],
-    assigned: dict[str, list[str]],
-    holders: dict[str, list[str]],
-    eligible: Any,
-    bound: int,
-) -> bool:
-    """One more inspector for ``start`` by moving assignments along a shortest path
-    ``start -> j1 -> u1 -> j2 -> ... -> jt`` (``u_i`` holds ``j_i`` and takes ``j_{i+1}``
-    instead; ``jt`` has room). Breadth-first: units in the queue in discovery order,
-    inspectors tried in the ranked order, a full inspector's units in processing order.
-    True when done; False when no such path exists."""
-    parent_of_inspector: dict[str, str] = {}  # j -> the unit that reaches it
-    parent_of_unit: dict[str, str] = {}  # u -> the inspector it gives up
-    queue = deque([start])
-    seen_units = {start}
-    while queue:
-        x = queue.popleft()
-        for j in ranked:
-            if j in parent_of_inspector or not eligible(x, j):
-                continue
-            parent_of_inspector[j] = x
-            if len(holders[j]) < bound:
-                _flip(j, parent_of_inspector, parent_of_unit, assigned, holders)
-                return True
-            for y in processed:
-                if y not in seen_units and j in assigned[y]:
-                    seen_units.add(y)
-                    parent_of_unit[y] = j
-                    queue.append(y)
-    return False
-
-
-def _flip(
-    end: str,
-    parent_of_inspector: dict[str, str],
-    parent_of_unit: dict[str, str],
-    assigned: dict[str, list[str]],
-    holders: dict[str, list[str]],
-) -> None:
-    j = end
-    while True:
-        x = parent_of_inspector[j]
-        given_up = parent_of_unit.get(x)
-        if given_up is None:  # the start: it simply gains j
-            assigned[x].append(j)
-            holders[j].append(x)
-            return
-        # x hands its place with `given_up` to the previous unit, and takes j instead
-        slot = assigned[x].index(given_up)
-        assigned[x][slot] = j
-        holders[j].append(x)
-        holders[given_up].remove(x)
-        j = given_up
 
 
 def run_draw(inputs: DrawInputs, seed: bytes, *, inputs_hash: str | None = None) -> DrawResult:
