@@ -28,7 +28,16 @@ from sse_starlette import EventSourceResponse
 from firewatch.api.deps import ApiContext, ApiOptions
 from firewatch.api.errors import validation_error
 from firewatch.api.guard import Gate, Guard, Limits
-from firewatch.api.routes import alerts, health, public, regions, risk, supervision, units
+from firewatch.api.routes import (
+    alerts,
+    auth,
+    health,
+    public,
+    regions,
+    risk,
+    supervision,
+    units,
+)
 from firewatch.api.stream import AlertHub
 from firewatch.core.settings import Settings
 from firewatch.storage.timestamps import clamp_timestamps
@@ -92,6 +101,7 @@ def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None 
         public.router,
         regions.router,  # the tiered fire-analysis database: /regions, /units, /devices
         units.router,
+        auth.router,  # GET /auth/me (issue 12)
     )
     for router in routers:
         app.include_router(router)

@@ -1,19 +1,23 @@
-"""FastAPI dependencies: the app's context (pool, stream hub, settings) and a pooled
-connection per request."""
+"""FastAPI dependencies: the app's context (pool, stream hub, settings), a pooled
+connection per request, and the person a bearer token belongs to (``CurrentUser``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
 import psycopg_pool
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from firewatch.api.guard import Gate
 from firewatch.api.stream import AlertHub, StreamOptions
+from firewatch.core.people import Person
 from firewatch.core.settings import Settings
+from firewatch.storage.people import token_owner
 
 
 @dataclass(frozen=True)
@@ -70,3 +74,37 @@ def get_conn(request: Request) -> Iterator[psycopg.Connection[Any]]:
 
 Context = Annotated[ApiContext, Depends(get_context)]
 Conn = Annotated[psycopg.Connection[Any], Depends(get_conn)]
+
+
+# --- who is asking (issue 12; docs/people.md) ----------------------------------------------
+# auto_error=False: a missing header is answered below, with the same 401 shape as a bad one.
+_bearer = HTTPBearer(
+    auto_error=False, description="An API token from `firewatch user token` (fw_...)."
+)
+
+
+def current_user(
+    conn: Conn,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Person:
+    """The active person whose API token is in ``Authorization: Bearer fw_...``, else 401
+    with ``WWW-Authenticate``: "authentication required" without a token, "invalid or
+    expired token" for an unknown, malformed, expired or revoked one or an inactive
+    person (never saying which). Routes that need a person take :data:`CurrentUser`."""
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "authentication required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    person = token_owner(conn, credentials.credentials, datetime.now(UTC))
+    if person is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid or expired token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return person
+
+
+CurrentUser = Annotated[Person, Depends(current_user)]

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from firewatch.cli import analysis as tiers
-from firewatch.cli import risk, supervise
+from firewatch.cli import people, risk, supervise
 from firewatch.cli.signals import stop_on_signals
 from firewatch.core.settings import Settings
 from firewatch.runtime.postgres import (
@@ -601,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     supervise.add_commands(sub)  # firewatch supervise ...
     tiers.add_commands(sub)  # firewatch registry import-units, firewatch analysis
     risk.add_commands(sub)  # firewatch risk ...
+    people.add_commands(sub)  # firewatch user ...
     return parser
 
 

@@ -380,6 +380,14 @@ class Settings(BaseSettings):
         default=60.0, description="Registry thresholds (building class, metadata) reloaded."
     )
 
+    # --- people and API tokens (issue 12; firewatch/cli/people.py, docs/people.md) ------------
+    token_default_days: int = Field(
+        default=90, gt=0, description="Lifetime of a new API token unless --days says otherwise."
+    )
+    token_max_days: int = Field(
+        default=366, gt=0, description="Longest lifetime `firewatch user token --days` accepts."
+    )
+
     # --- simulator ---------------------------------------------------------------------------
     simulate_interval_s: Seconds = Field(default=5.0, description="Per-device report interval.")
     simulate_seed: int = Field(default=1)

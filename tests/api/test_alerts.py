@@ -249,6 +249,8 @@ async def test_the_openapi_schema_documents_every_route(client: httpx.AsyncClien
         "/public/draws",
         "/public/draws/{draw_id}",
         "/public/inspections",
+        # who the bearer token belongs to (issue 12)
+        "/auth/me",
     }
     body = r.json()["components"]["schemas"]["ActionRequest"]["properties"]["action"]
     assert body["enum"] == OPERATOR_ACTIONS.split(", ")
