@@ -101,7 +101,7 @@ def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None 
         public.router,
         regions.router,  # the tiered fire-analysis database: /regions, /units, /devices
         units.router,
-        auth.router,  # GET /auth/me (issue 12)
+        auth.router,  # /auth/me, /auth/login, /auth/logout (issue 12)
     )
     for router in routers:
         app.include_router(router)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from firewatch.core.passwords import MAX_PASSWORD_LENGTH
 from firewatch.core.people import Person, Role
 
 
@@ -25,3 +26,12 @@ class MeOut(BaseModel):
             unit_id=person.unit_id,
             vendor=person.vendor,
         )
+
+
+class LoginIn(BaseModel):
+    """``POST /auth/login``: a console user's username and password (issue 12)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)

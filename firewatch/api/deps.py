@@ -1,8 +1,10 @@
 """FastAPI dependencies: the app's context (pool, stream hub, settings), a pooled
-connection per request, and the person a bearer token belongs to (``CurrentUser``)."""
+connection per request, and the person a bearer token or a session cookie belongs to
+(``CurrentUser``; the session with its cookie: ``CurrentCaller``)."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,13 +13,15 @@ from typing import Annotated, Any
 import psycopg
 import psycopg_pool
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from firewatch.api.guard import Gate
 from firewatch.api.stream import AlertHub, StreamOptions
 from firewatch.core.people import Person
+from firewatch.core.sessions import CSRF_COOKIE, CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from firewatch.core.settings import Settings
 from firewatch.storage.people import token_owner
+from firewatch.storage.sessions import session_owner
 
 
 @dataclass(frozen=True)
@@ -77,34 +81,79 @@ Conn = Annotated[psycopg.Connection[Any], Depends(get_conn)]
 
 
 # --- who is asking (issue 12; docs/people.md) ----------------------------------------------
-# auto_error=False: a missing header is answered below, with the same 401 shape as a bad one.
+# auto_error=False: a missing header or cookie is answered below, with the same 401 shape as
+# a bad one.
 _bearer = HTTPBearer(
     auto_error=False, description="An API token from `firewatch user token` (fw_...)."
 )
+_session = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="SessionCookie",
+    description="The console's session from `POST /auth/login`. Unsafe methods (POST, PUT, "
+    f"PATCH, DELETE) with it also need the `{CSRF_HEADER}` header: the value of the "
+    f"`{CSRF_COOKIE}` cookie.",
+)
+
+_CSRF_REFUSED = "CSRF token missing or wrong"
 
 
-def current_user(
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, and how: ``session`` is the cookie value when a session cookie (not a
+    bearer token) authenticated the request."""
+
+    person: Person
+    session: str | None = None
+
+
+def _unauthorized(detail: str, challenge: str = "Bearer") -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": challenge}
+    )
+
+
+def current_caller(
+    request: Request,
     conn: Conn,
+    ctx: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Person:
-    """The active person whose API token is in ``Authorization: Bearer fw_...``, else 401
-    with ``WWW-Authenticate``: "authentication required" without a token, "invalid or
-    expired token" for an unknown, malformed, expired or revoked one or an inactive
-    person (never saying which). Routes that need a person take :data:`CurrentUser`."""
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "authentication required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    person = token_owner(conn, credentials.credentials, datetime.now(UTC))
-    if person is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "invalid or expired token",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
-    return person
+    cookie: Annotated[str | None, Depends(_session)],
+) -> Caller:
+    """The active person of ``Authorization: Bearer fw_...`` or, without that header, of the
+    ``fw_session`` cookie. Else 401 with ``WWW-Authenticate``: "authentication required"
+    with neither; "invalid or expired token" for an unknown, malformed, expired or revoked
+    token or an inactive person; "invalid or expired session" for an unknown, revoked,
+    idle or expired session or an inactive person (never saying which). A session on an
+    unsafe method must carry ``X-CSRF-Token`` equal to the session's token: else 403 "CSRF
+    token missing or wrong". A bearer token needs none (browsers never send it unasked)."""
+    now = datetime.now(UTC)
+    if credentials is not None:
+        person = token_owner(conn, credentials.credentials, now)
+        if person is None:
+            raise _unauthorized("invalid or expired token", 'Bearer error="invalid_token"')
+        return Caller(person)
+    if cookie is None:
+        raise _unauthorized("authentication required")
+    found = session_owner(conn, cookie, now, ctx.settings.session_idle_s)
+    if found is None:
+        raise _unauthorized("invalid or expired session")
+    person, csrf = found
+    if request.method.upper() not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        # Constant-time: the comparison must not tell how much of a guess was right.
+        if not hmac.compare_digest(sent.encode("latin-1", "replace"), csrf.encode("ascii")):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, _CSRF_REFUSED)
+    return Caller(person, cookie)
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+def current_user(caller: CurrentCaller) -> Person:
+    """The person of :func:`current_caller` (its 401 and 403). Routes that need a person
+    take :data:`CurrentUser`."""
+    return caller.person
 
 
 CurrentUser = Annotated[Person, Depends(current_user)]

@@ -57,6 +57,11 @@ class AuthEvent(StrEnum):
     TOKEN_REJECTED = "token_rejected"  # a known token revoked, or its person inactive
     DEACTIVATED = "deactivated"
     ACTIVATED = "activated"
+    # browser sessions and login throttling (issue 12, second slice; firewatch/core/sessions.py)
+    LOGIN_OK = "login_ok"
+    LOGIN_FAILED = "login_failed"  # wrong username or password; counted by throttling
+    LOGIN_THROTTLED = "login_throttled"  # refused before the password was checked
+    LOGOUT = "logout"
 
 
 USERNAME_RE = re.compile(r"[a-z0-9._-]{3,64}")

@@ -388,6 +388,37 @@ class Settings(BaseSettings):
         default=366, gt=0, description="Longest lifetime `firewatch user token --days` accepts."
     )
 
+    # --- browser sessions and login throttling (issue 12; firewatch/api/routes/auth.py,
+    # docs/people.md). Whole seconds: they become cookie Max-Age and Retry-After values.
+    session_idle_s: int = Field(
+        default=1800, gt=0, description="A session unused this long ends (idle timeout)."
+    )
+    session_max_s: int = Field(
+        default=43200, gt=0, description="A session ends this long after login, used or not."
+    )
+    session_cookie_secure: bool = Field(
+        default=True,
+        description="Mark the session cookies Secure (browsers still send them to "
+        "http://localhost and http://127.0.0.1); false only for plain http elsewhere.",
+    )
+    login_max_failures: int = Field(
+        default=5, gt=0, description="Failed logins of one username within the window."
+    )
+    login_max_failures_ip: int = Field(
+        default=20, gt=0, description="Failed logins from one client address within the window."
+    )
+    login_window_s: int = Field(
+        default=900, gt=0, description="The window in which failed logins are counted."
+    )
+
+    @field_validator("session_max_s")
+    @classmethod
+    def _max_covers_idle(cls, v: int, info: ValidationInfo) -> int:
+        idle = info.data.get("session_idle_s")
+        if idle is not None and v < idle:
+            raise ValueError(f"session_max_s ({v}) must be at least session_idle_s ({idle})")
+        return v
+
     # --- simulator ---------------------------------------------------------------------------
     simulate_interval_s: Seconds = Field(default=5.0, description="Per-device report interval.")
     simulate_seed: int = Field(default=1)

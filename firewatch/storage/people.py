@@ -31,6 +31,7 @@ from firewatch.core.people import (
     token_digest,
     token_prefix,
 )
+from firewatch.core.sessions import RecentFailures, login_key
 
 #: ``last_used_at`` is written at most this often per token (a busy machine would otherwise
 #: write on every request), and a refused known token is audited at most this often.
@@ -356,3 +357,37 @@ def list_tokens(conn: psycopg.Connection[Any], username: str) -> list[TokenInfo]
             (owner.id,),
         ).fetchall()
     return [_token(r) for r in rows]
+
+
+# --- login: rehash and throttling reads (issue 12, second slice; docs/people.md) -----------
+
+
+def update_password_hash(
+    conn: psycopg.Connection[Any], username: str, old_hash: str, new_hash: str
+) -> bool:
+    """Replace a hash that still verifies but was made with other parameters (pwdlib's
+    ``verify_and_update`` at login) by ``new_hash`` of the same password. Only if the stored
+    hash is still ``old_hash`` (a concurrent ``user passwd`` wins). Not audited and
+    ``password_changed_at`` kept: the password is the same. True if it was replaced."""
+    cur = conn.execute(
+        "UPDATE people SET password_hash = %s WHERE username = %s AND password_hash = %s",
+        (new_hash, username.strip().lower(), old_hash),
+    )
+    return cur.rowcount == 1
+
+
+def recent_failures(
+    conn: psycopg.Connection[Any], username: str, ip: str, since: datetime
+) -> RecentFailures:
+    """The ``login_failed`` audit rows after ``since``, oldest first: those of ``username``
+    (in its :func:`login_key` form, as the login audits it) and those from ``ip``."""
+    by_user = conn.execute(
+        "SELECT at FROM auth_events WHERE username = %s AND event = %s AND at > %s ORDER BY at",
+        (login_key(username), AuthEvent.LOGIN_FAILED.value, since),
+    ).fetchall()
+    by_ip = conn.execute(
+        "SELECT at FROM auth_events WHERE detail->>'ip' = %s AND event = %s AND at > %s"
+        " ORDER BY at",
+        (ip, AuthEvent.LOGIN_FAILED.value, since),
+    ).fetchall()
+    return RecentFailures(tuple(r[0] for r in by_user), tuple(r[0] for r in by_ip))

@@ -251,6 +251,9 @@ async def test_the_openapi_schema_documents_every_route(client: httpx.AsyncClien
         "/public/inspections",
         # who the bearer token belongs to (issue 12)
         "/auth/me",
+        # the console's browser sessions (issue 12)
+        "/auth/login",
+        "/auth/logout",
     }
     body = r.json()["components"]["schemas"]["ActionRequest"]["properties"]["action"]
     assert body["enum"] == OPERATOR_ACTIONS.split(", ")

@@ -1,6 +1,7 @@
-"""``GET /auth/me`` and the ``current_user`` dependency over ASGI: 200 with a token, 401
+"""``/auth/...`` and the ``current_user`` dependency over ASGI: 200 with a token, 401
 without one, and the same 401 for a bad, expired or revoked token or a deactivated person;
-the other routes still open (nothing is enforced yet)."""
+the other routes still open (nothing is enforced yet). The console's sessions, CSRF and
+login throttling are in tests/api/test_login.py."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ async def test_the_other_routes_are_still_open(client: httpx.AsyncClient) -> Non
     assert (await client.get("/units")).status_code == 200
 
 
-async def test_the_schema_documents_the_bearer_scheme_on_me_only(
+async def test_the_schema_documents_the_schemes_on_me_and_logout_only(
     client: httpx.AsyncClient,
 ) -> None:
     doc = (await client.get("/openapi.json")).json()
@@ -114,5 +115,8 @@ async def test_the_schema_documents_the_bearer_scheme_on_me_only(
         for op in ops.values()
         if isinstance(op, dict) and op.get("security")
     }
-    assert secured == {"/auth/me"}
+    assert secured == {"/auth/me", "/auth/logout"}
     assert "401" in doc["paths"]["/auth/me"]["get"]["responses"]
+    cookie = doc["components"]["securitySchemes"]["SessionCookie"]
+    assert (cookie["type"], cookie["in"], cookie["name"]) == ("apiKey", "cookie", "fw_session")
+    assert set(doc["paths"]["/auth/login"]["post"]["responses"]) >= {"200", "401", "422", "429"}
