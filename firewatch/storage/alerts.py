@@ -43,7 +43,9 @@ from firewatch.core.alerts import (
 from firewatch.core.domain import Severity
 from firewatch.storage import channels
 from firewatch.storage.changes import ChangeCursor
+from firewatch.storage.cursors import load_cursor_json, save_cursor_json
 from firewatch.storage.outbox import COMMAND_CENTER, NOTIFY, SUPERVISOR, enqueue
+from firewatch.storage.regions import unit_contacts
 
 SYSTEM = "system"
 
@@ -178,8 +180,8 @@ def get_alert(conn: psycopg.Connection[Any], alert_id: int) -> Alert:
 
 
 def _contacts(cur: psycopg.Cursor[Any], unit_id: str) -> dict[str, Any]:
-    row = cur.execute("SELECT name, contacts FROM units WHERE id = %s", (unit_id,)).fetchone()
-    return {"unit_name": row["name"], **dict(row["contacts"] or {})} if row else {}
+    unit = unit_contacts(cur.connection, unit_id)
+    return {"unit_name": unit[0], **unit[1]} if unit else {}
 
 
 def _evidence(cur: psycopg.Cursor[Any], alert_id: int) -> list[dict[str, Any]]:
@@ -397,18 +399,13 @@ def panel_metadata(conn: psycopg.Connection[Any]) -> dict[str, Mapping[str, Any]
 
 def load_cursor(conn: psycopg.Connection[Any], name: str) -> ChangeCursor:
     """Where the alerting service stands in a change feed (the start if it never saved)."""
-    row = conn.execute("SELECT cursor FROM alerting_cursor WHERE name = %s", (name,)).fetchone()
-    return ChangeCursor.from_json(row[0]) if row else ChangeCursor()
+    saved = load_cursor_json(conn, "alerting_cursor", name)
+    return ChangeCursor() if saved is None else ChangeCursor.from_json(saved)
 
 
 def save_cursor(conn: psycopg.Connection[Any], name: str, cursor: ChangeCursor) -> None:
     """Save the position, in the caller's transaction (with what was read up to it)."""
-    conn.execute(
-        "INSERT INTO alerting_cursor (name, cursor) VALUES (%s, %s)"
-        " ON CONFLICT (name) DO UPDATE SET cursor = EXCLUDED.cursor,"
-        " saved_at = now()",
-        (name, Jsonb(cursor.to_json())),
-    )
+    save_cursor_json(conn, "alerting_cursor", name, cursor.to_json())
 
 
 def list_alerts(

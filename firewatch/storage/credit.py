@@ -26,6 +26,7 @@ from firewatch.core.supervision import Conflict, NotFound, SupervisionError
 from firewatch.storage.hazards import hazard_facts
 from firewatch.storage.inspections import false_declarations
 from firewatch.storage.outbox import NOTIFY, SUPERVISOR, enqueue
+from firewatch.storage.regions import unit_contacts
 
 
 @dataclass(frozen=True)
@@ -95,12 +96,13 @@ def change_credit(
             " actor = EXCLUDED.actor",
             (unit_id, to_status.value, at, reason.strip(), actor),
         )
-        row = cur.execute("SELECT name, contacts FROM units WHERE id = %s", (unit_id,)).fetchone()
-        assert row is not None
+        unit = unit_contacts(conn, unit_id)
+        assert unit is not None
+        name, contacts = unit
         payload = {
             "kind": "credit_changed",
             "at": at.isoformat(),
-            "unit": {"id": unit_id, "name": row[0]},
+            "unit": {"id": unit_id, "name": name},
             "from": before.status.value,
             "to": to_status.value,
             "rule": rule,
@@ -108,7 +110,6 @@ def change_credit(
             "actor": actor,
         }
         enqueue(cur, alert_id, SUPERVISOR, payload, {"role": "supervisor"})
-        contacts = dict(row[1] or {})
         if "responsible" in contacts:
             enqueue(
                 cur, alert_id, NOTIFY, payload, {"role": "responsible", **contacts["responsible"]}

@@ -37,18 +37,9 @@ from firewatch.core.supervision import (
     next_hazard_state,
 )
 from firewatch.storage.outbox import NOTIFY, SUPERVISOR, enqueue
+from firewatch.storage.regions import unit_contacts
 
 YEAR = timedelta(days=365)
-
-
-def _contacts(cur: psycopg.Cursor[Any], unit_id: str) -> tuple[str | None, dict[str, Any]]:
-    """The unit's name and contacts (a plain cursor: the caller's may make dicts)."""
-    row = cur.connection.execute(
-        "SELECT name, contacts FROM units WHERE id = %s", (unit_id,)
-    ).fetchone()
-    if row is None:
-        return None, {}
-    return str(row[0]), dict(row[1] or {})
 
 
 def notify_hazard(
@@ -62,7 +53,7 @@ def notify_hazard(
     extra: Mapping[str, Any] | None = None,
 ) -> int:
     """Outbox rows for one hazard step; how many were written."""
-    name, contacts = _contacts(cur, hazard.unit_id)
+    name, contacts = unit_contacts(cur.connection, hazard.unit_id) or (None, {})
     payload = {
         "kind": kind,
         "at": at.isoformat(),

@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 
 from firewatch.core.draw import DECLARED_TIE_KINDS
 from firewatch.core.supervision import Conflict, Inspector, NotFound, SupervisionError, Tie
+from firewatch.storage.regions import unit_exists
 
 
 def _inspector(row: Any) -> Inspector:
@@ -99,7 +100,7 @@ def inspector_ids(conn: psycopg.Connection[Any], codes: Sequence[str]) -> dict[s
 
 
 def _unit_exists(conn: psycopg.Connection[Any], unit_id: str) -> None:
-    if conn.execute("SELECT 1 FROM units WHERE id = %s", (unit_id,)).fetchone() is None:
+    if not unit_exists(conn, unit_id):
         raise NotFound(f"no unit {unit_id!r}")
 
 

@@ -178,6 +178,16 @@ def unit_exists(conn: psycopg.Connection[Any], unit_id: str) -> bool:
     return conn.execute("SELECT 1 FROM units WHERE id = %s", (unit_id,)).fetchone() is not None
 
 
+def unit_contacts(conn: psycopg.Connection[Any], unit_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The unit's name and contacts (``responsible``, ``maintenance``: name and phone), for
+    the notifications written about it; None if there is no such unit. Runs in the
+    caller's transaction."""
+    row = conn.execute("SELECT name, contacts FROM units WHERE id = %s", (unit_id,)).fetchone()
+    if row is None:
+        return None
+    return str(row[0]), dict(row[1] or {})
+
+
 def device_unit(conn: psycopg.Connection[Any], device_id: str) -> str | None:
     """The unit a registered device belongs to, or None if there is no such device."""
     row = conn.execute("SELECT unit_id FROM devices WHERE id = %s", (device_id,)).fetchone()

@@ -20,7 +20,7 @@ This module owns the SQL of ``risk_scores``, ``risk_current`` and ``risk_warning
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from firewatch.storage.outbox import NOTIFY, SUPERVISOR, enqueue
+from firewatch.storage.regions import unit_contacts
 
 LEVELS = ("red", "orange", "yellow", "blue")
 """Risk levels, worst first."""
@@ -130,8 +131,7 @@ def record_score(
                 (unit_id, score_id, previous, level, warning_reason, computed_at),
             )
             (warning_id,) = cur.fetchone() or (0,)
-            cur.execute("SELECT name, contacts FROM units WHERE id = %s", (unit_id,))
-            unit = cur.fetchone()
+            unit = unit_contacts(conn, unit_id)
             payload = {
                 "kind": "risk_warning",
                 "warning_id": warning_id,
@@ -145,8 +145,8 @@ def record_score(
                 "raised_at": computed_at.isoformat(),
             }
             enqueue(cur, None, SUPERVISOR, payload)
-            contacts = unit[1] if unit and isinstance(unit[1], Mapping) else {}
-            enqueue(cur, None, NOTIFY, payload, {"unit_id": unit_id, **dict(contacts)})
+            contacts = unit[1] if unit else {}
+            enqueue(cur, None, NOTIFY, payload, {"unit_id": unit_id, **contacts})
     return StoredScore(score_id, previous, warning_id)
 
 
@@ -317,17 +317,3 @@ def warnings(
             params,
         )
         return list(cur.fetchall())
-
-
-def region_exists(conn: psycopg.Connection[Any], region_id: str) -> bool:
-    """Whether a region (of any tier) has this id."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM regions WHERE id = %s", (region_id,))
-        return cur.fetchone() is not None
-
-
-def unit_exists(conn: psycopg.Connection[Any], unit_id: str) -> bool:
-    """Whether a unit has this id."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM units WHERE id = %s", (unit_id,))
-        return cur.fetchone() is not None

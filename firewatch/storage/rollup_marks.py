@@ -44,6 +44,7 @@ import psycopg
 
 from firewatch.core.rollups import DECISIONS, DURATION_DETECTORS
 from firewatch.core.rows import SANE_EARLIEST, SANE_LATEST
+from firewatch.storage.cursors import load_cursor_json, save_cursor_json
 
 #: A dirty bucket: a device and the start of an hour (UTC).
 Mark = tuple[str, datetime]
@@ -78,17 +79,13 @@ class RefreshCursor:
 
 def load_cursor(conn: psycopg.Connection[Any], name: str) -> RefreshCursor | None:
     """The saved cursor of refresh ``name``, or None if it never saved one."""
-    row = conn.execute("SELECT cursor FROM analysis_cursor WHERE name = %s", (name,)).fetchone()
-    return None if row is None else RefreshCursor.from_json(row[0])
+    saved = load_cursor_json(conn, "analysis_cursor", name)
+    return None if saved is None else RefreshCursor.from_json(saved)
 
 
 def save_cursor(conn: psycopg.Connection[Any], name: str, cursor: RefreshCursor) -> None:
     """Save the cursor, in the caller's transaction (with the rollup rows it stands for)."""
-    conn.execute(
-        "INSERT INTO analysis_cursor (name, cursor) VALUES (%s, %s::jsonb)"
-        " ON CONFLICT (name) DO UPDATE SET cursor = EXCLUDED.cursor, saved_at = now()",
-        (name, json.dumps(cursor.to_json())),
-    )
+    save_cursor_json(conn, "analysis_cursor", name, cursor.to_json())
 
 
 def horizon(conn: psycopg.Connection[Any]) -> tuple[int, datetime]:

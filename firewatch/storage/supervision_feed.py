@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from firewatch.storage.changes import ChangeCursor, read_changes
+from firewatch.storage.cursors import load_cursor_json, save_cursor_json
 
 CONFIRM_FAULT = "confirm_fault"
 CONFIRM_FIRE = "confirm_fire"
@@ -79,24 +79,16 @@ def read_decisions(conn: psycopg.Connection[Any], cursor: ChangeCursor, limit: i
 
 
 def load_cursor(conn: psycopg.Connection[Any], name: str) -> ChangeCursor:
-    row = conn.execute("SELECT cursor FROM supervision_cursor WHERE name = %s", (name,)).fetchone()
-    return ChangeCursor.from_json(row[0]) if row else ChangeCursor()
+    saved = load_cursor_json(conn, "supervision_cursor", name)
+    return ChangeCursor() if saved is None else ChangeCursor.from_json(saved)
 
 
 def save_cursor(conn: psycopg.Connection[Any], name: str, cursor: ChangeCursor) -> None:
     """In the caller's transaction, with what was done with the events up to it."""
-    conn.execute(
-        "INSERT INTO supervision_cursor (name, cursor) VALUES (%s, %s)"
-        " ON CONFLICT (name) DO UPDATE SET cursor = EXCLUDED.cursor, saved_at = now()",
-        (name, Jsonb(cursor.to_json())),
-    )
+    save_cursor_json(conn, "supervision_cursor", name, cursor.to_json())
 
 
 def device_kind(conn: psycopg.Connection[Any], device_id: str) -> str | None:
     """The registered device's kind (panel, water, ebike_shed), or None."""
     row = conn.execute("SELECT kind FROM devices WHERE id = %s", (device_id,)).fetchone()
     return None if row is None else str(row[0])
-
-
-def unit_exists(conn: psycopg.Connection[Any], unit_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM units WHERE id = %s", (unit_id,)).fetchone() is not None

@@ -22,7 +22,8 @@ from firewatch.core.settings import Settings
 from firewatch.core.supervision import Conflict, SupervisionError
 from firewatch.storage import credit as store
 from firewatch.storage.hazards import hazard_facts
-from firewatch.storage.supervision_feed import AlertDecision, device_kind, unit_exists
+from firewatch.storage.regions import unit_exists
+from firewatch.storage.supervision_feed import AlertDecision, device_kind
 
 
 def credit_rules(settings: Settings) -> CreditRules:

@@ -43,7 +43,8 @@ from firewatch.storage import draws as draw_store
 from firewatch.storage import hazards as hazard_store
 from firewatch.storage import inspections as store
 from firewatch.storage import inspectors as inspector_store
-from firewatch.storage.supervision_feed import AlertDecision, device_kind, unit_exists
+from firewatch.storage.regions import unit_exists
+from firewatch.storage.supervision_feed import AlertDecision, device_kind
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 

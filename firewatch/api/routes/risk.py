@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from firewatch.api.deps import Conn
 from firewatch.api.schemas import ErrorOut
+from firewatch.storage import regions as registry
 from firewatch.storage import risk as store
 from firewatch.storage.risk import ScoreRow
 
@@ -115,7 +116,7 @@ def _score_out(row: ScoreRow) -> ScoreOut:
 
 
 def _require_region(conn: Conn, region_id: str) -> None:
-    if not store.region_exists(conn, region_id):
+    if registry.region_exists(conn, region_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no region has id {region_id!r}")
 
 
@@ -189,7 +190,7 @@ def unit_risk_history(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[ScoreOut]:
     """A unit's stored scores, newest first (default: the last 90 days)."""
-    if not store.unit_exists(conn, unit_id):
+    if not registry.unit_exists(conn, unit_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no unit has id {unit_id!r}")
     start, end = _span(since, until, 90)
     return [_score_out(r) for r in store.unit_history(conn, unit_id, start, end, limit)]
