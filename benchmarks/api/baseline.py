@@ -31,7 +31,8 @@ import httpx
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from firewatch.lab.apibench import fire, machine, summarize, throwaway_server
+from firewatch.lab.apibench import fire, machine, summarize
+from firewatch.lab.scratch import throwaway_server
 from firewatch.runtime.mosquitto import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

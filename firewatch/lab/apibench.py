@@ -26,26 +26,22 @@ import multiprocessing
 import os
 import platform
 import ssl
-import tempfile
 import threading
 import time
-import uuid
-import warnings
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 from firewatch.api.server import ApiServer
 from firewatch.core.domain import Severity
 from firewatch.core.settings import Settings
+from firewatch.lab.scratch import scratch_database, throwaway_server
 from firewatch.storage.alerts import raise_alert
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import upgrade
@@ -149,36 +145,12 @@ def _seed_alerts(conn: psycopg.Connection[Any], n: int) -> None:
         )
 
 
-def throwaway_server(stack: ExitStack) -> str:
-    """A new embedded PostgreSQL in a temporary directory (as the tests start one), stopped
-    and deleted when ``stack`` closes; its URL."""
-    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fw-apibench-")))
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp / "run"))
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns about runtime dirs it picks
-        import pgserver
-    server = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")  # type: ignore[attr-defined]
-    stack.callback(server.cleanup)
-    return str(server.get_uri())
-
-
 def run_api_bench(settings: Settings, cfg: ApiBenchConfig) -> dict[str, Any]:
     """Run one burst (see the module docstring); the result document."""
-    run_id = uuid.uuid4().hex[:6]
     me = psutil.Process()
     with ExitStack() as stack:
         admin = settings.database_url or throwaway_server(stack)
-        dbname = f"fw_apibench_{run_id}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-
-        def drop() -> None:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-
-        stack.callback(drop)
-        db_url = make_conninfo(admin, dbname=dbname)
+        db_url = scratch_database(stack, admin, "fw_apibench")
         with psycopg.connect(db_url, autocommit=True) as conn:
             upgrade(conn)
             maintain(conn, settings)

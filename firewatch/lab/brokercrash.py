@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,10 +42,10 @@ from typing import Any
 
 import psutil
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 from firewatch.core.settings import Settings
 from firewatch.ingest.service import IngestService
+from firewatch.lab.scratch import scratch_database
 from firewatch.lab.tracking import TrackingPublisher, water_payload
 from firewatch.runtime.mosquitto import Broker
 from firewatch.runtime.postgres import resolve_database_url
@@ -229,20 +229,15 @@ def _payload(seq: int) -> bytes:
 
 @contextmanager
 def _database(settings: Settings) -> Iterator[str]:
-    admin = resolve_database_url(settings, create=True)
-    name = f"fw_bench_broker_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(admin, dbname=name)
-    try:
+    with ExitStack() as stack:
+        url = scratch_database(
+            stack, resolve_database_url(settings, create=True), "fw_bench_broker"
+        )
         with psycopg.connect(url, autocommit=True) as conn:
             upgrade(conn)
             maintain(conn, settings)
             load_seed(conn, read_seed())
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_broker_bench(

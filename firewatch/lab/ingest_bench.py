@@ -29,7 +29,6 @@ from typing import Any
 import psutil
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
-from psycopg.conninfo import make_conninfo
 
 from firewatch.core.settings import Settings
 from firewatch.lab.alert_probe import (
@@ -41,6 +40,7 @@ from firewatch.lab.alert_probe import (
     summarize,
 )
 from firewatch.lab.load_generator import register_bench_devices
+from firewatch.lab.scratch import scratch_database
 from firewatch.runtime.mosquitto import free_port, mosquitto
 from firewatch.runtime.postgres import resolve_database_url
 from firewatch.runtime.process import stop_process
@@ -165,16 +165,7 @@ def run_ingest_bench(
         logs = log_dir or tmp
         logs.mkdir(parents=True, exist_ok=True)
         admin = resolve_database_url(settings, create=True)
-        dbname = f"fw_bench_{run_id}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-
-        def drop() -> None:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-
-        stack.callback(drop)
-        db_url = make_conninfo(admin, dbname=dbname)
+        db_url = scratch_database(stack, admin, "fw_bench")
         with psycopg.connect(db_url, autocommit=True) as conn:
             upgrade(conn)
             maintain(conn, settings)

@@ -36,7 +36,6 @@ import json
 import math
 import random
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -44,13 +43,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 from firewatch.analysis.refresh import Rollups
 from firewatch.core.risk_config import load_risk_config
 from firewatch.core.rollups import MEASURES, Grain, day_offset_h
 from firewatch.core.settings import Settings
-from firewatch.lab.apibench import machine, throwaway_server
+from firewatch.lab.apibench import machine
+from firewatch.lab.scratch import scratch_database, throwaway_server
 from firewatch.risk.scoring import score_units
 from firewatch.storage import risk as risk_store
 from firewatch.storage import rollup_tiers as tiers
@@ -449,16 +448,7 @@ def run_rollup_bench(settings: Settings, cfg: BenchConfig) -> dict[str, Any]:
     offset_h = day_offset_h(settings)
     with ExitStack() as stack:
         admin = settings.database_url or throwaway_server(stack)
-        dbname = f"fw_rollbench_{uuid.uuid4().hex[:6]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-
-        def drop() -> None:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-
-        stack.callback(drop)
-        url = make_conninfo(admin, dbname=dbname)
+        url = scratch_database(stack, admin, "fw_rollbench")
         bench_settings = settings.model_copy(update={"database_url": url})
         with psycopg.connect(url, autocommit=True) as conn:
             upgrade(conn)
