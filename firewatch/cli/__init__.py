@@ -31,6 +31,7 @@ from pydantic_settings import SettingsError
 
 from firewatch.cli import analysis as tiers
 from firewatch.cli import people, risk, supervise
+from firewatch.cli.output import write_json
 from firewatch.cli.signals import stop_on_signals
 from firewatch.core.settings import Settings
 from firewatch.runtime.postgres import (
@@ -273,9 +274,7 @@ def cmd_bench_ingest(settings: Settings, args: argparse.Namespace) -> int:
     )
     result = run_ingest_bench(settings, cfg, log_dir=args.logs)
     print(format_result(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 
@@ -286,9 +285,7 @@ def cmd_bench_broker(settings: Settings, args: argparse.Namespace) -> int:
         settings, messages=args.messages, rate=args.rate, repeat=args.repeat, seed=args.seed
     )
     print(format_broker_bench(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 
@@ -337,8 +334,7 @@ def cmd_analytics_evaluate(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     print(run.format_text())
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(run.to_json(), indent=2, ensure_ascii=False) + "\n")
+        write_json(args.json, run.to_json(), ensure_ascii=False)
         print(f"wrote {args.json}")
     return 0
 
@@ -377,9 +373,7 @@ def cmd_bench_analytics(settings: Settings, args: argparse.Namespace) -> int:
         settings, units=args.units, duration_s=args.duration, batch_s=args.batch
     )
     print(format_bench(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 
@@ -391,9 +385,7 @@ def cmd_bench_api(settings: Settings, args: argparse.Namespace) -> int:
     )
     result = run_api_bench(settings, cfg)
     print(format_result(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 
@@ -405,9 +397,7 @@ def cmd_bench_decoders(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     result = run_decoder_fuzz(settings, examples=args.examples, seed=args.seed)
     print(format_result(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 1 if result["failures"] else 0
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from firewatch.cli.output import write_json
 from firewatch.cli.signals import stop_on_signals
 from firewatch.core.settings import Settings
 
@@ -168,9 +169,7 @@ def cmd_bench_rollups(settings: Settings, args: argparse.Namespace) -> int:
         return _fail(f"bench rollups: {err}")
     result = run_rollup_bench(settings, cfg)
     print(format_result(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 

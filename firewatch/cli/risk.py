@@ -16,6 +16,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from firewatch.cli.output import write_json
 from firewatch.cli.signals import stop_on_signals
 from firewatch.core.settings import Settings
 
@@ -52,9 +53,7 @@ def cmd_bench_risk_quality(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     result = run_risk_quality(args.units, args.seeds, config)
     print(format_report(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    write_json(args.json, result, ensure_ascii=False)
     return 0
 
 

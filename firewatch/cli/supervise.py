@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from firewatch.cli.output import write_json
 from firewatch.cli.signals import stop_on_signals
 from firewatch.cli.supervise_records import (
     cmd_credit,
@@ -203,9 +204,7 @@ def cmd_bench_draws(_settings: Settings, args: argparse.Namespace) -> int:
     )
     result = run_draw_bench(cfg)
     print(format_result(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0 if result["conflicts"] == 0 else 1
 
 

@@ -38,13 +38,15 @@ from firewatch.core.sessions import RecentFailures, login_key
 TOUCH_EVERY = timedelta(minutes=1)
 _ATTEMPTS = 5  # new tokens tried when a prefix is taken (30 random bits: rare)
 
-_PERSON_COLUMNS = (
+#: The ``people p`` columns :func:`person_of` reads (``storage/sessions.py`` joins them too).
+PERSON_COLUMNS = (
     "p.id, p.username, p.display_name, p.role, p.unit_id, p.vendor, p.active,"
     " p.password_hash IS NOT NULL AS has_password, p.created_at, p.password_changed_at"
 )
 
 
-def _person(row: Any) -> Person:
+def person_of(row: Any) -> Person:
+    """The :class:`Person` of a row holding :data:`PERSON_COLUMNS` (a dict row)."""
     return Person(
         id=int(row["id"]),
         username=row["username"],
@@ -111,7 +113,7 @@ def add_person(
                 "INSERT INTO people AS p (username, display_name, role, unit_id, vendor,"
                 " password_hash, password_changed_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)"
-                f" RETURNING {_PERSON_COLUMNS}",
+                f" RETURNING {PERSON_COLUMNS}",
                 (
                     name,
                     display_name.strip() or name,
@@ -133,25 +135,25 @@ def add_person(
         raise Conflict(f"username {name!r} is taken") from None
     except psycopg.errors.ForeignKeyViolation:
         raise NotFound(f"no unit {unit!r}") from None
-    return _person(row)
+    return person_of(row)
 
 
 def get_person(conn: psycopg.Connection[Any], person_id: int) -> Person | None:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            f"SELECT {_PERSON_COLUMNS} FROM people p WHERE p.id = %s", (person_id,)
+            f"SELECT {PERSON_COLUMNS} FROM people p WHERE p.id = %s", (person_id,)
         ).fetchone()
-    return None if row is None else _person(row)
+    return None if row is None else person_of(row)
 
 
 def get_person_by_username(conn: psycopg.Connection[Any], username: str) -> Person | None:
     """The person with that username (compared in its stored, lowercase form)."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            f"SELECT {_PERSON_COLUMNS} FROM people p WHERE p.username = %s",
+            f"SELECT {PERSON_COLUMNS} FROM people p WHERE p.username = %s",
             (username.strip().lower(),),
         ).fetchone()
-    return None if row is None else _person(row)
+    return None if row is None else person_of(row)
 
 
 def _require(conn: psycopg.Connection[Any], username: str) -> Person:
@@ -164,8 +166,8 @@ def _require(conn: psycopg.Connection[Any], username: str) -> Person:
 def list_people(conn: psycopg.Connection[Any]) -> list[Person]:
     """Everyone, active or not, by username."""
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(f"SELECT {_PERSON_COLUMNS} FROM people p ORDER BY p.username")
-        return [_person(r) for r in rows.fetchall()]
+        rows = cur.execute(f"SELECT {PERSON_COLUMNS} FROM people p ORDER BY p.username")
+        return [person_of(r) for r in rows.fetchall()]
 
 
 def set_password(
@@ -175,13 +177,13 @@ def set_password(
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "UPDATE people AS p SET password_hash = %s, password_changed_at = now()"
-            f" WHERE p.username = %s RETURNING {_PERSON_COLUMNS}",
+            f" WHERE p.username = %s RETURNING {PERSON_COLUMNS}",
             (password_hash, username.strip().lower()),
         ).fetchone()
         if row is None:
             raise NotFound(f"no user {username!r}")
         record_auth_event(conn, username=row["username"], event=AuthEvent.PASSWORD_SET, actor=actor)
-    return _person(row)
+    return person_of(row)
 
 
 def password_hash_of(conn: psycopg.Connection[Any], username: str) -> str | None:
@@ -202,13 +204,13 @@ def set_active(conn: psycopg.Connection[Any], username: str, active: bool, *, ac
         if before.active == active:
             return before
         row = cur.execute(
-            f"UPDATE people AS p SET active = %s WHERE p.id = %s RETURNING {_PERSON_COLUMNS}",
+            f"UPDATE people AS p SET active = %s WHERE p.id = %s RETURNING {PERSON_COLUMNS}",
             (active, before.id),
         ).fetchone()
         assert row is not None
         event = AuthEvent.ACTIVATED if active else AuthEvent.DEACTIVATED
         record_auth_event(conn, username=before.username, event=event, actor=actor)
-    return _person(row)
+    return person_of(row)
 
 
 def create_token(
@@ -274,7 +276,7 @@ def token_owner(conn: psycopg.Connection[Any], token: str, now: datetime) -> Per
         return None
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            f"SELECT {_PERSON_COLUMNS}, t.id AS token_id, t.prefix, t.expires_at, t.revoked_at"
+            f"SELECT {PERSON_COLUMNS}, t.id AS token_id, t.prefix, t.expires_at, t.revoked_at"
             " FROM api_tokens t JOIN people p ON p.id = t.person_id"
             " WHERE t.token_sha256 = %s",
             (token_digest(token),),
@@ -312,7 +314,7 @@ def token_owner(conn: psycopg.Connection[Any], token: str, now: datetime) -> Per
             " AND (last_used_at IS NULL OR last_used_at <= %s)",
             (now, row["token_id"], now - TOUCH_EVERY),
         )
-    return _person(row)
+    return person_of(row)
 
 
 def revoke_token(

@@ -21,7 +21,7 @@ from firewatch.core.sessions import (
     new_session_secret,
     session_digest,
 )
-from firewatch.storage.people import _PERSON_COLUMNS, _person, record_auth_event
+from firewatch.storage.people import PERSON_COLUMNS, person_of, record_auth_event
 
 #: Longest user agent kept (it is informational and comes from the client).
 MAX_USER_AGENT = 256
@@ -83,7 +83,7 @@ def session_owner(
         return None
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            f"SELECT {_PERSON_COLUMNS}, s.id AS session_id, s.csrf_token, s.last_seen_at,"
+            f"SELECT {PERSON_COLUMNS}, s.id AS session_id, s.csrf_token, s.last_seen_at,"
             " s.expires_at, s.revoked_at"
             " FROM sessions s JOIN people p ON p.id = s.person_id WHERE s.session_sha256 = %s",
             (session_digest(cookie),),
@@ -100,7 +100,7 @@ def session_owner(
             "UPDATE sessions SET last_seen_at = %s WHERE id = %s AND last_seen_at <= %s",
             (now, row["session_id"], now - TOUCH_EVERY),
         )
-    return _person(row), str(row["csrf_token"])
+    return person_of(row), str(row["csrf_token"])
 
 
 def revoke_session(
