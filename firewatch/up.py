@@ -260,7 +260,10 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             f"  data dir   {settings.data_dir}\n"
             f"{secret_line}"
             "  stats      .venv/bin/firewatch db stats   (Ctrl-C stops everything)\n"
-            "  anomalies  .venv/bin/firewatch db anomalies",
+            "  anomalies  .venv/bin/firewatch db anomalies\n"
+            "  logins     .venv/bin/firewatch user add NAME --role admin, then "
+            "user token NAME --name api\n"
+            "             (accounts and tokens: docs/people.md; the console is issue 12)",
             flush=True,
         )
         while not stop.wait(0.5):
