@@ -156,6 +156,8 @@ class IngestService:
         self.registry = DeviceRegistry()
         self.stats = IngestStats()
         self.metrics_port: int | None = None
+        # Set once the broker has acknowledged our subscription (at once when retiring):
+        # a message published after this is queued for us, never dropped by the broker.
         self.ready = threading.Event()
         self._inbox = Inbox(2 * settings.ingest_max_inflight)
         self._limits = Limits.from_settings(settings)
@@ -301,9 +303,10 @@ class IngestService:
             return self.stats
         batch = WriteBatch()
         with writer, consumer:
-            self.ready.set()
             try:
                 while not stop.is_set():
+                    if not self.ready.is_set() and (self.retire or consumer.subscribed.is_set()):
+                        self.ready.set()
                     wait = flush_after - (time.monotonic() - batch.first_at) if batch else 0.1
                     self._collect(batch, max(wait, 0.0))
                     due = batch and (
