@@ -14,8 +14,8 @@ Per anomaly change (the service calls them in this order, each on facts read jus
 * :func:`episode_ended` — when the last open evidence episode of an alert ends, its
   condition has cleared; every category but fire then resolves itself.
 
-Per tick: :func:`escalations` — which open alerts nobody acknowledged in time, and to what
-severity and level they go.
+Per tick: :func:`escalations` — which open alerts nobody acknowledged in time, and to
+which level of their severity's escalation policy (``core/escalation.py``) they go.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from firewatch.core.alerts import (
     AnomalyChange,
     auto_resolves,
     category_of,
-    escalated,
 )
 from firewatch.core.anomalies import SEVERITY_RANK
 from firewatch.core.domain import Severity
+from firewatch.core.escalation import EscalationLevel, EscalationPolicy
 
 #: Episodes that ended longer ago than this when first seen (a fresh start over old
 #: history) raise nothing: the alert list is for what needs attention now.
@@ -196,35 +196,42 @@ def episode_ended(
 
 
 def escalation_due(
-    alert: Alert, timeouts: Mapping[str, float], now: datetime, max_level: int
-) -> bool:
-    """Whether nobody acknowledged ``alert`` within its severity's timeout (seconds,
-    ``alert_ack_timeout_s``), counted from its last escalation or else from when it was
-    first seen. Only open alerts escalate; a severity without a timeout never does, and an
-    alert at ``max_level`` (``alert_max_escalation_level``) has reached the end of the
-    policy and stays there."""
-    timeout = timeouts.get(alert.severity.value)
-    if alert.state is not AlertState.OPEN or timeout is None:
-        return False
-    if alert.escalation_level >= max_level:
-        return False
+    alert: Alert, policy: EscalationPolicy, now: datetime, max_level: int | None
+) -> EscalationLevel | None:
+    """The level of ``policy`` (``core/escalation.py``) that is due for ``alert`` at
+    ``now``, or None. Only open alerts escalate (acknowledging or deciding one stops its
+    escalation); the next level is ``escalation_level + 1`` of the ladder of the alert's
+    severity, due ``after_s`` after the last escalation or else after the alert was first
+    seen. An alert at the end of its ladder, or at ``max_level``
+    (``alert_max_escalation_level``, None: no extra cap), stays there."""
+    if alert.state is not AlertState.OPEN:
+        return None
+    level = policy.level(alert.severity, alert.escalation_level + 1, max_level)
+    if level is None:
+        return None
     since = alert.escalated_at or alert.first_seen
-    return since <= now - timedelta(seconds=timeout)
+    return level if since <= now - timedelta(seconds=level.after_s) else None
 
 
 def escalations(
-    alerts: Sequence[Alert], timeouts: Mapping[str, float], now: datetime, max_level: int
+    alerts: Sequence[Alert], policy: EscalationPolicy, now: datetime, max_level: int | None
 ) -> list[Escalate]:
-    """The escalations due at ``now``: each due alert one severity level up (critical stays
-    critical) and its escalation level + 1 (at most ``max_level``), in the order given."""
-    return [
-        Escalate(
-            alert_id=a.id,
-            severity=escalated(a.severity),
-            level=a.escalation_level + 1,
-            at=now,
-            note=ESCALATION_NOTE,
-        )
-        for a in alerts
-        if escalation_due(a, timeouts, now, max_level)
-    ]
+    """The escalations due at ``now``, in the order given: each due alert to its next level
+    (its severity unchanged: the severity says how bad the problem is, the level how far
+    its notification went). What the level notifies, and whether later levels follow at
+    once because nobody could be reached, is ``alerting/escalation.py``'s."""
+    out: list[Escalate] = []
+    for a in alerts:
+        level = escalation_due(a, policy, now, max_level)
+        if level is not None:
+            note = f"{ESCALATION_NOTE}: level {a.escalation_level + 1}, {level.describe()}"
+            out.append(
+                Escalate(
+                    alert_id=a.id,
+                    severity=a.severity,
+                    level=a.escalation_level + 1,
+                    at=now,
+                    note=note,
+                )
+            )
+    return out

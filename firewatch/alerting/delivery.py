@@ -61,13 +61,15 @@ def redact(url: str) -> str:
 
 @dataclass(frozen=True)
 class Attempt:
-    """The outcome of one delivery attempt."""
+    """The outcome of one delivery attempt, whatever the channel (``alerting/channel.py``):
+    a 2xx ``status_code`` is a success (HTTP, and SMTP's 250 too)."""
 
     row: OutboxRow
-    url: str  # without credentials
+    url: str  # where it went, without credentials (an SMTP server: smtp://host:port)
     status_code: int | None
     error: str | None
     duration_s: float
+    message_id: str | None = None  # the SMS/voice provider's (or the e-mail's) message id
 
     @property
     def ok(self) -> bool:
@@ -111,7 +113,7 @@ class WebhookSender:
             with self._http.stream("POST", url, content=body, headers=headers) as resp:
                 status = resp.status_code
                 if not 200 <= status < 300:
-                    text = _error_body(resp, started + self.attempt_bound_s)
+                    text = error_body(resp, started + self.attempt_bound_s)
                     error = f"HTTP {status}: {text}" if text else f"HTTP {status}"
         except httpx.TimeoutException as err:
             error = f"timeout ({type(err).__name__}, {self.timeout_s:g}s)"
@@ -121,15 +123,21 @@ class WebhookSender:
             log.exception("outbox %d: delivery to %s failed", row.id, redact(url))
             error = f"{type(err).__name__}: {err}"
         duration = time.monotonic() - started
-        if error is not None:  # text columns refuse NUL; keep the log row small
-            error = error.replace("\x00", "\\0")[:_ERROR_TEXT_CHARS]
-        return Attempt(row, redact(url), status, error, duration)
+        return Attempt(row, redact(url), status, clean_error(error), duration)
 
     def close(self) -> None:
         self._http.close()
 
 
-def _error_body(resp: httpx.Response, deadline: float) -> str:
+def clean_error(error: str | None) -> str | None:
+    """An error text as the delivery log keeps it: without NUL (text columns refuse it),
+    at most 500 characters."""
+    if error is None:
+        return None
+    return error.replace("\x00", "\\0")[:_ERROR_TEXT_CHARS]
+
+
+def error_body(resp: httpx.Response, deadline: float) -> str:
     """The start of an error response's body, read within ``deadline``."""
     buf = bytearray()
     try:

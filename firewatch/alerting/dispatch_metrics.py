@@ -67,6 +67,13 @@ class DispatcherMetrics:
         self.pending = Gauge(
             "firewatch_outbox_pending", "Rows waiting for delivery", ["channel"], registry=r
         )
+        self.suppressed = Gauge(
+            "firewatch_outbox_suppressed",
+            "Person notifications the escalation's per-unit rate limit held back (rows kept "
+            "in the outbox as suppressed, never sent)",
+            ["channel"],
+            registry=r,
+        )
         self.reconnects = PromCounter(
             "firewatch_outbox_reconnects_total", "Database reconnects", registry=r
         )

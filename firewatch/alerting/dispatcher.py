@@ -1,14 +1,18 @@
-"""The outbox dispatcher: ``outbox`` rows -> signed webhooks, at least once, with retries.
+"""The outbox dispatcher: ``outbox`` rows -> webhooks, e-mails, texts and calls, at least
+once, with retries.
 
 Alert changes write their notifications as ``outbox`` rows in their own transaction and
-``NOTIFY firewatch_outbox`` (delivered at commit). The dispatcher delivers each row as one
-HTTP POST to its channel's URL:
+``NOTIFY firewatch_outbox`` (delivered at commit). The dispatcher hands each row to its
+channel's adapter (``alerting/channel.py``: one interface, ``send(row) -> Attempt``):
 
 * ``command_center`` (``FIREWATCH_WEBHOOK_COMMAND_CENTER_URL``): a confirmed real fire, for
   the fire command center (GB 50440: within 3 s of the operator's confirmation);
-* ``supervisor`` (``FIREWATCH_WEBHOOK_SUPERVISOR_URL``): escalations;
+* ``supervisor`` (``FIREWATCH_WEBHOOK_SUPERVISOR_URL``): escalations' supervisor level;
 * ``notify`` (``FIREWATCH_WEBHOOK_NOTIFY_URL``): a notification gateway for the unit's
-  contacts (``recipient`` = ``{"role", "name", "phone"}``).
+  contacts (``recipient`` = ``{"role", "name", "phone"}``);
+* ``voice``, ``sms`` (``FIREWATCH_VOICE_URL``, ``FIREWATCH_SMS_URL``: the SMS/voice
+  provider) and ``email`` (``FIREWATCH_SMTP_HOST``): escalation levels that reach a person
+  (docs/escalation.md); ``recipient`` = ``{"to", "name", ...}``.
 
 **Claiming** (``storage/outbox.py``): one autocommit statement takes due rows with ``FOR
 UPDATE SKIP LOCKED``, sets a lease and counts the attempt, and commits at once: no
@@ -18,8 +22,10 @@ therefore *at least once*: receivers deduplicate by the outbox id (``X-Firewatch
 All due, lease and retry times are the database's clock; the injected ``clock`` only stamps
 signatures (``X-Firewatch-Timestamp``).
 
-**Delivery** (``alerting/delivery.py``): one signed ``POST`` of the row's JSON envelope per
-attempt, redirects not followed.
+**Delivery**: a webhook is one signed ``POST`` of the row's JSON envelope per attempt
+(``alerting/delivery.py``), an e-mail one SMTP message (``alerting/channel_email.py``), SMS
+and voice one signed request to the provider (``alerting/channel_provider.py``), whose
+message id the log keeps (``outbox_deliveries.provider_message_id``, named by receipts).
 
 **Results.** 2xx: ``delivered``. Anything else (another status, a timeout, a connection error):
 retried after a jittered exponential backoff (``outbox_backoff_initial_s * 2**(attempt-1)``,
@@ -29,7 +35,8 @@ capped at ``outbox_backoff_max_s``, drawn from [delay/2, delay]) until
 matter that someone fixes, and a confirmed fire must not be dropped at the first refusal; the
 cost of retrying a truly permanent refusal is at most ``outbox_max_attempts`` requests.
 ``last_error`` says what happened ("HTTP 401: ..."). Every attempt writes an
-``outbox_deliveries`` row (attempt, url without credentials, status code, error, duration).
+``outbox_deliveries`` row (attempt, url without credentials, status code, error, duration,
+the provider's message id).
 A result is only applied while the row is still this dispatcher's claim (same attempt
 number); a late result of an expired lease is logged but does not override the newer claim,
 except a success, which always marks the row delivered.
@@ -78,14 +85,15 @@ from typing import Any
 
 import psycopg
 
-from firewatch.alerting.delivery import Attempt, WebhookSender
+from firewatch.alerting.channel import Channel, ChannelSet, missing_setting, webhook_urls
+from firewatch.alerting.delivery import Attempt
 from firewatch.alerting.dispatch_metrics import DispatcherMetrics, DispatchStats
 from firewatch.core.backoff import Backoff
 from firewatch.core.settings import Settings
 from firewatch.runtime.metrics import MetricsEndpoint
 from firewatch.runtime.worker import Worker
 from firewatch.storage import channels, outbox
-from firewatch.storage.outbox import CHANNELS, COMMAND_CENTER, NOTIFY, SUPERVISOR, OutboxRow
+from firewatch.storage.outbox import CHANNELS, OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -99,25 +107,20 @@ MIN_WEBHOOK_SECRET_BYTES = 16
 
 
 class InsecureWebhookSecretError(ValueError):
-    """Webhook URLs are configured but the signing secret is the public default or too short."""
-
-
-def channel_urls(settings: Settings) -> dict[str, str]:
-    """Channel -> webhook URL, the configured ones only, in priority order (``CHANNELS``)."""
-    configured = {
-        COMMAND_CENTER: settings.webhook_command_center_url,
-        SUPERVISOR: settings.webhook_supervisor_url,
-        NOTIFY: settings.webhook_notify_url,
-    }
-    return {ch: url for ch, url in configured.items() if url}
+    """Webhook (or SMS/voice provider) URLs are configured but the signing secret is the
+    public default, missing or too short."""
 
 
 def check_webhook_secret(settings: Settings) -> None:
     """Raise :class:`InsecureWebhookSecretError` (one-line message naming the variables) if
     any ``FIREWATCH_WEBHOOK_*_URL`` is set and ``settings.webhook_secret`` is the public
-    default of :class:`Settings` or shorter than :data:`MIN_WEBHOOK_SECRET_BYTES`; return
-    otherwise (also for any secret when no URL is set: nothing would be signed)."""
-    configured = [f"FIREWATCH_WEBHOOK_{channel.upper()}_URL" for channel in channel_urls(settings)]
+    default of :class:`Settings` or shorter than :data:`MIN_WEBHOOK_SECRET_BYTES`, or if
+    ``FIREWATCH_SMS_URL`` or ``FIREWATCH_VOICE_URL`` is set and
+    ``FIREWATCH_PROVIDER_SECRET`` (which signs our requests and checks the provider's
+    receipts) is unset or shorter; return otherwise (also for any secret when no URL is
+    set: nothing would be signed)."""
+    check_provider_secret(settings)
+    configured = [f"FIREWATCH_WEBHOOK_{channel.upper()}_URL" for channel in webhook_urls(settings)]
     if not configured:
         return
     secret = settings.webhook_secret
@@ -132,6 +135,20 @@ def check_webhook_secret(settings: Settings) -> None:
         f"FIREWATCH_WEBHOOK_SECRET {problem} while {', '.join(configured)} is set; set it to "
         "a random value the receivers share, e.g. "
         "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+    )
+
+
+def check_provider_secret(settings: Settings) -> None:
+    """The SMS/voice provider's half of :func:`check_webhook_secret`."""
+    urls = {"FIREWATCH_SMS_URL": settings.sms_url, "FIREWATCH_VOICE_URL": settings.voice_url}
+    secret = (settings.provider_secret or "").encode()
+    if not any(urls.values()) or len(secret) >= MIN_WEBHOOK_SECRET_BYTES:
+        return
+    problem = f"is shorter than {MIN_WEBHOOK_SECRET_BYTES} bytes" if secret else "is not set"
+    raise InsecureWebhookSecretError(
+        f"FIREWATCH_PROVIDER_SECRET {problem} while {', '.join(k for k, v in urls.items() if v)}"
+        " is set; set it to the random value the provider shares (it signs our requests and "
+        "its receipts)"
     )
 
 
@@ -183,8 +200,6 @@ class OutboxDispatcher:
         self.poll_s = poll_s
         self.concurrency = concurrency
         self.metrics_port = settings.alerting_metrics_port if metrics_port is None else metrics_port
-        #: channel -> URL, only the configured ones, in priority order
-        self.urls = channel_urls(settings)
         self.metrics = DispatcherMetrics()
         self.stats = DispatchStats()
         self._worker = Worker(
@@ -202,14 +217,11 @@ class OutboxDispatcher:
         #: set in run() once connected, listening, and earlier results recorded
         self.ready: threading.Event = self._worker.ready
         self._workers = concurrency * len(CHANNELS)
-        self._sender = WebhookSender(
-            settings.webhook_secret,
-            timeout_s=settings.webhook_timeout_s,
-            connections=self._workers,
-            clock=clock,
-        )
-        #: the longest one attempt takes (``delivery.WebhookSender.attempt_bound_s``)
-        self.attempt_bound_s = self._sender.attempt_bound_s
+        self._channel_set = ChannelSet(settings, clock=clock, connections=self._workers)
+        #: channel -> its adapter, only the configured ones, in priority order
+        self.channels: dict[str, Channel] = self._channel_set.by_name
+        #: the longest one attempt of any channel takes
+        self.attempt_bound_s = self._channel_set.attempt_bound_s
         self._rng = rng or random.Random()
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="outbox-deliver")
         self._conn: psycopg.Connection[Any] | None = None  # dispatch_once()'s connection
@@ -229,33 +241,31 @@ class OutboxDispatcher:
         first), deliver them concurrently, record every result; the number claimed."""
         conn = self._db()
         self._flush(conn, [])  # results an earlier call could not record
-        if not self.urls or limit < 1:
+        if not self.channels or limit < 1:
             return 0
-        rows = self._claim(conn, list(self.urls), limit)
+        rows = self._claim(conn, list(self.channels), limit)
         if rows:
             self._flush(conn, list(self._pool.map(self._attempt, rows)))
         return len(rows)
 
     def pending(self, conn: psycopg.Connection[Any] | None = None) -> dict[str, int]:
-        """Pending rows per channel; updates the gauge and logs, once per channel, rows
-        that wait for a URL that is not configured."""
-        counts = outbox.pending_counts(conn if conn is not None else self._db())
+        """Pending rows per channel; updates the pending and suppressed gauges and logs, once
+        per channel, rows that wait for a channel that is not configured."""
+        db = conn if conn is not None else self._db()
+        counts = outbox.pending_counts(db)
         for ch in {*CHANNELS, *counts}:
             self.metrics.pending.labels(ch).set(counts.get(ch, 0))
+        for ch, n in outbox.suppressed_counts(db).items():
+            self.metrics.suppressed.labels(ch).set(n)
         for ch, n in sorted(counts.items()):
-            if ch not in self.urls and ch not in self._warned:
+            if ch not in self.channels and ch not in self._warned:
                 self._warned.add(ch)
-                what = (
-                    f"FIREWATCH_WEBHOOK_{ch.upper()}_URL is not set"
-                    if ch in CHANNELS
-                    else "it is not a known channel"
-                )
                 log.warning(
                     "outbox: %d pending rows for channel %r wait: %s; they stay pending and "
                     "are delivered once it is configured",
                     n,
                     ch,
-                    what,
+                    missing_setting(ch),
                 )
         return counts
 
@@ -265,8 +275,8 @@ class OutboxDispatcher:
         """Deliver until ``stop`` is set; reconnects with jittered backoff through database
         outages. Then finishes the deliveries in flight, records them, closes, logs one
         summary line."""
-        if unconfigured := [ch for ch in CHANNELS if ch not in self.urls]:
-            log.info("outbox: no URL for %s: those rows stay pending", ", ".join(unconfigured))
+        if unconfigured := [ch for ch in CHANNELS if ch not in self.channels]:
+            log.info("outbox: %s not configured: those rows stay pending", ", ".join(unconfigured))
         try:
             self._worker.run(stop, self)
         finally:
@@ -289,8 +299,8 @@ class OutboxDispatcher:
         now = time.monotonic()
         if self._worker.notified() or now - self._polled_at >= self.poll_s:
             self._polled_at = now
-            self._drained = dict.fromkeys(self.urls, False)
-        for ch in self.urls:  # priority order
+            self._drained = dict.fromkeys(self.channels, False)
+        for ch in self.channels:  # priority order
             free = self.concurrency - self._inflight[ch]
             if self._drained.get(ch, False) or free <= 0:
                 continue
@@ -385,8 +395,8 @@ class OutboxDispatcher:
         return rows
 
     def _attempt(self, row: OutboxRow) -> Attempt:
-        """One HTTP delivery (a pool thread). Never raises: every failure is a result."""
-        attempt = self._sender.send(row, self.urls[row.channel])
+        """One delivery (a pool thread). Never raises: every failure is a result."""
+        attempt = self.channels[row.channel].send(row)
         self.metrics.delivery_seconds.labels(row.channel).observe(attempt.duration_s)
         return attempt
 
@@ -451,6 +461,7 @@ class OutboxDispatcher:
                     status_code=a.status_code,
                     error=a.error,
                     duration_s=a.duration_s,
+                    message_id=a.message_id,
                 )
                 out.append((outcome, latency))
         return out
@@ -473,7 +484,7 @@ class OutboxDispatcher:
             return
         self._closed = True
         self._pool.shutdown(wait=True)
-        self._sender.close()
+        self._channel_set.close()
         if self._conn is not None:
             self._conn.close()
 

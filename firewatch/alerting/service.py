@@ -17,8 +17,9 @@ change, in one transaction with its cursor:
   has cleared; faults, anomalies and offline alerts then resolve themselves (and say so in
   the audit trail); fire alarms wait for an operator.
 
-Every ``alert_tick_s`` (injected clock): escalation of alerts nobody acknowledged in time,
-and the offline and patrol checks over every device at once.
+Every ``alert_tick_s`` (injected clock): escalation of alerts nobody acknowledged in time
+along the escalation policy's levels (``alerting/escalation.py``, docs/escalation.md), and
+the offline and patrol checks over every device at once.
 
 Decide, then execute: per change, the service gathers the facts through the alert store
 (``storage/alerts.py``), asks the pure decision functions (``alerting/decide.py``) what to
@@ -39,6 +40,7 @@ from typing import Any
 import psycopg
 
 from firewatch.alerting import decide
+from firewatch.alerting.escalation import escalate, unconfigured_media
 from firewatch.core.alert_commands import (
     AlertUpdate,
     MergeInto,
@@ -48,12 +50,13 @@ from firewatch.core.alert_commands import (
     SetCondition,
 )
 from firewatch.core.alerts import AlertAction, AnomalyChange, IllegalTransition
+from firewatch.core.escalation import load_policy
 from firewatch.core.rows import SANE_EARLIEST, SANE_LATEST
 from firewatch.core.settings import Settings
 from firewatch.runtime.worker import Worker
 from firewatch.storage import alerts as store
 from firewatch.storage import channels
-from firewatch.storage.alert_checks import check_offline, overdue_alerts
+from firewatch.storage.alert_checks import check_offline
 from firewatch.storage.changes import ChangeCursor, read_changes
 from firewatch.storage.errors import alone
 from firewatch.storage.skipped import record_skipped
@@ -71,7 +74,9 @@ class AlertingStats:
     occurrences: int = 0
     correlated: int = 0
     auto_resolved: int = 0
-    escalated: int = 0
+    escalated: int = 0  # escalation levels reached (docs/escalation.md)
+    levels_skipped: int = 0  # levels that could reach nobody (the next one followed at once)
+    suppressed: int = 0  # person notifications the per-unit rate limit held back
     offline_opened: int = 0
     offline_resolved: int = 0
     reconnects: int = 0
@@ -84,7 +89,9 @@ class AlertingStats:
             f"{self.changes} anomaly changes, "
             f"{self.raised} alerts raised ({self.correlated} correlated fires), "
             f"{self.occurrences} repeats, {self.auto_resolved} auto-resolved, "
-            f"{self.escalated} escalations, offline {self.offline_opened} opened / "
+            f"{self.escalated} escalation levels ({self.levels_skipped} skipped, "
+            f"{self.suppressed} notifications rate limited), "
+            f"offline {self.offline_opened} opened / "
             f"{self.offline_resolved} resolved, {self.reconnects} reconnects, "
             f"{self.skipped} changes skipped"
         )
@@ -102,6 +109,16 @@ class AlertingService:
         self.conninfo = conninfo
         self.clock = clock
         self.stats = AlertingStats()
+        #: the escalation policy (core/escalation.py): the file's, else the built-in one
+        self.policy = load_policy(settings.escalation_policy_file, settings.alert_ack_timeout_s)
+        for medium, variable in unconfigured_media(self.policy, settings).items():
+            log.warning(
+                "escalation policy (%s) notifies by %s but %s is not set: those "
+                "notifications wait in the outbox until it is",
+                self.policy.source,
+                medium.value,
+                variable,
+            )
         # No /metrics of its own: the dispatcher beside it serves the process's.
         self._worker = Worker(
             "alerting",
@@ -265,29 +282,14 @@ class AlertingService:
         if t < self._next_tick:
             return
         now = datetime.fromtimestamp(t, UTC)
-        self.stats.escalated += len(escalate_due(conn, self.settings, now=now))
+        reached = escalate(conn, self.settings, self.policy, now=now)
+        self.stats.escalated += len(reached)
+        self.stats.levels_skipped += sum(r.plan.outcome == "skipped" for r in reached)
+        self.stats.suppressed += sum(len(r.plan.suppressed) for r in reached)
         result = check_offline(conn, self.settings, now=now)
         self.stats.offline_opened += len(result.opened)
         self.stats.offline_resolved += len(result.resolved)
         self._next_tick = t + self.settings.alert_tick_s
-
-
-def escalate_due(
-    conn: psycopg.Connection[Any], settings: Settings, *, now: datetime | float
-) -> list[int]:
-    """Escalate every open alert not acknowledged within its severity's timeout
-    (``alert_ack_timeout_s``, counted from the last escalation); returns their ids. One
-    selection (the due rows, locked), the decision, then one escalation each, in one
-    transaction."""
-    at = store.as_datetime(now)
-    timeouts = settings.alert_ack_timeout_s
-    top = settings.alert_max_escalation_level
-    with conn.transaction():
-        due = overdue_alerts(conn, timeouts, now=at, max_level=top)
-        commands = decide.escalations(due, timeouts, at, top)
-        for cmd in commands:
-            apply_update(conn, cmd)
-    return [cmd.alert_id for cmd in commands]
 
 
 def apply_update(conn: psycopg.Connection[Any], cmd: AlertUpdate) -> bool:

@@ -1,49 +1,28 @@
 """The webhook contract between the dispatcher and its receivers: headers and the
 HMAC-SHA256 signature. Receivers (the fire command center, a notification gateway) check a
-delivery with :func:`verify` and deduplicate it by ``X-Firewatch-Delivery``."""
+delivery with :func:`verify` and deduplicate it by ``X-Firewatch-Delivery``.
+
+The scheme itself lives in ``core/signatures.py``, because the API checks the SMS/voice
+provider's delivery receipts with it too (and the API may not import alerting); the names
+are re-exported here for receivers that know this module.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
+from firewatch.core.signatures import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    SIGNATURE_TOLERANCE_S,
+    TIMESTAMP_HEADER,
+    sign,
+    verify,
+)
 
-DELIVERY_HEADER = "X-Firewatch-Delivery"
-TIMESTAMP_HEADER = "X-Firewatch-Timestamp"
-SIGNATURE_HEADER = "X-Firewatch-Signature"
-
-SIGNATURE_TOLERANCE_S = 300.0
-"""How far a signature's timestamp may be from the receiver's clock (replay window)."""
-
-
-def sign(secret: str | bytes, timestamp: int | str, body: bytes | str) -> str:
-    """``sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>``: the signature header."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    raw = body.encode() if isinstance(body, str) else body
-    message = str(timestamp).encode("ascii") + b"." + raw
-    return "sha256=" + hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
-def verify(
-    secret: str | bytes,
-    timestamp: int | str,
-    body: bytes | str,
-    signature: str,
-    *,
-    tolerance_s: float = SIGNATURE_TOLERANCE_S,
-    now: float | None = None,
-) -> bool:
-    """For receivers: is ``signature`` (the ``X-Firewatch-Signature`` header) the sender's
-    signature of ``body`` (the raw request body) at ``timestamp`` (the
-    ``X-Firewatch-Timestamp`` header), and is that timestamp within ``tolerance_s`` of
-    ``now`` (default: this machine's clock)? Constant-time comparison; a stale or future
-    timestamp, or a malformed one, is refused. Deduplicate by ``X-Firewatch-Delivery``
-    besides: a delivery may be retried."""
-    text = str(timestamp).strip()
-    if not (text.isascii() and text.isdigit()):
-        return False
-    current = time.time() if now is None else now
-    if abs(current - int(text)) > tolerance_s:
-        return False
-    expected = sign(secret, text, body).encode("ascii")
-    return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
+__all__ = [
+    "DELIVERY_HEADER",
+    "SIGNATURE_HEADER",
+    "SIGNATURE_TOLERANCE_S",
+    "TIMESTAMP_HEADER",
+    "sign",
+    "verify",
+]

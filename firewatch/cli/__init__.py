@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from firewatch.cli import analysis as tiers
-from firewatch.cli import people, risk, supervise
+from firewatch.cli import people, risk, roster, supervise
 from firewatch.cli.output import write_json
 from firewatch.cli.signals import stop_on_signals
 from firewatch.core.settings import Settings
@@ -592,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiers.add_commands(sub)  # firewatch registry import-units, firewatch analysis
     risk.add_commands(sub)  # firewatch risk ...
     people.add_commands(sub)  # firewatch user ...
+    roster.add_commands(sub)  # firewatch roster ..., firewatch user contact
     return parser
 
 

@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from firewatch.core.escalation import load_policy_file
 from firewatch.core.risk_config import DEFAULT_RISK_MODEL
 
 Seconds = Annotated[float, Field(gt=0)]
@@ -157,13 +158,15 @@ class Settings(BaseSettings):
     # --- alerting ----------------------------------------------------------------------------
     alert_ack_timeout_s: dict[str, float] = Field(
         default_factory=lambda: {"critical": 60.0, "high": 300.0, "medium": 900.0, "low": 3600.0},
-        description="Escalate an alert not acknowledged within this, by severity (JSON).",
+        description="The built-in escalation policy's wait before each level, by severity "
+        "(JSON); a policy file (FIREWATCH_ESCALATION_POLICY_FILE) sets its own.",
     )
-    alert_max_escalation_level: int = Field(
-        default=3,
+    alert_max_escalation_level: int | None = Field(
+        default=None,
         ge=0,
-        description="An alert nobody acknowledges escalates at most this many times, then "
-        "stays at its last level (no endless re-escalation; 0: never escalates).",
+        description="An extra cap on the escalation policy: an alert nobody acknowledges "
+        "climbs at most this many levels, then stays at its last one (unset: the policy's "
+        "own length; 0: never escalates).",
     )
     alert_correlation_window_s: Seconds = Field(
         default=300.0, description="Fire alarms of one zone this close make a likely real fire."
@@ -417,6 +420,51 @@ class Settings(BaseSettings):
         idle = info.data.get("session_idle_s")
         if idle is not None and v < idle:
             raise ValueError(f"session_max_s ({v}) must be at least session_idle_s ({idle})")
+        return v
+
+    # escalation policy and channels (issue 12; firewatch/core/escalation.py,
+    # firewatch/alerting/channel_*.py, docs/escalation.md)
+    escalation_policy_file: Path | None = Field(
+        default=None,
+        description="Escalation policy (TOML: a ladder of levels per severity); unset: the "
+        "built-in one. Checked when the settings are read: a bad file stops every command.",
+    )
+    escalation_rate_limit: int = Field(
+        default=10,
+        ge=0,
+        description="Person notifications (e-mail, SMS, voice) per unit within the window; "
+        "the rest are recorded as suppressed, not sent.",
+    )
+    escalation_rate_window_s: Seconds = Field(default=600.0, description="The rate limit's window.")
+    smtp_host: str | None = Field(default=None, description="SMTP server for e-mail; unset: none.")
+    smtp_port: int = Field(default=587, ge=1, le=65_535)
+    smtp_user: str | None = Field(default=None, description="SMTP login (with the password).")
+    smtp_password: str | None = Field(default=None)
+    smtp_from: str = Field(default="firewatch@localhost", description="The e-mails' sender.")
+    smtp_starttls: bool = Field(
+        default=True, description="Upgrade the SMTP connection with STARTTLS (required then)."
+    )
+    sms_url: str | None = Field(default=None, description="The SMS provider's send URL.")
+    voice_url: str | None = Field(default=None, description="The voice-call provider's URL.")
+    provider_token: str | None = Field(
+        default=None, description="Sent to the SMS/voice provider as Authorization: Bearer."
+    )
+    provider_secret: str | None = Field(
+        default=None,
+        description="HMAC key shared with the SMS/voice provider: signs our requests and "
+        "checks its delivery receipts (at least 16 bytes while a provider URL is set).",
+    )
+    provider_callback_url: str | None = Field(
+        default=None,
+        description="Where the provider posts receipts (our POST /notifications/receipts); "
+        "unset: http://FIREWATCH_API_HOST:FIREWATCH_API_PORT/notifications/receipts.",
+    )
+
+    @field_validator("escalation_policy_file")
+    @classmethod
+    def _policy_loads(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            load_policy_file(v)  # PolicyError (a ValueError) names the file and the problem
         return v
 
     # --- simulator ---------------------------------------------------------------------------

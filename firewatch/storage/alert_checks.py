@@ -6,7 +6,6 @@ Alerts are written as in ``storage/alerts.py``: each with its audit row and stre
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from psycopg.rows import dict_row
 
 from firewatch.core.alerts import Alert, AlertAction, AlertCategory
 from firewatch.core.domain import Severity
+from firewatch.core.escalation import EscalationPolicy
 from firewatch.core.settings import Settings
 from firewatch.storage import channels
 from firewatch.storage.alerts import (
@@ -27,11 +27,15 @@ from firewatch.storage.alerts import (
 )
 
 _OVERDUE = """
-WITH timeout (severity, secs) AS (SELECT * FROM unnest(%(sev)s::text[], %(secs)s::float8[])),
+WITH step (severity, level, secs) AS (
+    SELECT * FROM unnest(%(sev)s::text[], %(lvl)s::int[], %(secs)s::float8[])
+),
 due AS (
-    SELECT a.* FROM alerts a JOIN timeout t ON t.severity = a.severity
-    WHERE a.state = 'open' AND a.escalation_level < %(max_level)s
-      AND coalesce(a.escalated_at, a.first_seen) <= %(now)s - make_interval(secs => t.secs)
+    SELECT a.* FROM alerts a
+    JOIN step s ON s.severity = a.severity AND s.level = a.escalation_level + 1
+    WHERE a.state = 'open'
+      AND (%(max_level)s::int IS NULL OR a.escalation_level < %(max_level)s::int)
+      AND coalesce(a.escalated_at, a.first_seen) <= %(now)s - make_interval(secs => s.secs)
     ORDER BY a.id
     FOR UPDATE OF a SKIP LOCKED
 )
@@ -41,19 +45,23 @@ SELECT * FROM due ORDER BY id
 
 def overdue_alerts(
     conn: psycopg.Connection[Any],
-    timeouts: Mapping[str, float],
+    policy: EscalationPolicy,
     *,
     now: datetime,
-    max_level: int,
+    max_level: int | None,
 ) -> list[Alert]:
-    """The open alerts not acknowledged within their severity's timeout (seconds, counted
-    from the last escalation), locked for the caller's transaction and skipping any that
-    another transaction holds: one statement, whatever their number. The set-based form of
+    """The open alerts whose next escalation level (``escalation_level + 1`` of their
+    severity's ladder, ``core/escalation.py``) is due: its ``after_s`` has passed since the
+    last escalation (or since first seen), and neither the ladder nor ``max_level`` has
+    ended. Locked for the caller's transaction, skipping any that another transaction
+    holds: one statement, whatever their number. The set-based form of
     :func:`firewatch.alerting.decide.escalation_due` (the tests hold the two together), so
     that only the due rows are locked."""
+    rows = policy.rows()
     params = {
-        "sev": list(timeouts),
-        "secs": list(timeouts.values()),
+        "sev": [r[0] for r in rows],
+        "lvl": [r[1] for r in rows],
+        "secs": [r[2] for r in rows],
         "now": now,
         "max_level": max_level,
     }

@@ -18,6 +18,9 @@ attempt's outcome only while the row is still that attempt's claim (same attempt
 late result of an expired lease does not override the newer claim, except a success, which
 always marks the row delivered. :func:`log_attempt` writes the attempt's log row.
 
+**Suppressed** rows (:func:`enqueue_suppressed`) are person notifications that the
+escalation's per-unit rate limit held back: recorded with the reason, never claimed.
+
 All due, lease and retry times are the **database's** clock (``now()``), the one clock all
 dispatchers share whatever host they run on, and the clock of the ``available_at`` default
 of the rows :func:`enqueue` inserts.
@@ -36,10 +39,16 @@ from psycopg.types.json import Jsonb
 from firewatch.storage import channels
 
 COMMAND_CENTER = "command_center"  # a confirmed real fire, for the fire command center
-SUPERVISOR = "supervisor"  # escalations
+SUPERVISOR = "supervisor"  # escalations' supervisor level, warnings, hazards
 NOTIFY = "notify"  # a notification gateway for the unit's contacts
-CHANNELS = (COMMAND_CENTER, SUPERVISOR, NOTIFY)
+# escalation to a person (issue 12, docs/escalation.md): recipient {"to", "name", ...}
+VOICE = "voice"  # a call through the SMS/voice provider
+SMS = "sms"  # a text through the SMS/voice provider
+EMAIL = "email"  # an e-mail over SMTP
+CHANNELS = (COMMAND_CENTER, SUPERVISOR, NOTIFY, VOICE, SMS, EMAIL)
 """Known outbox channels (``outbox.channel``), in delivery priority order."""
+PERSON_CHANNELS = (VOICE, SMS, EMAIL)
+"""The channels that reach a person (the per-unit rate limit counts them)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,26 @@ def enqueue(
         (alert_id, channel, Jsonb(dict(recipient or {})), Jsonb(dict(payload))),
     )
     cur.execute("SELECT pg_notify(%s, '')", (channels.OUTBOX,))
+
+
+def enqueue_suppressed(
+    conn: psycopg.Connection[Any],
+    alert_id: int | None,
+    channel: str,
+    payload: Mapping[str, Any],
+    recipient: Mapping[str, Any],
+    reason: str,
+) -> int:
+    """A notification that is recorded but never sent (status ``suppressed``, ``reason``
+    in ``last_error``; the escalation's rate limit), in the caller's transaction; its id.
+    The dispatcher never claims it."""
+    row = conn.execute(
+        "INSERT INTO outbox (alert_id, channel, recipient, payload, status, last_error)"
+        " VALUES (%s, %s, %s, %s, 'suppressed', %s) RETURNING id",
+        (alert_id, channel, Jsonb(dict(recipient)), Jsonb(dict(payload)), reason),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 _CLAIM = """
@@ -103,8 +132,9 @@ UPDATE outbox SET status = 'dead', lease_until = NULL, last_error = %s
 WHERE id = %s AND status = 'pending' AND attempts = %s
 """
 _LOG = """
-INSERT INTO outbox_deliveries (outbox_id, attempt, url, status_code, error, duration_ms)
-SELECT %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM outbox WHERE id = %s)
+INSERT INTO outbox_deliveries (outbox_id, attempt, url, status_code, error, duration_ms,
+                               provider_message_id)
+SELECT %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM outbox WHERE id = %s)
 """
 
 
@@ -145,14 +175,28 @@ def log_attempt(
     status_code: int | None,
     error: str | None,
     duration_s: float,
+    message_id: str | None = None,
 ) -> None:
-    """The attempt's ``outbox_deliveries`` row (none if the outbox row is gone)."""
-    conn.execute(_LOG, (row.id, row.attempt, url, status_code, error, duration_s * 1000.0, row.id))
+    """The attempt's ``outbox_deliveries`` row (none if the outbox row is gone), with the
+    id the SMS/voice provider or the SMTP server gave the message (delivery receipts name
+    it, ``storage/receipts.py``)."""
+    conn.execute(
+        _LOG,
+        (row.id, row.attempt, url, status_code, error, duration_s * 1000.0, message_id, row.id),
+    )
 
 
 def pending_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """Pending rows per channel (channels without any are absent)."""
     rows = conn.execute(
         "SELECT channel, count(*) FROM outbox WHERE status = 'pending' GROUP BY channel"
+    ).fetchall()
+    return {str(ch): int(n) for ch, n in rows}
+
+
+def suppressed_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Rows the rate limit suppressed, per channel (channels without any are absent)."""
+    rows = conn.execute(
+        "SELECT channel, count(*) FROM outbox WHERE status = 'suppressed' GROUP BY channel"
     ).fetchall()
     return {str(ch): int(n) for ch, n in rows}

@@ -35,12 +35,20 @@ from firewatch.core.alert_commands import (
 )
 from firewatch.core.alerts import Alert, AlertCategory, AlertState, AnomalyChange, category_of
 from firewatch.core.domain import Severity
+from firewatch.core.escalation import (
+    Audience,
+    EscalationLevel,
+    EscalationPolicy,
+    Medium,
+    default_policy,
+)
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 PANEL, WATER, UNIT = "D-WD-001-P1", "D-WD-001-W1", "U-WD-001"
 LAYOUT = {"detectors_per_loop": 16, "zones_per_loop": 4}  # 4 detectors a zone
 TIMEOUTS = {"critical": 60.0, "high": 300.0, "medium": 900.0, "low": 3600.0}
-TOP = 10  # the policy's last escalation level in these tests
+POLICY = default_policy(TIMEOUTS)  # the built-in ladders with the default timeouts
+TOP: int | None = None  # no cap beyond the ladders' own length
 
 
 def s(seconds: float) -> timedelta:
@@ -323,52 +331,82 @@ def test_nothing_clears_while_other_evidence_is_open_or_the_alert_moved_on() -> 
 )
 def test_an_open_alert_is_due_at_its_severitys_timeout(severity: Severity, timeout: int) -> None:
     a = alert(severity=severity)
-    assert not escalation_due(a, TIMEOUTS, T0 + s(timeout - 1), TOP)
-    assert escalation_due(a, TIMEOUTS, T0 + s(timeout), TOP)  # at the timeout itself
-    assert escalation_due(a, TIMEOUTS, T0 + s(timeout + 1), TOP)
+    assert escalation_due(a, POLICY, T0 + s(timeout - 1), TOP) is None
+    first = POLICY.level(severity, 1)
+    assert first is not None
+    assert escalation_due(a, POLICY, T0 + s(timeout), TOP) == first  # at the timeout itself
+    assert escalation_due(a, POLICY, T0 + s(timeout + 1), TOP) == first
 
 
 def test_the_next_escalation_counts_from_the_last() -> None:
     a = alert(severity=Severity.HIGH, escalated_at=T0 + s(400), level=1)
-    assert not escalation_due(a, TIMEOUTS, T0 + s(699), TOP)
-    assert escalation_due(a, TIMEOUTS, T0 + s(700), TOP)
+    assert escalation_due(a, POLICY, T0 + s(699), TOP) is None
+    assert escalation_due(a, POLICY, T0 + s(700), TOP) == POLICY.level(Severity.HIGH, 2)
+
+
+def test_each_level_waits_its_own_time() -> None:
+    quick, slow = (
+        EscalationLevel("operators", Audience.ON_DUTY_OPERATORS, Medium.EMAIL, 10.0),
+        EscalationLevel("supervisor", Audience.SUPERVISOR, Medium.WEBHOOK, 500.0),
+    )
+    policy = EscalationPolicy({sev: (quick, slow) for sev in Severity})
+    assert escalation_due(alert(), policy, T0 + s(10), TOP) == quick
+    up = alert(level=1, escalated_at=T0 + s(10))
+    assert escalation_due(up, policy, T0 + s(509), TOP) is None
+    assert escalation_due(up, policy, T0 + s(510), TOP) == slow
 
 
 @pytest.mark.parametrize("state", [*ACTIVE[1:], *INACTIVE])
 def test_only_open_alerts_escalate(state: AlertState) -> None:
-    assert not escalation_due(alert(state=state), TIMEOUTS, T0 + timedelta(days=30), TOP)
+    """Acknowledging (or deciding) an alert stops its escalation."""
+    assert escalation_due(alert(state=state), POLICY, T0 + timedelta(days=30), TOP) is None
 
 
 def test_a_severity_without_a_timeout_never_escalates() -> None:
-    assert not escalation_due(alert(severity=Severity.LOW), {"critical": 60.0}, T0 + s(10**6), TOP)
+    policy = default_policy({"critical": 60.0})
+    assert escalation_due(alert(severity=Severity.LOW), policy, T0 + s(10**6), TOP) is None
+    assert escalation_due(alert(severity=Severity.CRITICAL), policy, T0 + s(60), TOP)
 
 
-def test_escalation_stops_at_the_policys_last_level() -> None:
-    """No endless re-escalation: an alert at the last level stays there however long nobody
-    acknowledges it (a demo alert once reached level 13 and 28 supervisor notifications)."""
+def test_escalation_stops_at_the_ladders_last_level() -> None:
+    """No endless re-escalation: an alert at the last level of its ladder stays there
+    however long nobody acknowledges it (a demo alert once reached level 13 and 28
+    supervisor notifications); FIREWATCH_ALERT_MAX_ESCALATION_LEVEL cuts it shorter."""
     later = T0 + timedelta(days=30)
-    assert escalation_due(alert(level=2, escalated_at=T0), TIMEOUTS, later, 3)
-    assert not escalation_due(alert(level=3, escalated_at=T0), TIMEOUTS, later, 3)
-    assert not escalation_due(alert(), TIMEOUTS, later, 0)  # 0: never escalates
+    last = POLICY.length(Severity.CRITICAL)
+    assert last == 5
+    fire = Severity.CRITICAL
+    assert escalation_due(alert(severity=fire, level=4, escalated_at=T0), POLICY, later, TOP)
+    assert (
+        escalation_due(alert(severity=fire, level=5, escalated_at=T0), POLICY, later, TOP) is None
+    )
+    assert escalation_due(alert(level=2, escalated_at=T0), POLICY, later, 3)
+    assert escalation_due(alert(level=3, escalated_at=T0), POLICY, later, 3) is None
+    assert escalation_due(alert(), POLICY, later, 0) is None  # 0: never escalates
     due = [alert(id=1, level=2, escalated_at=T0), alert(id=2, level=3, escalated_at=T0)]
-    assert [e.alert_id for e in escalations(due, TIMEOUTS, later, 3)] == [1]
-    assert escalations(due, TIMEOUTS, later, 3)[0].level == 3
+    assert [e.alert_id for e in escalations(due, POLICY, later, 3)] == [1]
+    assert escalations(due, POLICY, later, 3)[0].level == 3
 
 
-def test_escalations_go_one_level_up_in_order() -> None:
+def test_escalations_go_one_level_up_in_order_keeping_the_severity() -> None:
     now = T0 + s(1000)
     due = [
         alert(id=1, severity=Severity.LOW, first_seen=T0 - s(3600)),
         alert(id=2, severity=Severity.MEDIUM),
         alert(id=3, severity=Severity.HIGH, level=2, escalated_at=T0 + s(600)),
-        alert(id=4, severity=Severity.CRITICAL, level=5, escalated_at=T0 + s(900)),
-        alert(id=5, severity=Severity.HIGH, escalated_at=T0 + s(900)),  # not yet
-        alert(id=6, state=AlertState.ACKNOWLEDGED),  # seen: never
+        alert(id=4, severity=Severity.CRITICAL, level=4, escalated_at=T0 + s(900)),
+        alert(id=5, severity=Severity.CRITICAL, level=5, escalated_at=T0),  # at the end
+        alert(id=6, severity=Severity.HIGH, escalated_at=T0 + s(900)),  # not yet
+        alert(id=7, state=AlertState.ACKNOWLEDGED),  # seen: never
     ]
-    assert escalations(due, TIMEOUTS, now, TOP) == [
-        Escalate(1, severity=Severity.MEDIUM, level=1, at=now, note=ESCALATION_NOTE),
-        Escalate(2, severity=Severity.HIGH, level=1, at=now, note=ESCALATION_NOTE),
-        Escalate(3, severity=Severity.CRITICAL, level=3, at=now, note=ESCALATION_NOTE),
-        Escalate(4, severity=Severity.CRITICAL, level=6, at=now, note=ESCALATION_NOTE),
+
+    def note(level: int, what: str) -> str:
+        return f"{ESCALATION_NOTE}: level {level}, {what}"
+
+    assert escalations(due, POLICY, now, TOP) == [
+        Escalate(1, Severity.LOW, 1, now, note(1, "on-duty operators by email")),
+        Escalate(2, Severity.MEDIUM, 1, now, note(1, "on-duty operators by email")),
+        Escalate(3, Severity.HIGH, 3, now, note(3, "unit's responsible person by sms")),
+        Escalate(4, Severity.CRITICAL, 5, now, note(5, "supervisor by webhook")),
     ]
-    assert escalations([], TIMEOUTS, now, TOP) == []
+    assert escalations([], POLICY, now, TOP) == []

@@ -689,20 +689,20 @@ def test_a_channel_without_url_stays_pending_until_configured(
     caplog.set_level(logging.WARNING, logger=LOGGER)
     s = configure(settings, webhook_command_center_url=receiver.url)
     waiting = [enqueue(db, "notify"), enqueue(db, "notify"), enqueue(db, "supervisor")]
-    odd = enqueue(db, "sms")  # not a known channel
+    odd = enqueue(db, "fax")  # not a known channel
     fire = enqueue(db, "command_center")
     with OutboxDispatcher(s, conninfo(s)) as d:
         assert d.dispatch_once() == 1
         assert d.dispatch_once() == 0
         for _ in range(3):
-            assert d.pending() == {"notify": 2, "supervisor": 1, "sms": 1}
+            assert d.pending() == {"notify": 2, "supervisor": 1, "fax": 1}
         assert sample(d, "firewatch_outbox_pending", channel="notify") == 2
         assert sample(d, "firewatch_outbox_pending", channel="command_center") == 0
     assert status(db, fire) == "delivered"
     warned = [r.getMessage() for r in caplog.records if r.name == LOGGER]
     assert len(warned) == 3, warned  # once per channel, however often it looks
     assert any("'notify'" in w and "FIREWATCH_WEBHOOK_NOTIFY_URL" in w for w in warned)
-    assert any("'sms'" in w and "not a known channel" in w for w in warned)
+    assert any("'fax'" in w and "not a known channel" in w for w in warned)
 
     # the service runs beside them without trouble
     d2 = OutboxDispatcher(s, conninfo(s), poll_s=0.05)

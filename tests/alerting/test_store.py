@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from firewatch.alerting.decide import escalation_due
-from firewatch.alerting.service import escalate_due
+from firewatch.alerting.escalation import escalate_due
 from firewatch.core.alerts import (
     ACTIVE_STATES,
     TRANSITIONS,
@@ -29,6 +29,13 @@ from firewatch.core.alerts import (
 )
 from firewatch.core.anomalies import Origin
 from firewatch.core.domain import Severity
+from firewatch.core.escalation import (
+    Audience,
+    EscalationLevel,
+    EscalationPolicy,
+    Medium,
+    default_policy,
+)
 from firewatch.core.settings import Settings
 from firewatch.storage.alert_checks import check_offline, overdue_alerts
 from firewatch.storage.alerts import (
@@ -606,15 +613,32 @@ def test_merge_needs_a_parent_and_frees_the_pair(db: psycopg.Connection[Any]) ->
 
 
 # --- escalation with an injected clock ----------------------------------------------------
+# The store's side of escalation: the overdue selection, levels, audit, stream and outbox.
+# Ladders of supervisor levels keep these independent of the roster; the levels that reach
+# people (on duty, the unit, the rate limit) are tests/alerting/test_escalation.py's.
+def supervised(timeouts: dict[str, float], levels: int = 3) -> EscalationPolicy:
+    """Every severity: ``levels`` supervisor webhook levels, each after its timeout."""
+    return EscalationPolicy(
+        {
+            sev: tuple(
+                EscalationLevel("supervisor", Audience.SUPERVISOR, Medium.WEBHOOK, secs)
+                for _ in range(levels)
+            )
+            for sev, secs in ((Severity(k), v) for k, v in timeouts.items())
+        }
+    )
+
+
 def test_a_critical_alert_escalates_after_its_timeout(
     db: psycopg.Connection[Any], settings: Settings
 ) -> None:
     timeout = settings.alert_ack_timeout_s["critical"]
     assert timeout == 60.0
+    policy = supervised(settings.alert_ack_timeout_s)
     alert, _ = fire(db)
-    assert escalate_due(db, settings, now=T0 + s(59)) == []
+    assert escalate_due(db, settings, now=T0 + s(59), policy=policy) == []
     assert get_alert(db, alert.id).escalation_level == 0
-    assert escalate_due(db, settings, now=T0 + s(61)) == [alert.id]
+    assert escalate_due(db, settings, now=T0 + s(61), policy=policy) == [alert.id]
     up = get_alert(db, alert.id)
     assert (up.state, up.severity, up.escalation_level) == ("open", "critical", 1)
     assert up.escalated_at == T0 + s(61)
@@ -622,37 +646,47 @@ def test_a_critical_alert_escalates_after_its_timeout(
     assert sup["channel"] == "supervisor"
     assert sup["recipient"] == {"role": "supervisor"}
     assert sup["payload"]["alert"]["escalation_level"] == 1
+    assert sup["payload"]["escalation"] == {
+        "level": 1,
+        "of": 3,
+        "name": "supervisor",
+        "audience": "supervisor",
+        "channel": "webhook",
+    }
     assert audit(db, alert.id)[-1] == {
         "action": "escalate",
         "from_state": "open",
         "to_state": "open",
         "actor": SYSTEM,
-        "note": "not acknowledged in time",
+        "note": "not acknowledged in time: level 1 of 3, supervisor by webhook: notified",
         "at": T0 + s(61),
     }
     assert events(db, alert.id) == ["created", "escalate"]
     # the next escalation counts from the last one
-    assert escalate_due(db, settings, now=T0 + s(61 + 59)) == []
-    assert escalate_due(db, settings, now=T0 + s(61 + 61)) == [alert.id]
+    assert escalate_due(db, settings, now=T0 + s(61 + 59), policy=policy) == []
+    assert escalate_due(db, settings, now=T0 + s(61 + 61), policy=policy) == [alert.id]
     assert get_alert(db, alert.id).escalation_level == 2
     assert len(outbox(db, alert.id)) == 2
 
 
-def test_escalation_raises_the_severity_and_uses_the_new_severitys_timeout(
+def test_escalation_keeps_the_severity_and_its_timeouts(
     db: psycopg.Connection[Any], settings: Settings
 ) -> None:
-    medium, high = settings.alert_ack_timeout_s["medium"], settings.alert_ack_timeout_s["high"]
-    assert high < medium
+    """The severity says how bad the problem is, the level how far its notification went:
+    escalating changes only the level, and every level of a medium alert waits medium's
+    time."""
+    medium = settings.alert_ack_timeout_s["medium"]
+    policy = supervised(settings.alert_ack_timeout_s)
     alert, _ = fire(db, type_="low_pressure", device=WATER, severity=Severity.MEDIUM)
-    assert escalate_due(db, settings, now=T0 + s(medium - 1)) == []
+    assert escalate_due(db, settings, now=T0 + s(medium - 1), policy=policy) == []
     first = T0 + s(medium + 1)
-    assert escalate_due(db, settings, now=first) == [alert.id]
+    assert escalate_due(db, settings, now=first, policy=policy) == [alert.id]
     up = get_alert(db, alert.id)
-    assert (up.severity, up.escalation_level, up.escalated_at) == ("high", 1, first)
-    assert escalate_due(db, settings, now=first + s(high - 1)) == []  # high's timeout, not medium's
-    assert escalate_due(db, settings, now=first + s(high + 1)) == [alert.id]
+    assert (up.severity, up.escalation_level, up.escalated_at) == ("medium", 1, first)
+    assert escalate_due(db, settings, now=first + s(medium - 1), policy=policy) == []
+    assert escalate_due(db, settings, now=first + s(medium + 1), policy=policy) == [alert.id]
     up = get_alert(db, alert.id)
-    assert (up.severity, up.escalation_level) == ("critical", 2)
+    assert (up.severity, up.escalation_level) == ("medium", 2)
     assert [r["action"] for r in audit(db, alert.id)] == ["raise", "escalate", "escalate"]
 
 
@@ -667,18 +701,21 @@ def test_acknowledged_or_decided_alerts_never_escalate(
             apply_action(db, alert.id, act, actor="op", now=T0 + s(1))
     assert escalate_due(db, settings, now=T0 + timedelta(days=30)) == []
     assert scalar(db, "SELECT max(escalation_level) FROM alerts") == 0
-    assert count(db, "outbox WHERE channel = 'supervisor'") == 0
+    assert count(db, "alert_escalations") == 0
+    assert count(db, "outbox WHERE channel IN ('supervisor', 'email', 'sms', 'voice')") == 0
 
 
-@pytest.mark.parametrize("top", [1, 3])
+@pytest.mark.parametrize("top", [1, 3, None])
 def test_the_overdue_selection_is_the_escalation_rule(
-    db: psycopg.Connection[Any], settings: Settings, top: int
+    db: psycopg.Connection[Any], settings: Settings, top: int | None
 ) -> None:
     """The store selects (and locks) exactly the alerts decide.escalation_due says are due:
-    every severity a second before, at and after its timeout, escalated ones counted from
-    their escalation, acknowledged ones never, and none at the policy's last level."""
+    every severity a second before, at and after its level's wait, escalated ones counted
+    from their escalation, acknowledged ones never, and none at the end of the ladder or
+    at the extra cap."""
     now = T0 + timedelta(days=1)
     timeouts = settings.alert_ack_timeout_s
+    policy = default_policy(timeouts)
     n = itertools.count()
     for sev, secs in timeouts.items():
         severity = Severity(sev)
@@ -690,11 +727,14 @@ def test_the_overdue_selection_is_the_escalation_rule(
             up, _ = fire(db, device=f"D-DUE-{next(n)}", severity=severity, at=now - s(3 * secs))
             at = now - s(secs + offset)
             escalate(db, up.id, severity=up.severity, level=1, at=at, note="earlier")
+        last = policy.length(severity)  # at the end of its ladder: never again
+        end, _ = fire(db, device=f"D-DUE-{next(n)}", severity=severity, at=now - s(9 * secs))
+        escalate(db, end.id, severity=severity, level=last, at=now - s(2 * secs), note="end")
     with db.transaction():
-        selected = overdue_alerts(db, timeouts, now=now, max_level=top)
+        selected = overdue_alerts(db, policy, now=now, max_level=top)
     everything = alerts_of_all(db)
-    expected = [a.id for a in everything if escalation_due(a, timeouts, now, top)]
-    assert len(expected) == 4 * (4 if top > 1 else 3)  # at and after the timeout, one escalated
+    expected = [a.id for a in everything if escalation_due(a, policy, now, top) is not None]
+    assert len(expected) == 4 * (4 if top != 1 else 3)  # at and after the wait, one escalated
     assert [a.id for a in selected] == expected
     assert selected == [a for a in everything if a.id in expected]
 
@@ -702,25 +742,41 @@ def test_the_overdue_selection_is_the_escalation_rule(
 def test_hundreds_of_overdue_alerts_escalate_in_one_call(
     db: psycopg.Connection[Any], settings: Settings
 ) -> None:
+    """One selection and a few reads per tick (the roster, each unit's contact and rate
+    count), then the same few statements for each alert, whatever their number."""
     n = 500
+    policy = supervised(settings.alert_ack_timeout_s)
     one, _ = fire(db, device="D-ONE", severity=Severity.HIGH)
-    sent_one, due, _ = statements(db, lambda: escalate_due(db, settings, now=T0 + s(301)))
+
+    def tick() -> list[int]:
+        return escalate_due(db, settings, now=T0 + s(301), policy=policy)
+
+    sent_one, due, _ = statements(db, tick)
     assert due == [one.id]
+    two = [fire(db, device=f"D-TWO-{i}", severity=Severity.HIGH)[0].id for i in range(2)]
+    sent_two, due, _ = statements(db, tick)
+    assert due == two
     ids = [fire(db, device=f"D-SYN-{i:04d}", severity=Severity.HIGH)[0].id for i in range(n)]
     fire(db, device="D-FRESH", severity=Severity.HIGH, at=T0 + s(200))
-    sent, due, took = statements(db, lambda: escalate_due(db, settings, now=T0 + s(301)))
-    assert due == sorted(ids)  # not D-ONE (just escalated) nor D-FRESH (not due yet)
-    assert sent == 1 + n * (sent_one - 1)  # one selection, then the same work for each alert
-    assert scalar(db, "SELECT count(*) FROM alerts WHERE escalation_level = 1") == n + 1
-    assert scalar(db, "SELECT count(*) FROM alerts WHERE severity = 'critical'") == n + 1
-    assert count(db, "outbox WHERE channel = 'supervisor'") == n + 1
-    assert count(db, "alert_transitions WHERE action = 'escalate'") == n + 1
+    sent, due, took = statements(db, tick)
+    assert due == sorted(ids)  # not D-ONE nor D-TWO (just escalated) nor D-FRESH (not due yet)
+    per_alert = sent_two - sent_one
+    assert per_alert <= 8
+    assert sent == sent_one + (n - 1) * per_alert  # the fixed part once, then per alert
+    assert sent_one - per_alert <= 6  # the fixed part: selection, lock, roster, unit reads
+    assert scalar(db, "SELECT count(*) FROM alerts WHERE escalation_level = 1") == n + 3
+    assert scalar(db, "SELECT count(*) FROM alerts WHERE severity = 'high'") == n + 4
+    assert count(db, "outbox WHERE channel = 'supervisor'") == n + 3
+    assert count(db, "alert_transitions WHERE action = 'escalate'") == n + 3
     print(f"\nescalate_due: {n} alerts in {took:.2f}s, {sent} statements")
 
 
 def test_concurrent_escalation_checks_escalate_each_alert_once(
     db: psycopg.Connection[Any], connect: Connect, settings: Settings
 ) -> None:
+    """Four workers at once, the built-in policy, nobody on duty: every alert goes past the
+    on-duty levels to the unit's responsible person by SMS once, and the unit's rate limit
+    holds exactly across the workers (the rest recorded as suppressed)."""
     n = 200
     ids = [fire(db, device=f"D-SYN-{i:04d}")[0].id for i in range(n)]
     workers = [connect() for _ in range(4)]
@@ -734,8 +790,12 @@ def test_concurrent_escalation_checks_escalate_each_alert_once(
     run_threads(len(workers), check)
     flat = [x for g in got for x in g]
     assert sorted(flat) == sorted(ids)  # every alert once, by one of the workers
-    assert scalar(db, "SELECT array_agg(DISTINCT escalation_level) FROM alerts") == [1]
+    assert scalar(db, "SELECT array_agg(DISTINCT escalation_level) FROM alerts") == [3]
     assert count(db, "outbox") == n
+    limit = settings.escalation_rate_limit
+    assert count(db, "outbox WHERE channel = 'sms' AND status = 'pending'") == limit
+    assert count(db, "outbox WHERE channel = 'sms' AND status = 'suppressed'") == n - limit
+    assert count(db, "alert_escalations WHERE outcome = 'skipped'") == 2 * n
 
 
 # --- offline and patrol -------------------------------------------------------------------
