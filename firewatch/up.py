@@ -28,19 +28,25 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from firewatch.alerting.dispatcher import MIN_WEBHOOK_SECRET_BYTES, check_webhook_secret
 from firewatch.core.backoff import Backoff
+from firewatch.core.passwords import hash_password
+from firewatch.core.people import Role
 from firewatch.core.settings import Settings, child_env
 from firewatch.runtime.mosquitto import free_port, mosquitto, wait_for_port
 from firewatch.runtime.postgres import resolve_database_url
 from firewatch.runtime.process import stop_process
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import current_flavour, upgrade
+from firewatch.storage.people import add_person, get_person_by_username, list_people
 from firewatch.storage.seed import load_seed, read_seed
 
+FIRST_ADMIN = "admin"
+FIRST_ADMIN_FILE = "first-admin-password"
 log = logging.getLogger(__name__)
 
 
@@ -163,14 +169,45 @@ def with_webhook_secret(settings: Settings) -> Settings:
     return settings.model_copy(update={"webhook_secret": secret})
 
 
-def prepare_database(settings: Settings, url: str) -> str:
-    """Migrate, make partitions and load the demo city; return the schema flavour."""
+def ensure_first_admin(conn: psycopg.Connection[Any], data_dir: Path) -> str | None:
+    """The demo's first login. When no active admin exists and the username ``admin`` is
+    free, make ``admin`` with a random password, written to
+    ``<data_dir>/first-admin-password`` (mode 0600). Returns that password while the file
+    exists (every later run shows it again, until someone changes the password and deletes
+    the file), else None."""
+    path = data_dir / FIRST_ADMIN_FILE
+    admins = [p for p in list_people(conn) if p.role is Role.ADMIN and p.active]
+    if not admins and get_person_by_username(conn, FIRST_ADMIN) is None:
+        password = secrets.token_urlsafe(12)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(password + "\n")
+        add_person(
+            conn,
+            username=FIRST_ADMIN,
+            role=Role.ADMIN,
+            display_name="First administrator",
+            password_hash=hash_password(password),
+            actor="firewatch up",
+        )
+        log.info("made the first admin %r; its password is in %s", FIRST_ADMIN, path)
+    if path.exists():
+        return path.read_text("utf-8").strip() or None
+    return None
+
+
+def prepare_database(settings: Settings, url: str) -> tuple[str, str | None]:
+    """Migrate, make partitions and load the demo city (with its first admin); return the
+    schema flavour and the first admin's password while its file exists."""
     with psycopg.connect(url, autocommit=True) as conn:
         upgrade(conn)
         maintain(conn, settings)
+        password = None
         if settings.up_seed:
             load_seed(conn, read_seed())
-        return current_flavour(conn) or "?"
+            password = ensure_first_admin(conn, settings.data_dir)
+        return current_flavour(conn) or "?", password
 
 
 def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> int:
@@ -195,7 +232,7 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             mqtt_url = stack.enter_context(
                 mosquitto(settings.mosquitto_dir, port=_broker_port(settings))
             )
-        flavour = prepare_database(settings, db_url)
+        flavour, first_password = prepare_database(settings, db_url)
         ports = _free_ports(settings)
         resolved = settings.model_copy(
             update={"database_url": db_url, "mqtt_url": mqtt_url, **ports}
@@ -234,6 +271,19 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             f"  webhooks   signed with the secret in {secret_file}\n" if generated_secret else ""
         )
 
+        console = f"http://{settings.api_host}:{settings.api_port}/"
+        login_lines = (
+            f"  console    {console}  log in as {FIRST_ADMIN} / {first_password}\n"
+            f"             (from {settings.data_dir / FIRST_ADMIN_FILE}: change it with "
+            f"firewatch user passwd {FIRST_ADMIN}, then delete the file)\n"
+            if first_password
+            else f"  console    {console}  (log in with your account)\n"
+        ) + (
+            "  people     .venv/bin/firewatch user add NAME --role operator|shift_leader|"
+            "supervisor|inspector|unit|vendor|admin\n"
+            "             (roles, tokens, sessions: docs/people.md; the console: docs/console.md)"
+        )
+
         def pid(name: str) -> str:
             child = next(c for c in children if c.name == name)
             return str(child.proc.pid) if child.proc else "?"
@@ -261,9 +311,7 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             f"{secret_line}"
             "  stats      .venv/bin/firewatch db stats   (Ctrl-C stops everything)\n"
             "  anomalies  .venv/bin/firewatch db anomalies\n"
-            "  logins     .venv/bin/firewatch user add NAME --role admin, then "
-            "user token NAME --name api\n"
-            "             (accounts and tokens: docs/people.md; the console is issue 12)",
+            f"{login_lines}",
             flush=True,
         )
         while not stop.wait(0.5):

@@ -41,11 +41,13 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from firewatch.core.people import Role
 from firewatch.core.settings import Settings
 from firewatch.runtime.mosquitto import mosquitto
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import upgrade
 from firewatch.storage.seed import load_seed, read_seed
+from tests.builders.people import ADMIN, as_role
 
 Connect = Callable[[], psycopg.Connection[Any]]
 
@@ -134,6 +136,19 @@ def db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
         load_seed(conn, read_seed())
         maintain(conn, settings)
         yield conn
+
+
+@pytest.fixture
+def admin_token(db: psycopg.Connection[Any]) -> Iterator[dict[str, str]]:
+    """An admin with a fresh API token in ``db``; its header, also in
+    ``tests.builders.people.ADMIN`` for module-level helpers while the test runs. Every API
+    route but health, login and the public pages needs someone (issue 12); an admin may
+    call them all."""
+    ADMIN.update(as_role(db, Role.ADMIN, username="t-admin"))
+    try:
+        yield dict(ADMIN)
+    finally:
+        ADMIN.clear()
 
 
 @pytest.fixture

@@ -31,12 +31,21 @@ from firewatch.alerting.dispatcher import (
     OutboxDispatcher,
     check_webhook_secret,
 )
+from firewatch.core.passwords import verify_password
+from firewatch.core.people import Role
 from firewatch.core.settings import Settings
 from firewatch.runtime.mosquitto import free_port
 from firewatch.runtime.postgres import DATA_DIR_NAME, find_data_dir
+from firewatch.storage.people import (
+    add_person,
+    get_person_by_username,
+    list_people,
+    password_hash_of,
+)
 from firewatch.up import (
     WEBHOOK_SECRET_FILE,
     WebhookSecretFileError,
+    ensure_first_admin,
     load_or_create_webhook_secret,
     with_webhook_secret,
 )
@@ -335,3 +344,28 @@ def test_a_spoiled_secret_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / WEBHOOK_SECRET_FILE).write_text("short\n")
     with pytest.raises(WebhookSecretFileError, match="delete it"):
         load_or_create_webhook_secret(tmp_path)
+
+
+def test_up_makes_a_first_admin_once_and_shows_its_password_until_the_file_goes(
+    db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    password = ensure_first_admin(db, tmp_path)
+    assert password is not None
+    assert len(password) >= 16
+    stored = password_hash_of(db, "admin")
+    assert stored is not None
+    assert verify_password(password, stored)[0]
+    assert (tmp_path / "first-admin-password").stat().st_mode & 0o777 == 0o600
+    assert ensure_first_admin(db, tmp_path) == password  # shown again, not made again
+    assert [p.username for p in list_people(db) if p.role is Role.ADMIN] == ["admin"]
+    (tmp_path / "first-admin-password").unlink()
+    assert ensure_first_admin(db, tmp_path) is None  # an admin exists: nothing is made
+
+
+def test_up_makes_no_first_admin_when_someone_administers_already(
+    db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    add_person(db, username="chief", role=Role.ADMIN, actor="test")
+    assert ensure_first_admin(db, tmp_path) is None
+    assert get_person_by_username(db, "admin") is None
+    assert not (tmp_path / "first-admin-password").exists()

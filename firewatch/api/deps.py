@@ -1,11 +1,12 @@
 """FastAPI dependencies: the app's context (pool, stream hub, settings), a pooled
-connection per request, and the person a bearer token or a session cookie belongs to
-(``CurrentUser``; the session with its cookie: ``CurrentCaller``)."""
+connection per request, the person a bearer token or a session cookie belongs to
+(``CurrentUser``; the session with its cookie: ``CurrentCaller``) and what their role may
+do (``allow``: the role matrix of ``firewatch/core/access.py``, one alias per row)."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 
 from firewatch.api.guard import Gate
 from firewatch.api.stream import AlertHub, StreamOptions
+from firewatch.core.access import Access, Forbidden, check
 from firewatch.core.people import Person
 from firewatch.core.sessions import CSRF_COOKIE, CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from firewatch.core.settings import Settings
@@ -157,3 +159,31 @@ def current_user(caller: CurrentCaller) -> Person:
 
 
 CurrentUser = Annotated[Person, Depends(current_user)]
+
+
+# --- what they may do: the role matrix (firewatch/core/access.py) -------------------------
+def allow(access: Access) -> Callable[[Person], Person]:
+    """A dependency: the current person if their role is admitted to ``access``, else 403
+    naming the role and the roles that may (401 first when nobody is authenticated)."""
+
+    def admitted(person: CurrentUser) -> Person:
+        try:
+            check(person, access)
+        except Forbidden as err:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(err)) from None
+        return person
+
+    admitted.__name__ = f"allow_{access.value}"
+    return admitted
+
+
+# One name per row of the matrix: a route takes the one that says what it does.
+AlertReader = Annotated[Person, Depends(allow(Access.ALERTS_READ))]
+AlertActor = Annotated[Person, Depends(allow(Access.ALERTS_ACT))]
+RegistryReader = Annotated[Person, Depends(allow(Access.REGISTRY_READ))]
+UnitReader = Annotated[Person, Depends(allow(Access.UNIT_READ))]
+DeviceReader = Annotated[Person, Depends(allow(Access.DEVICE_READ))]
+RiskReader = Annotated[Person, Depends(allow(Access.RISK_READ))]
+UnitRiskReader = Annotated[Person, Depends(allow(Access.UNIT_RISK_READ))]
+SupervisionReader = Annotated[Person, Depends(allow(Access.SUPERVISION_READ))]
+HazardReader = Annotated[Person, Depends(allow(Access.HAZARDS_READ))]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from firewatch.core.alerts import OPERATOR_ACTIONS, Alert, AlertAction
 
@@ -21,16 +21,13 @@ SYSTEM_ACTION_NAMES = tuple(a.value for a in AlertAction if a not in OPERATOR_AC
 
 
 class ActionRequest(BaseModel):
-    """``POST /alerts/{id}/actions``: an operator's decision on an alert."""
+    """``POST /alerts/{id}/actions``: an operator's decision on an alert. Who acts is the
+    authenticated person (recorded in the audit trail), never a field of the body: a body
+    with ``actor`` is refused (422)."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
     action: Annotated[str, Field(json_schema_extra={"enum": list(OPERATOR_ACTION_NAMES)})]
-    actor: Annotated[
-        str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-        Field(description="Who acts (the operator's name); recorded in the audit trail."),
-    ]
     note: Annotated[str, Field(max_length=4000)] = ""
 
     @field_validator("action")
@@ -45,6 +42,18 @@ class ActionRequest(BaseModel):
         if v not in OPERATOR_ACTION_NAMES:
             raise ValueError(f"unknown action {v!r}; allowed actions: {allowed}")
         return v
+
+
+class ClaimRequest(BaseModel):
+    """``POST /alerts/{id}/claim`` and ``/release`` (the body is optional)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    force: bool = Field(
+        default=False,
+        description="Take over (or release) another seat's claim: shift leader and admin only.",
+    )
+    note: Annotated[str, Field(max_length=4000)] = ""
 
 
 class AlertOut(Alert):

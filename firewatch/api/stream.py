@@ -82,6 +82,11 @@ def event_of(row: dict[str, Any]) -> ServerSentEvent:
     return ServerSentEvent(data=data, event=str(row["event"]), id=token)
 
 
+def _unit_of(row: dict[str, Any]) -> str | None:
+    alert = row["payload"].get("alert") if isinstance(row["payload"], dict) else None
+    return alert.get("unit_id") if isinstance(alert, dict) else None
+
+
 class AlertHub:
     """The process's stream machinery: the shared LISTEN connection (a task on the event
     loop) and the subscribers it wakes. :meth:`start` and :meth:`close` run in the app's
@@ -214,8 +219,12 @@ class AlertHub:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     # -- one client's stream -----------------------------------------------------------
-    async def events(self, start: ChangeCursor) -> AsyncIterator[ServerSentEvent]:
-        """The SSE messages after ``start``, until the client goes or :meth:`close`.
+    async def events(
+        self, start: ChangeCursor, unit_id: str | None = None
+    ) -> AsyncIterator[ServerSentEvent]:
+        """The SSE messages after ``start``, until the client goes or :meth:`close`; with
+        ``unit_id``, only that unit's alerts (a unit manager's stream: the position still
+        advances past the others, so a resumed stream neither repeats nor misses its own).
 
         The first message carries only ``id: <start token>`` (and ``retry``): EventSource
         records it as the last event id without dispatching anything, so a client that
@@ -239,7 +248,8 @@ class AlertHub:
                 backoff = self.options.poll_s
                 self.reads += 1
                 for row in changes.rows:
-                    yield event_of(row)
+                    if unit_id is None or _unit_of(row) == unit_id:
+                        yield event_of(row)
                 cursor = changes.cursor
                 if changes.caught_up:
                     await self._wait(wake, seconds=self.options.poll_s)
@@ -259,9 +269,9 @@ class AlertStreamResponse(EventSourceResponse):
     """The SSE response of one client: :meth:`AlertHub.events` with the hub's ping and send
     timeout; a client dropped for not draining its socket is counted and logged."""
 
-    def __init__(self, hub: AlertHub, start: ChangeCursor) -> None:
+    def __init__(self, hub: AlertHub, start: ChangeCursor, unit_id: str | None = None) -> None:
         super().__init__(
-            hub.events(start),
+            hub.events(start, unit_id),
             ping=hub.options.ping_s,
             send_timeout=hub.options.send_timeout_s,
         )

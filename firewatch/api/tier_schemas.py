@@ -167,11 +167,14 @@ def mask_phone(phone: Any) -> str | None:
     return f"{phone[:3]}{'*' * max(0, len(phone) - 7)}{phone[-4:]}"
 
 
-def contact_out(contact: Any) -> ContactOut | None:
+def contact_out(contact: Any, *, full_phone: bool = False) -> ContactOut | None:
+    """The contact as the API shows it: the phone masked unless ``full_phone`` (the people
+    who call the unit: the monitoring center, and the unit itself)."""
     if not isinstance(contact, dict):
         return None
     name = contact.get("name")
-    phone = mask_phone(contact.get("phone"))
+    raw = contact.get("phone")
+    phone = (raw if isinstance(raw, str) and raw else None) if full_phone else mask_phone(raw)
     return ContactOut(name=name if isinstance(name, str) else None, phone=phone)
 
 

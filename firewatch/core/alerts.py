@@ -98,6 +98,17 @@ class IllegalTransition(ValueError):
     """The action is not allowed from the alert's current state."""
 
 
+class ClaimedByOther(Exception):
+    """Another console seat holds the alert (``alerts.claimed_by``): an operator acts only on
+    an alert that is unclaimed or theirs; a shift leader may take a claim over."""
+
+    def __init__(self, alert_id: int, holder: str, since: datetime | None) -> None:
+        at = f" since {since.isoformat(timespec='seconds')}" if since else ""
+        super().__init__(f"alert {alert_id} is claimed by {holder}{at}")
+        self.holder = holder
+        self.since = since
+
+
 def next_state(state: AlertState, action: AlertAction) -> AlertState:
     """The state ``action`` leads to from ``state``.
 
@@ -206,6 +217,9 @@ class Alert(BaseModel):
     parent_id: int | None
     created_at: datetime
     updated_at: datetime
+    #: The console seat working on it (``POST /alerts/{id}/claim``): a username, and since when.
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> Alert:

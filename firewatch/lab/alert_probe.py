@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -27,7 +27,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firewatch.core.broker import BrokerAddress
 from firewatch.core.contract import topic_for
 from firewatch.core.domain import Channel
+from firewatch.core.people import Role
 from firewatch.lab.load_generator import register_bench_devices
+from firewatch.storage.people import add_person, create_token, get_person_by_username
 
 PROBE_UNIT = "U-BENCH-PROBE"
 
@@ -52,12 +54,24 @@ def register_probes(conn: psycopg.Connection[Any], n: int) -> None:
                 copy.write_row((dev, PROBE_UNIT, "panel"))
 
 
-class StreamWatcher(threading.Thread):
-    """Follows ``{api}/alerts/stream`` and notes when each probe's alert was created."""
+def watcher_token(conn: psycopg.Connection[Any]) -> str:
+    """An API token of the bench's operator (made if missing): the stream needs someone."""
+    if get_person_by_username(conn, "bench-probe") is None:
+        add_person(conn, username="bench-probe", role=Role.OPERATOR, actor="bench")
+    now = datetime.now(UTC)
+    return create_token(
+        conn, "bench-probe", "alert probe", now + timedelta(days=1), actor="bench", now=now
+    )
 
-    def __init__(self, api_url: str, probes: Sequence[str]) -> None:
+
+class StreamWatcher(threading.Thread):
+    """Follows ``{api}/alerts/stream`` as the bearer of ``token`` and notes when each
+    probe's alert was created."""
+
+    def __init__(self, api_url: str, probes: Sequence[str], token: str) -> None:
         super().__init__(daemon=True, name="stream-watcher")
         self.url = api_url.rstrip("/") + "/alerts/stream"
+        self.headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {token}"}
         self.probes = set(probes)
         self.seen: dict[str, float] = {}
         self.alerts: dict[str, dict[str, Any]] = {}  # the created alert, for the breakdown
@@ -69,7 +83,7 @@ class StreamWatcher(threading.Thread):
         try:
             with (
                 httpx.Client(timeout=httpx.Timeout(10.0, read=None)) as client,
-                client.stream("GET", self.url, headers={"Accept": "text/event-stream"}) as resp,
+                client.stream("GET", self.url, headers=self.headers) as resp,
             ):
                 resp.raise_for_status()
                 self.connected.set()

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -40,11 +40,13 @@ import psycopg
 
 from firewatch.api.server import ApiServer
 from firewatch.core.domain import Severity
+from firewatch.core.people import Role
 from firewatch.core.settings import Settings
 from firewatch.lab.scratch import scratch_database, throwaway_server
 from firewatch.storage.alerts import raise_alert
 from firewatch.storage.maintenance import maintain
 from firewatch.storage.migrate import upgrade
+from firewatch.storage.people import add_person, create_token
 from firewatch.storage.seed import load_seed, read_seed
 
 #: ``(status or None, latency in seconds, Retry-After or None, error type or None, bytes)``
@@ -70,9 +72,16 @@ class ApiBenchConfig:
         )
 
 
-def fire(url: str, requests: int, concurrency: int, timeout_s: float) -> list[Shot]:
+def fire(
+    url: str,
+    requests: int,
+    concurrency: int,
+    timeout_s: float,
+    headers: dict[str, str] | None = None,
+) -> list[Shot]:
     """The burst (runs in the client process): ``concurrency`` threads with a client each,
-    released together, sending ``requests`` GETs of ``url`` between them."""
+    released together, sending ``requests`` GETs of ``url`` (with ``headers``: the bench's
+    API token) between them."""
     threads = max(1, min(concurrency, requests))
     # One TLS context for all clients: httpx builds one per client otherwise (~10 ms each),
     # which would stagger the start of a 500-thread burst.
@@ -90,7 +99,7 @@ def fire(url: str, requests: int, concurrency: int, timeout_s: float) -> list[Sh
 
     def worker() -> list[Shot]:
         shots: list[Shot] = []
-        with httpx.Client(timeout=timeout_s, verify=tls) as client:
+        with httpx.Client(timeout=timeout_s, verify=tls, headers=headers) as client:
             barrier.wait()
             while take():
                 began = time.perf_counter()
@@ -155,6 +164,13 @@ def run_api_bench(settings: Settings, cfg: ApiBenchConfig) -> dict[str, Any]:
             upgrade(conn)
             maintain(conn, settings)
             _seed_alerts(conn, cfg.alerts)
+            # Every request authenticates as an operator would (issue 12): the token's
+            # lookup is part of what a request costs.
+            add_person(conn, username="bench", role=Role.OPERATOR, actor="bench")
+            now = datetime.now(UTC)
+            token = create_token(
+                conn, "bench", "apibench", now + timedelta(hours=1), actor="bench", now=now
+            )
         api_settings = settings.model_copy(
             update={"database_url": db_url, "api_host": "127.0.0.1", "api_port": 0}
         )
@@ -168,7 +184,12 @@ def run_api_bench(settings: Settings, cfg: ApiBenchConfig) -> dict[str, Any]:
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as client:
             began = time.perf_counter()
             job = client.submit(
-                fire, api.url + cfg.path, cfg.requests, cfg.concurrency, cfg.timeout_s
+                fire,
+                api.url + cfg.path,
+                cfg.requests,
+                cfg.concurrency,
+                cfg.timeout_s,
+                {"Authorization": f"Bearer {token}"},
             )
             try:
                 shots = job.result(timeout=cfg.timeout_s * 2 + 60)

@@ -38,6 +38,7 @@ from firewatch.lab.alert_probe import (
     probe_ids,
     register_probes,
     summarize,
+    watcher_token,
 )
 from firewatch.lab.load_generator import register_bench_devices
 from firewatch.lab.scratch import scratch_database
@@ -406,7 +407,9 @@ def _start_pipeline(
         if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
             raise BenchError(f"analytics/alerting/api did not start (logs in {logs})")
         time.sleep(0.1)
-    watcher = StreamWatcher(api, probes)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        token = watcher_token(conn)
+    watcher = StreamWatcher(api, probes, token)
     watcher.start()
     if not watcher.connected.wait(30):
         raise BenchError(f"could not connect to the live stream at {api} ({watcher.error})")

@@ -32,10 +32,12 @@ from psycopg.types.json import Jsonb
 
 from firewatch.core.alerts import (
     ACTIVE_STATES,
+    OPERATOR_ACTIONS,
     Alert,
     AlertAction,
     AlertCategory,
     AlertState,
+    ClaimedByOther,
     category_of,
     escalated,
     next_state,
@@ -44,7 +46,7 @@ from firewatch.core.domain import Severity
 from firewatch.storage import channels
 from firewatch.storage.changes import ChangeCursor
 from firewatch.storage.cursors import load_cursor_json, save_cursor_json
-from firewatch.storage.outbox import COMMAND_CENTER, NOTIFY, SUPERVISOR, enqueue
+from firewatch.storage.outbox import COMMAND_CENTER, NOTIFY, enqueue
 from firewatch.storage.regions import unit_contacts
 
 SYSTEM = "system"
@@ -63,7 +65,11 @@ def as_datetime(t: datetime | float) -> datetime:
     return t if isinstance(t, datetime) else datetime.fromtimestamp(t, UTC)
 
 
-def _event(cur: psycopg.Cursor[Any], alert: Alert, event: str, extra: Mapping[str, Any]) -> None:
+def stream_event(
+    cur: psycopg.Cursor[Any], alert: Alert, event: str, extra: Mapping[str, Any]
+) -> None:
+    """The alert's live-stream event (``alert_events``, then ``NOTIFY``), in ``cur``'s
+    transaction."""
     payload = {"event": event, "alert": alert.to_json(), **extra}
     cur.execute(
         "INSERT INTO alert_events (alert_id, event, payload) VALUES (%s, %s, %s)",
@@ -72,7 +78,7 @@ def _event(cur: psycopg.Cursor[Any], alert: Alert, event: str, extra: Mapping[st
     cur.execute("SELECT pg_notify(%s, '')", (channels.ALERTS,))
 
 
-def _audit(
+def audit_transition(
     cur: psycopg.Cursor[Any],
     alert_id: int,
     action: str,
@@ -82,6 +88,8 @@ def _audit(
     note: str,
     at: datetime,
 ) -> None:
+    """The alert's audit row (``alert_transitions``: who, when, why), in ``cur``'s
+    transaction."""
     cur.execute(
         "INSERT INTO alert_transitions (alert_id, action, from_state, to_state, actor, note, at)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -150,7 +158,7 @@ def raise_alert(
                 (alert.id, anomaly_id),
             )
         if created:
-            _audit(
+            audit_transition(
                 cur,
                 alert.id,
                 "raise",
@@ -160,7 +168,9 @@ def raise_alert(
                 explanation,
                 alert.first_seen,
             )
-        _event(cur, alert, "created" if created else "occurrence" if repeat else "updated", {})
+        stream_event(
+            cur, alert, "created" if created else "occurrence" if repeat else "updated", {}
+        )
     return alert, created
 
 
@@ -212,7 +222,7 @@ def apply_action(
     * ``confirm_fire``: forwarded to the fire command center (``command_center``) and the
       unit's responsible contact notified (``notify``);
     * ``confirm_fault``: the unit's maintenance contact notified;
-    * ``escalate``: severity one level up, escalation count + 1, the supervisor notified;
+    * ``escalate``: escalation count + 1 (its notifications: :func:`escalate`);
     * ``merge``: folded into ``parent_id`` (a correlated alert).
 
     Raises :class:`AlertNotFound`, :class:`~firewatch.core.alerts.IllegalTransition` (the
@@ -233,7 +243,9 @@ def escalate(
     note: str,
 ) -> Alert:
     """The system's ``escalate`` with the severity and level decided for it
-    (``alerting/decide.py``), audited, the supervisor notified; as :func:`apply_action`."""
+    (``alerting/decide.py``), audited and on the stream; as :func:`apply_action`. It writes
+    no notification: the escalation policy's level does (``storage/escalations.py``, in
+    the same transaction)."""
     act = AlertAction.ESCALATE
     return _act(conn, alert_id, act, actor=SYSTEM, note=note, at=at, escalation=(severity, level))
 
@@ -254,6 +266,8 @@ def _act(
         if row is None:
             raise AlertNotFound(f"no alert {alert_id}")
         before = Alert.of(row)
+        if act in OPERATOR_ACTIONS and before.claimed_by not in (None, actor):
+            raise ClaimedByOther(alert_id, before.claimed_by or "", before.claimed_at)
         state = next_state(before.state, act)
         sets: dict[str, Any] = {"state": state.value}
         if act is AlertAction.ACKNOWLEDGE:
@@ -285,8 +299,10 @@ def _act(
         ).fetchone()
         assert row is not None
         alert = Alert.of(row)
-        _audit(cur, alert_id, act.value, before.state.value, alert.state.value, actor, note, at)
-        _event(cur, alert, act.value, {"actor": actor, "note": note})
+        audit_transition(
+            cur, alert_id, act.value, before.state.value, alert.state.value, actor, note, at
+        )
+        stream_event(cur, alert, act.value, {"actor": actor, "note": note})
         _notify_for(cur, alert, act, actor, note, at)
     return alert
 
@@ -295,8 +311,8 @@ def _notify_for(
     cur: psycopg.Cursor[Any], alert: Alert, act: AlertAction, actor: str, note: str, at: datetime
 ) -> None:
     """The notifications an action causes (written to the outbox, same transaction)."""
-    if act not in (AlertAction.CONFIRM_FIRE, AlertAction.CONFIRM_FAULT, AlertAction.ESCALATE):
-        return
+    if act not in (AlertAction.CONFIRM_FIRE, AlertAction.CONFIRM_FAULT):
+        return  # an escalation's notifications follow its policy (storage/escalations.py)
     contacts = _contacts(cur, alert.unit_id)
     base = {
         "action": act.value,
@@ -311,12 +327,10 @@ def _notify_for(
         for role in ("responsible", "manager"):
             if role in contacts:
                 enqueue(cur, alert.id, NOTIFY, base, {"role": role, **contacts[role]})
-    elif act is AlertAction.CONFIRM_FAULT:
+    else:
         who = contacts.get("maintenance") or contacts.get("responsible")
         if who:
             enqueue(cur, alert.id, NOTIFY, base, {"role": "maintenance", **who})
-    else:
-        enqueue(cur, alert.id, SUPERVISOR, base, {"role": "supervisor"})
 
 
 def set_condition(
@@ -338,7 +352,7 @@ def set_condition(
         if row is None:
             raise AlertNotFound(f"no alert {alert_id}")
         alert = Alert.of(row)
-        _event(cur, alert, "condition_active" if active else "condition_cleared", {})
+        stream_event(cur, alert, "condition_active" if active else "condition_cleared", {})
     return alert
 
 

@@ -76,6 +76,9 @@ LEFT JOIN draws d ON d.id = i.draw_id
 WHERE (%(id)s::bigint IS NULL OR i.id = %(id)s)
   AND (%(unit)s::text IS NULL OR i.unit_id = %(unit)s)
   AND (%(draw)s::bigint IS NULL OR i.draw_id = %(draw)s)
+  AND (%(inspector)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM inspection_inspectors ii JOIN inspectors p ON p.id = ii.inspector_id
+        WHERE ii.inspection_id = i.id AND lower(p.code) = lower(%(inspector)s)))
   AND (NOT %(public)s OR i.draw_id IS NULL OR d.status = 'published')
 ORDER BY i.inspected_at DESC, i.id DESC
 LIMIT %(limit)s
@@ -90,14 +93,17 @@ def list_inspections(
     public: bool = False,
     limit: int = 100,
     inspection_id: int | None = None,
+    inspector: str | None = None,
 ) -> list[dict[str, Any]]:
     """Inspections, newest first, each with its unit's name and street, its inspectors'
-    codes and its hazards. ``public``: only what may be public (see the module docstring);
+    codes and its hazards; ``inspector``: only those that inspector (by code, any case)
+    took part in. ``public``: only what may be public (see the module docstring);
     the caller leaves out the notes and hazard descriptions."""
     params = {
         "id": inspection_id,
         "unit": unit_id,
         "draw": draw_id,
+        "inspector": inspector,
         "public": public,
         "limit": limit,
     }

@@ -57,6 +57,9 @@ class UnitSeed(_Strict):
     category: str
     building_class: str
     address: str = ""
+    #: WGS-84 degrees (the console's map); both or neither.
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
     contacts: dict[str, Any] = Field(default_factory=dict)
     devices: list[DeviceSeed] = Field(default_factory=list)
 
@@ -99,10 +102,12 @@ def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
             cur.executemany(upsert_region, [(s.id, d.id, "street", s.name) for s in d.streets])
         cur.executemany(
             "INSERT INTO units (id, name, region_id, supervision, category, building_class,"
-            " address, contacts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+            " address, latitude, longitude, contacts)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
             " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, region_id = EXCLUDED.region_id,"
             " supervision = EXCLUDED.supervision, category = EXCLUDED.category,"
             " building_class = EXCLUDED.building_class, address = EXCLUDED.address,"
+            " latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude,"
             " contacts = EXCLUDED.contacts",
             [
                 (
@@ -113,6 +118,8 @@ def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
                     u.category,
                     u.building_class,
                     u.address,
+                    u.latitude,
+                    u.longitude,
                     json.dumps(u.contacts, ensure_ascii=False),
                 )
                 for u in city.units

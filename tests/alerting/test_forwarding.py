@@ -18,8 +18,10 @@ import pytest
 from firewatch.alerting.dispatcher import OutboxDispatcher
 from firewatch.alerting.webhooks import verify
 from firewatch.api.server import ApiServer
+from firewatch.core.people import Role
 from firewatch.core.settings import Settings
 from firewatch.storage.alerts import raise_alert
+from tests.builders.people import as_role
 from tests.helpers import ThreadedService, wait_until
 
 
@@ -70,6 +72,7 @@ def test_a_confirmed_fire_is_forwarded_within_3_seconds(
         }
     )
     assert cfg.database_url
+    operator = as_role(db, Role.OPERATOR, username="operator7")
     alert, _ = raise_alert(
         db,
         type="fire_alarm",
@@ -87,11 +90,8 @@ def test_a_confirmed_fire_is_forwarded_within_3_seconds(
         confirmed_at = time.time()
         resp = httpx.post(
             f"{api.url}/alerts/{alert.id}/actions",
-            json={
-                "action": "confirm_fire",
-                "actor": "operator 7",
-                "note": "confirmed with the unit's control room",
-            },
+            json={"action": "confirm_fire", "note": "confirmed with the unit's control room"},
+            headers=operator,
             timeout=10,
         )
         assert resp.status_code == 200, resp.text
@@ -107,7 +107,7 @@ def test_a_confirmed_fire_is_forwarded_within_3_seconds(
     doc = json.loads(body)
     assert doc["channel"] == "command_center"
     assert doc["payload"]["alert"]["state"] == "confirmed_fire"
-    assert doc["payload"]["actor"] == "operator 7"
+    assert doc["payload"]["actor"] == "operator7"  # who was logged in, not what a body said
     _, _, nbody = notify.got[0]
     ndoc = json.loads(nbody)
     assert ndoc["recipient"]["role"] == "responsible"

@@ -1,6 +1,10 @@
 """API fixtures: the app over this test's seeded database through ASGI (request/response
 routes), and a real uvicorn server on a free port (the live stream). Both use the shared
-``settings`` (API on 127.0.0.1, a free port) and ``db`` (tests/conftest.py)."""
+``settings`` (API on 127.0.0.1, a free port) and ``db`` (tests/conftest.py).
+
+Every route but health, login and the public pages needs someone (issue 12): ``client``
+calls as an admin (every route admits one), ``anon`` as nobody; requests to the ``live``
+server carry ``tests.builders.people.ADMIN`` (the ``admin_token`` fixture fills it)."""
 
 from __future__ import annotations
 
@@ -27,10 +31,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def client(
-    settings: Settings, db: psycopg.Connection[Any]
-) -> AsyncIterator[httpx.AsyncClient]:
-    """httpx against the ASGI app, with its lifespan (pool, listener) running."""
+async def anon(settings: Settings, db: psycopg.Connection[Any]) -> AsyncIterator[httpx.AsyncClient]:
+    """httpx against the ASGI app, with its lifespan (pool, listener) running, sending no
+    credentials."""
     assert settings.database_url
     app = create_app(settings, settings.database_url, options=TEST_OPTIONS)
     async with (
@@ -41,8 +44,17 @@ async def client(
 
 
 @pytest.fixture
-def live(settings: Settings, db: psycopg.Connection[Any]) -> Iterator[ApiServer]:
-    """A real uvicorn server in a thread on a free port."""
+async def client(anon: httpx.AsyncClient, admin_token: dict[str, str]) -> httpx.AsyncClient:
+    """:func:`anon` calling as an admin (tests/conftest.py ``admin_token``)."""
+    anon.headers.update(admin_token)
+    return anon
+
+
+@pytest.fixture
+def live(
+    settings: Settings, db: psycopg.Connection[Any], admin_token: dict[str, str]
+) -> Iterator[ApiServer]:
+    """A real uvicorn server in a thread on a free port (``ADMIN`` calls it as an admin)."""
     assert settings.database_url
     with ApiServer(settings, settings.database_url, options=TEST_OPTIONS) as server:
         yield server

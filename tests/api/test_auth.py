@@ -1,7 +1,8 @@
 """``/auth/...`` and the ``current_user`` dependency over ASGI: 200 with a token, 401
 without one, and the same 401 for a bad, expired or revoked token or a deactivated person;
-the other routes still open (nothing is enforced yet). The console's sessions, CSRF and
-login throttling are in tests/api/test_login.py."""
+every other route but health, login and the public pages closed to nobody. The console's
+sessions, CSRF and login throttling are in tests/api/test_login.py; what each role may do
+in tests/api/test_roles.py."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def bearer(token: str) -> dict[bytes, bytes]:
 
 
 async def test_me_answers_who_the_token_belongs_to(
-    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+    anon: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
     now = datetime.now(UTC)
     token = issue(
@@ -48,7 +49,7 @@ async def test_me_answers_who_the_token_belongs_to(
         unit_id=city.UNIT,
         display_name="Zhang Min",
     )
-    r = await client.get("/auth/me", headers=bearer(token))
+    r = await anon.get("/auth/me", headers=bearer(token))
     assert r.status_code == 200, r.text
     assert r.json() == {
         "username": "wd-manager",
@@ -61,16 +62,16 @@ async def test_me_answers_who_the_token_belongs_to(
     assert info.last_used_at is not None
 
 
-async def test_without_a_token_authentication_is_required(client: httpx.AsyncClient) -> None:
+async def test_without_a_token_authentication_is_required(anon: httpx.AsyncClient) -> None:
     for headers in ({}, {"Authorization": "Basic bGk6d2Vp"}, {"Authorization": "Bearer"}):
-        r = await client.get("/auth/me", headers=headers)
+        r = await anon.get("/auth/me", headers=headers)
         assert r.status_code == 401, headers
         assert r.json() == {"detail": "authentication required"}
         assert r.headers["www-authenticate"] == "Bearer"
 
 
 async def test_bad_expired_revoked_and_deactivated_get_the_same_answer(
-    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+    anon: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
     now = datetime.now(UTC)
     good = issue(db, "li.wei", made=now, expires=now + DAY)
@@ -83,12 +84,12 @@ async def test_bad_expired_revoked_and_deactivated_get_the_same_answer(
 
     answers = set()
     for token in (expired, revoked, inactive, unknown, "fw_short", "x" * 46, "fw_" + "é" * 43):
-        r = await client.get("/auth/me", headers=bearer(token))
+        r = await anon.get("/auth/me", headers=bearer(token))
         assert r.status_code == 401, token
         assert r.headers["www-authenticate"].startswith("Bearer")
         answers.add((r.text, r.headers["www-authenticate"]))
     assert answers == {('{"detail":"invalid or expired token"}', 'Bearer error="invalid_token"')}
-    assert (await client.get("/auth/me", headers=bearer(good))).status_code == 200
+    assert (await anon.get("/auth/me", headers=bearer(good))).status_code == 200
     refused = db.execute(
         "SELECT username, event FROM auth_events WHERE actor = 'api' ORDER BY id"
     ).fetchall()
@@ -99,15 +100,17 @@ async def test_bad_expired_revoked_and_deactivated_get_the_same_answer(
     ]
 
 
-async def test_the_other_routes_are_still_open(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/alerts")).status_code == 200
-    assert (await client.get("/units")).status_code == 200
+async def test_the_other_routes_need_someone_now(anon: httpx.AsyncClient) -> None:
+    # the role matrix itself is walked route by route in tests/api/test_roles.py
+    assert (await anon.get("/alerts")).status_code == 401
+    assert (await anon.get("/units")).status_code == 401
+    assert (await anon.get("/health")).status_code in (200, 503)
 
 
-async def test_the_schema_documents_the_schemes_on_me_and_logout_only(
-    client: httpx.AsyncClient,
+async def test_the_schema_documents_the_schemes_on_every_route_but_the_open_ones(
+    anon: httpx.AsyncClient,
 ) -> None:
-    doc = (await client.get("/openapi.json")).json()
+    doc = (await anon.get("/openapi.json")).json()
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     secured = {
         path
@@ -115,7 +118,14 @@ async def test_the_schema_documents_the_schemes_on_me_and_logout_only(
         for op in ops.values()
         if isinstance(op, dict) and op.get("security")
     }
-    assert secured == {"/auth/me", "/auth/logout"}
+    assert secured == set(doc["paths"]) - {
+        "/health",
+        "/auth/login",
+        "/public/draws",
+        "/public/draws/{draw_id}",
+        "/public/inspections",
+        "/notifications/receipts",  # the SMS/voice provider signs its receipts instead
+    }
     assert "401" in doc["paths"]["/auth/me"]["get"]["responses"]
     cookie = doc["components"]["securitySchemes"]["SessionCookie"]
     assert (cookie["type"], cookie["in"], cookie["name"]) == ("apiKey", "cookie", "fw_session")

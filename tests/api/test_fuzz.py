@@ -26,6 +26,7 @@ from firewatch.api.app import create_app
 from firewatch.api.server import ApiServer
 from firewatch.core.settings import Settings
 from tests.builders.alerts import new_alert
+from tests.builders.people import ADMIN
 
 SEED = 20261206
 MAX_EXAMPLES = 100  # per operation in the fuzzing phase; the whole file takes ~20 s here
@@ -79,7 +80,8 @@ def flatmap_query(_ctx: schemathesis.HookContext, query: Any) -> st.SearchStrate
 
 @pytest.fixture
 def fuzzed(live: ApiServer, db: psycopg.Connection[Any]) -> str:
-    """A live API over a database with alerts 1..10, so small ids reach the actions."""
+    """A live API over a database with alerts 1..10, so small ids reach the actions; the
+    cases are sent as an admin (``ADMIN``), whom every route admits."""
     for _ in range(10):
         new_alert(db)
     return live.url
@@ -88,7 +90,7 @@ def fuzzed(live: ApiServer, db: psycopg.Connection[Any]) -> str:
 @schema.parametrize()
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # one server for all
 def test_no_operation_answers_a_server_error(fuzzed: str, case: Case[Any]) -> None:
-    response = case.call(base_url=fuzzed, timeout=30)
+    response = case.call(base_url=fuzzed, timeout=30, headers=ADMIN)
     assert response.status_code < 500, (
         f"{case.method} {case.formatted_path} query={case.query!r} headers={case.headers!r}"
         f" body={case.body!r} -> {response.status_code} {response.content[:500]!r}"
@@ -119,7 +121,9 @@ def test_the_live_stream_answers_any_position_with_200_or_4xx(
     live: ApiServer, header: str | None, query: str | None, since: str | None
 ) -> None:
     # bytes: httpx takes only ASCII str for header values; UTF-8 travels as obs-text
-    headers = {} if header is None else {b"Last-Event-ID": header.strip().encode("utf-8")}
+    headers: dict[Any, Any] = {k.encode(): v.encode() for k, v in ADMIN.items()}
+    if header is not None:
+        headers[b"Last-Event-ID"] = header.strip().encode("utf-8")
     params = {k: v for k, v in (("last_event_id", query), ("since", since)) if v is not None}
     with httpx.stream(
         "GET", f"{live.url}/alerts/stream", headers=headers, params=params, timeout=10

@@ -61,7 +61,7 @@ async def test_a_nul_in_a_query_parameter_is_422_naming_it(client: httpx.AsyncCl
     assert refusal(r, ["query", "unit\x00"])["msg"].startswith("A query parameter name")
 
 
-@pytest.mark.parametrize("field", ["actor", "note"])
+@pytest.mark.parametrize("field", ["note"])
 @pytest.mark.parametrize(
     ("bad", "kind"), [("\x00", "string_nul"), (SURROGATE, "string_unpaired_surrogate")]
 )
@@ -69,7 +69,7 @@ async def test_a_nul_or_a_lone_surrogate_in_the_body_is_422_naming_the_field(
     client: httpx.AsyncClient, db: psycopg.Connection[Any], field: str, bad: str, kind: str
 ) -> None:
     alert = new_alert(db)
-    body = {"action": "acknowledge", "actor": "Li Wei", "note": "", field: f"x{bad}y"}
+    body = {"action": "acknowledge", "note": "", field: f"x{bad}y"}
     # ensure_ascii: the surrogate travels as the JSON escape "\ud800", as a client sends it
     raw = json.dumps(body, ensure_ascii=True).encode()
     r = await client.post(
@@ -88,10 +88,10 @@ async def test_a_bad_key_or_a_nested_string_is_named_by_its_place(
 ) -> None:
     alert = new_alert(db)
     url = f"/alerts/{alert.id}/actions"
-    raw = b'{"action": "acknowledge", "actor": "Li", "\\udc00x": 1}'
+    raw = b'{"action": "acknowledge", "\\udc00x": 1}'
     r = await client.post(url, content=raw, headers={"content-type": "application/json"})
     assert refusal(r, ["body", "\\udc00x"])["type"] == "string_unpaired_surrogate"
-    nested = {"action": "acknowledge", "actor": "Li", "note": [{"a": "\x00"}]}
+    nested = {"action": "acknowledge", "note": [{"a": "\x00"}]}
     r = await client.post(url, json=nested)
     assert refusal(r, ["body", "note", 0, "a"])["msg"] == (
         "Field 'note.0.a' must not contain NUL characters (\\u0000)"
@@ -103,16 +103,16 @@ async def test_real_characters_beyond_the_bmp_and_non_latin_text_are_accepted(
     client: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
     alert = new_alert(db)
-    body = {"action": "acknowledge", "actor": "李伟", "note": "🔥 seen"}
+    body = {"action": "acknowledge", "note": "李伟 🔥 seen"}
     r = await client.post(f"/alerts/{alert.id}/actions", json=body)
     assert r.status_code == 200, r.text
     assert (
         scalar(
             db,
-            "SELECT note FROM alert_transitions WHERE alert_id = %s AND actor = '李伟'",
+            "SELECT note FROM alert_transitions WHERE alert_id = %s AND action = 'acknowledge'",
             alert.id,
         )
-        == "🔥 seen"
+        == "李伟 🔥 seen"
     )
 
 
@@ -135,9 +135,7 @@ async def test_a_nul_in_the_path_is_422(client: httpx.AsyncClient) -> None:
 async def test_an_alert_id_outside_bigint_is_422(client: httpx.AsyncClient, alert_id: str) -> None:
     r = await client.get(f"/alerts/{alert_id}")
     assert refusal(r, ["path", "alert_id"])
-    r = await client.post(
-        f"/alerts/{alert_id}/actions", json={"action": "acknowledge", "actor": "Li"}
-    )
+    r = await client.post(f"/alerts/{alert_id}/actions", json={"action": "acknowledge"})
     assert refusal(r, ["path", "alert_id"])
     assert len(r.content) < 1000  # the 5,000-digit id is not echoed whole
 
@@ -164,9 +162,9 @@ async def test_a_stream_position_beyond_bigint_is_400(client: httpx.AsyncClient)
 @pytest.mark.parametrize(
     ("content", "content_type", "loc", "echo"),
     [
-        (b'{"action": "acknowledge", "actor": NaN}', "application/json", ["body", "actor"], "nan"),
+        (b'{"action": NaN}', "application/json", ["body", "action"], "nan"),
         (
-            b'{"action": "acknowledge", "actor": "Li", "note": -Infinity}',
+            b'{"action": "acknowledge", "note": -Infinity}',
             "application/json",
             ["body", "note"],
             "-inf",
@@ -196,13 +194,13 @@ async def test_a_validation_error_echoes_at_most_200_characters_of_the_input(
 ) -> None:
     alert = new_alert(db)
     url = f"/alerts/{alert.id}/actions"
-    r = await client.post(url, json={"action": "acknowledge", "actor": "Li", "note": "n" * 60_000})
+    r = await client.post(url, json={"action": "acknowledge", "note": "n" * 60_000})
     error = refusal(r, ["body", "note"])
     assert error["msg"] == "String should have at most 4000 characters"
     assert error["input"] == "n" * INPUT_CHARS + "… (60000 characters)"
     assert len(r.content) < 1000
 
-    r = await client.post(url, json={"action": "d" * 60_000, "actor": "Li"})  # quoted in msg
+    r = await client.post(url, json={"action": "d" * 60_000})  # quoted in msg
     assert "unknown action 'ddd" in refusal(r, ["body", "action"])["msg"]
     assert len(r.content) < 3000
 

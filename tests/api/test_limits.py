@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import psycopg
+import pytest
 
 from firewatch.api.server import ApiServer
 from firewatch.core.settings import Settings
@@ -24,10 +25,14 @@ from firewatch.lab.apibench import fire
 from tests.api.conftest import TEST_OPTIONS
 from tests.api.sse import SseReader
 from tests.builders.alerts import EPOCH, new_alert
+from tests.builders.people import ADMIN
 from tests.conftest import Connect
 from tests.helpers import scalar, wait_until
 
-ACK = b'{"action": "acknowledge", "actor": "Li Wei"}'
+# Every test calls the API as an admin (``ADMIN``: every route but health needs someone).
+pytestmark = pytest.mark.usefixtures("admin_token")
+
+ACK = b'{"action": "acknowledge"}'
 
 
 def connect_to(api: ApiServer) -> socket.socket:
@@ -42,6 +47,7 @@ def post_head(alert_id: int, *headers: str) -> bytes:
         f"POST /alerts/{alert_id}/actions HTTP/1.1",
         "Host: test",
         "Content-Type: application/json",
+        f"Authorization: {ADMIN['Authorization']}",
         *headers,
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -128,7 +134,7 @@ def test_a_body_of_exactly_the_limit_is_accepted(
     r = httpx.post(
         f"{live.url}/alerts/{alert.id}/actions",
         content=padded,
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **ADMIN},
     )
     assert r.status_code == 200, r.text
     assert state_of(db, alert.id) == "acknowledged"
@@ -142,7 +148,7 @@ def test_a_client_sending_its_body_slowly_holds_no_slot(
     with ApiServer(one_slot, database_url, options=TEST_OPTIONS) as api, connect_to(api) as sock:
         sock.sendall(post_head(alert.id, f"Content-Length: {len(ACK)}") + ACK[:10])
         # the only slot is free while that body is on its way
-        r = httpx.get(f"{api.url}/alerts")
+        r = httpx.get(f"{api.url}/alerts", headers=ADMIN)
         assert r.status_code == 200, r.text
         admission = api.context.gate.admission
         # (the slot is released just after the response went out)
@@ -169,7 +175,9 @@ def test_a_burst_of_500_requests_is_answered_in_full_and_nothing_waits_for_the_p
     seed_alerts(db, 100)
     spawn = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as client:
-        shots = client.submit(fire, f"{live.url}/alerts", 500, 500, 30.0).result(timeout=120)
+        shots = client.submit(fire, f"{live.url}/alerts", 500, 500, 30.0, dict(ADMIN)).result(
+            timeout=120
+        )
     statuses = Counter(status for status, *_ in shots)
     print(f"\nburst of 500: {dict(statuses)}, slowest {max(s[1] for s in shots):.2f} s")
     assert len(shots) == 500
@@ -210,7 +218,7 @@ def test_beyond_the_slots_a_request_queues_briefly_and_beyond_the_queue_it_is_re
 
     def timed_get(url: str) -> tuple[int, float, str | None]:
         began = time.monotonic()
-        r = httpx.get(url, timeout=30)
+        r = httpx.get(url, timeout=30, headers=ADMIN)
         return r.status_code, time.monotonic() - began, r.headers.get("retry-after")
 
     with (
@@ -220,7 +228,11 @@ def test_beyond_the_slots_a_request_queues_briefly_and_beyond_the_queue_it_is_re
         admission = api.context.gate.admission
         try:
             pinned = pool.submit(
-                httpx.post, f"{api.url}/alerts/{alert.id}/actions", json=json.loads(ACK), timeout=30
+                httpx.post,
+                f"{api.url}/alerts/{alert.id}/actions",
+                json=json.loads(ACK),
+                timeout=30,
+                headers=ADMIN,
             )
             wait_until(
                 lambda: admission.active == 1 and lock_waiters(db) == 1,
@@ -247,7 +259,9 @@ def test_beyond_the_slots_a_request_queues_briefly_and_beyond_the_queue_it_is_re
         r = pinned.result(timeout=30)
         assert r.status_code == 200, r.text
         assert r.json()["state"] == "acknowledged"
-        assert httpx.get(f"{api.url}/alerts", timeout=30).status_code == 200  # the slot is free
+        assert (
+            httpx.get(f"{api.url}/alerts", timeout=30, headers=ADMIN).status_code == 200
+        )  # the slot is free
 
 
 # --- live streams -------------------------------------------------------------------------------
@@ -258,20 +272,21 @@ def test_live_streams_are_bounded_apart_from_requests(
     with ApiServer(settings.model_copy(update=limits), database_url, options=TEST_OPTIONS) as api:
         gate = api.context.gate
         url = f"{api.url}/alerts/stream"
-        first, second = SseReader(url).start(), SseReader(url).start()
+        first = SseReader(url, headers=ADMIN).start()
+        second = SseReader(url, headers=ADMIN).start()
         assert gate.streams == 2
-        with httpx.stream("GET", url, timeout=10) as r:
+        with httpx.stream("GET", url, timeout=10, headers=ADMIN) as r:
             r.read()
             assert r.status_code == 503
             assert r.headers["retry-after"] == "5"
             assert "Last-Event-ID" in r.json()["detail"]
         assert gate.refused_streams == 1
         # the open streams hold no request slot: one slot, no queue, and it is free
-        assert httpx.get(f"{api.url}/alerts").status_code == 200
+        assert httpx.get(f"{api.url}/alerts", headers=ADMIN).status_code == 200
 
         first.close()
         wait_until(lambda: gate.streams == 1, 10, "the closed stream to end on the server")
-        third = SseReader(url).start()
+        third = SseReader(url, headers=ADMIN).start()
         alert = new_alert(db)
         (event,) = third.take(1)
         assert event.json()["alert"]["id"] == alert.id
@@ -287,4 +302,5 @@ def test_a_huge_request_head_is_refused_by_the_server_and_the_api_carries_on(
     with connect_to(live) as sock:
         sock.sendall(b"GET /alerts?unit_id=" + b"U" * 100_000)  # and never the end of the line
         assert sock.recv(64).startswith(b"HTTP/1.1 400 ")
-    assert httpx.get(f"{live.url}/alerts", params={"unit_id": "U" * 1000}).status_code == 200
+    r = httpx.get(f"{live.url}/alerts", params={"unit_id": "U" * 1000}, headers=ADMIN)
+    assert r.status_code == 200

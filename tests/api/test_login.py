@@ -81,10 +81,10 @@ def audit(db: psycopg.Connection[Any], event: str) -> list[tuple[str, str, str |
 
 
 async def test_login_sets_both_cookies_with_their_attributes(
-    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+    anon: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
     add(db, display_name="Li Wei")
-    r = await log_in(client, " Li.Wei ")
+    r = await log_in(anon, " Li.Wei ")
     assert r.status_code == 200, r.text
     assert r.json() == {
         "username": "li.wei",
@@ -145,18 +145,18 @@ async def test_the_session_cookie_authenticates_and_logout_needs_the_csrf_header
 
 
 async def test_a_bearer_token_needs_no_csrf_but_is_no_session_to_log_out(
-    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+    anon: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
     add(db)
     now = datetime.now(UTC)
     token = store.create_token(db, "li.wei", "t", now + timedelta(days=1), actor="t", now=now)
-    r = await client.post("/auth/logout", headers={"Authorization": f"Bearer {token}"})
+    r = await anon.post("/auth/logout", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401  # not 403: a token is never asked for a CSRF header
     assert "no session" in r.json()["detail"]
 
 
 async def test_every_bad_login_gets_the_same_401(
-    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+    anon: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
     add(db)
     add(db, "wang")
@@ -170,7 +170,7 @@ async def test_every_bad_login_gets_the_same_401(
         ("gateway", PASSWORD),  # no password (machine account)
         ("Not A Name!", PASSWORD),  # not even a possible username
     ):
-        r = await log_in(client, username, password)
+        r = await log_in(anon, username, password)
         assert r.status_code == 401, username
         assert "set-cookie" not in r.headers
         answers.add(r.text)
@@ -187,7 +187,7 @@ async def test_every_bad_login_gets_the_same_401(
 
 
 async def test_a_login_body_takes_exactly_username_and_password(
-    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+    anon: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
     add(db)
     for body in (
@@ -195,7 +195,7 @@ async def test_a_login_body_takes_exactly_username_and_password(
         {"username": "li.wei"},
         {"username": "li.wei", "password": "x" * 1025},
     ):
-        r = await client.post("/auth/login", json=body)
+        r = await anon.post("/auth/login", json=body)
         assert r.status_code == 422, body
     assert audit(db, "login_failed") == []
 

@@ -23,7 +23,11 @@ from firewatch.core.settings import Settings
 from firewatch.storage.changes import ChangeCursor
 from tests.api.sse import Event, SseReader
 from tests.builders.alerts import new_alert as raise_new_alert
+from tests.builders.people import ADMIN
 from tests.helpers import scalar, wait_until
+
+# Every test calls the API as an admin (``ADMIN``; the stream needs someone, issue 12).
+pytestmark = pytest.mark.usefixtures("admin_token")
 
 
 def new_alert(db: psycopg.Connection[Any]) -> Alert:
@@ -34,7 +38,8 @@ def new_alert(db: psycopg.Connection[Any]) -> Alert:
 def act(api: ApiServer, alert_id: int, action: str, note: str = "") -> dict[str, Any]:
     r = httpx.post(
         f"{api.url}/alerts/{alert_id}/actions",
-        json={"action": action, "actor": "Zhang Min", "note": note},
+        json={"action": action, "note": note},
+        headers=ADMIN,
     )
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
@@ -56,6 +61,7 @@ def seen(events: list[Event]) -> list[tuple[str | None, str]]:
 
 
 def stream(api: ApiServer, **kw: Any) -> SseReader:
+    kw["headers"] = {**ADMIN, **kw.get("headers", {})}
     return SseReader(f"{api.url}/alerts/stream", **kw).start()
 
 
@@ -75,7 +81,7 @@ def test_a_client_receives_created_then_the_action_in_order_with_ids(
     assert created.json()["alert"]["id"] == alert.id
     assert created.json()["alert"]["state"] == "open"
     assert acked.json()["alert"]["state"] == "acknowledged"
-    assert (acked.json()["actor"], acked.json()["note"]) == ("Zhang Min", "on my way")
+    assert (acked.json()["actor"], acked.json()["note"]) == ("t-admin", "on my way")
     assert seen([created, acked]) == feed(db)  # ids are the feed positions, xid-id
     assert ChangeCursor.from_token(str(created.id)) < ChangeCursor.from_token(str(acked.id))
     reader.close()
@@ -210,11 +216,14 @@ def test_an_open_transaction_delays_its_events_but_no_cursor_ever_skips_them(
     ],
 )
 def test_a_bad_last_event_id_is_400_saying_why(live: ApiServer, token: str, says: str) -> None:
-    for kw in ({"headers": {"Last-Event-ID": token}}, {"params": {"last_event_id": token}}):
+    for kw in (
+        {"headers": {"Last-Event-ID": token, **ADMIN}},
+        {"params": {"last_event_id": token}, "headers": ADMIN},
+    ):
         r = httpx.get(f"{live.url}/alerts/stream", **kw)  # type: ignore[arg-type]
         assert r.status_code == 400
         assert says in r.json()["detail"]
-    r = httpx.get(f"{live.url}/alerts/stream", params={"since": "yesterday"})
+    r = httpx.get(f"{live.url}/alerts/stream", params={"since": "yesterday"}, headers=ADMIN)
     assert r.status_code == 422
     assert "'now' or 'beginning'" in r.text
 
@@ -250,7 +259,12 @@ def test_a_client_that_stops_reading_is_dropped_and_resumes_without_loss(
         stuck = socket.socket()
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.connect((host, int(port)))
-        stuck.sendall(b"GET /alerts/stream?since=beginning HTTP/1.1\r\nHost: x\r\n\r\n")
+        auth = ADMIN["Authorization"].encode()
+        stuck.sendall(
+            b"GET /alerts/stream?since=beginning HTTP/1.1\r\nHost: x\r\nAuthorization: "
+            + auth
+            + b"\r\n\r\n"
+        )
         wait_until(lambda: hub.dropped == 1, 30, "the stuck client to be dropped")
         wait_until(lambda: hub.subscribers == 0, 10, "its subscription to end")
         stuck.close()

@@ -88,7 +88,9 @@ def test_an_inspection_blacklists_and_reddens_a_unit_and_rectification_restores_
         _, forced, trigger, points = newest(db)
         assert "blacklisted" in forced
         assert trigger.startswith("event:")
-        assert "credit_blacklisted" in trigger
+        # the inspection's hazards and the blacklisting are two commits: the rescore that
+        # saw the blacklist may have been woken by either (one batch names its first event)
+        assert any(e in trigger for e in ("credit_blacklisted", "hazard_found")), trigger
         assert points["open_major_hazards"] > 0
         assert points["open_general_hazards"] > 0
         assert points["false_declarations"] > 0

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
-from firewatch.api.deps import Conn, Context
+from firewatch.api.deps import Conn, Context, allow
 from firewatch.api.schemas import ErrorOut
 from firewatch.api.tier_schemas import (
     RegionNodeOut,
@@ -18,12 +18,16 @@ from firewatch.api.tier_schemas import (
     RollupsOut,
     rollup_range,
 )
+from firewatch.core.access import Access
 from firewatch.core.rollups import Grain, day_offset_h
 from firewatch.core.settings import Settings
 from firewatch.storage import regions as registry
 from firewatch.storage.rollups import read_rollup_rows
 
-router = APIRouter(prefix="/regions", tags=["regions"])
+# The registry's tiers: the monitoring center and the fire department (core/access.py).
+router = APIRouter(
+    prefix="/regions", tags=["regions"], dependencies=[Depends(allow(Access.REGISTRY_READ))]
+)
 
 RegionId = Annotated[
     str, Path(min_length=1, max_length=200, description="A region id: city, district or street.")

@@ -13,8 +13,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
-from firewatch.api.deps import Conn
+from firewatch.api.deps import Conn, RiskReader, UnitRiskReader
 from firewatch.api.schemas import ErrorOut
+from firewatch.core.access import check_unit
 from firewatch.storage import regions as registry
 from firewatch.storage import risk as store
 from firewatch.storage.risk import ScoreRow
@@ -136,7 +137,7 @@ def _span(
 
 
 @router.get("/regions/{region_id}", response_model=RegionRiskOut, responses=_REGION_404)
-def region_risk(conn: Conn, region_id: RegionId) -> RegionRiskOut:
+def region_risk(conn: Conn, _person: RiskReader, region_id: RegionId) -> RegionRiskOut:
     """The level distribution under a region: per child (districts of the city, streets of a
     district, units of a street) and in total."""
     _require_region(conn, region_id)
@@ -149,7 +150,10 @@ def region_risk(conn: Conn, region_id: RegionId) -> RegionRiskOut:
 
 @router.get("/regions/{region_id}/top", response_model=list[TopUnit], responses=_REGION_404)
 def region_top(
-    conn: Conn, region_id: RegionId, limit: Annotated[int, Query(ge=1, le=500)] = 20
+    conn: Conn,
+    _person: RiskReader,
+    region_id: RegionId,
+    limit: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> list[TopUnit]:
     """The region's highest-risk units: worst level first, then highest score."""
     _require_region(conn, region_id)
@@ -159,6 +163,7 @@ def region_top(
 @router.get("/regions/{region_id}/trend", response_model=list[TrendDay], responses=_REGION_404)
 def region_trend(
     conn: Conn,
+    _person: RiskReader,
     region_id: RegionId,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
@@ -171,8 +176,10 @@ def region_trend(
 
 
 @router.get("/units/{unit_id}", response_model=ScoreOut, responses=_UNIT_404)
-def unit_risk(conn: Conn, unit_id: UnitId) -> ScoreOut:
-    """A unit's current score, with the breakdown that explains it."""
+def unit_risk(conn: Conn, person: UnitRiskReader, unit_id: UnitId) -> ScoreOut:
+    """A unit's current score, with the breakdown that explains it (a unit's manager: its
+    own unit only)."""
+    check_unit(person, unit_id)
     scores = store.last_scores(conn, [unit_id])
     if unit_id not in scores:
         raise HTTPException(
@@ -184,12 +191,14 @@ def unit_risk(conn: Conn, unit_id: UnitId) -> ScoreOut:
 @router.get("/units/{unit_id}/history", response_model=list[ScoreOut], responses=_UNIT_404)
 def unit_risk_history(
     conn: Conn,
+    person: UnitRiskReader,
     unit_id: UnitId,
     since: Annotated[datetime | None, Query(alias="from")] = None,
     until: Annotated[datetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[ScoreOut]:
     """A unit's stored scores, newest first (default: the last 90 days)."""
+    check_unit(person, unit_id)
     if not registry.unit_exists(conn, unit_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no unit has id {unit_id!r}")
     start, end = _span(since, until, 90)
@@ -199,6 +208,7 @@ def unit_risk_history(
 @router.get("/warnings", response_model=list[WarningOut])
 def list_warnings(
     conn: Conn,
+    _person: RiskReader,
     region: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     since: Annotated[datetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -1,15 +1,22 @@
 """``/units`` and ``/devices/{id}/rollups``: units by region and supervision class, one unit
 with its location, contacts and devices, and a unit's or a device's rollups (read-only;
-docs/analysis.md). Units are written by ``firewatch registry import-units`` (no write
-endpoint until the API authenticates operators)."""
+docs/analysis.md), and a unit's recent telemetry for the console's charts. Units are written
+by ``firewatch registry import-units``.
+
+Who may (``firewatch/core/access.py``): the unit list is the registry's (center and fire
+department); one unit, its rollups and telemetry also its own manager; a device's rollups
+also its vendor. Phones are shown whole to those who call the unit (the monitoring center,
+the unit itself) and masked to everyone else."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from firewatch.api.deps import Conn, Context
+from firewatch.api.console_schemas import SeriesOut, TelemetryOut
+from firewatch.api.deps import Conn, Context, DeviceReader, RegistryReader, UnitReader
 from firewatch.api.routes.regions import FromQuery, GrainQuery, ToQuery, rollups_of
 from firewatch.api.schemas import ErrorOut
 from firewatch.api.tier_schemas import (
@@ -18,8 +25,14 @@ from firewatch.api.tier_schemas import (
     UnitSummaryOut,
     contact_out,
 )
+from firewatch.core.access import check_device, check_unit
+from firewatch.core.people import Role
 from firewatch.core.rollups import Grain
+from firewatch.storage import device_health
 from firewatch.storage import regions as registry
+
+#: Who sees a unit's contacts' phones whole: they call the unit.
+_CALLERS = frozenset({Role.OPERATOR, Role.SHIFT_LEADER, Role.ADMIN, Role.UNIT})
 
 router = APIRouter(tags=["units"])
 
@@ -43,6 +56,7 @@ _RANGE: dict[int | str, dict[str, Any]] = {
 )
 def list_units(
     conn: Conn,
+    _person: RegistryReader,
     region: Annotated[
         str | None,
         Query(min_length=1, max_length=200, description="A city, district or street id."),
@@ -62,18 +76,43 @@ def list_units(
 
 
 @router.get("/units/{unit_id}", response_model=UnitOut, responses=_UNIT_404)
-def get_unit(conn: Conn, unit_id: UnitId) -> UnitOut:
-    """A unit with its district, address, location, contacts (phones masked) and
-    devices."""
+def get_unit(conn: Conn, person: UnitReader, unit_id: UnitId) -> UnitOut:
+    """A unit with its district, address, location, contacts and devices. The contacts'
+    phones are whole for the monitoring center and the unit itself, masked for others."""
+    check_unit(person, unit_id)
     found = registry.find_unit(conn, unit_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no unit {unit_id!r}")
+    full = person.role in _CALLERS
     return UnitOut.model_validate(
         {
             **found,
-            "responsible": contact_out(found["responsible"]),
-            "maintenance": contact_out(found["maintenance"]),
+            "responsible": contact_out(found["responsible"], full_phone=full),
+            "maintenance": contact_out(found["maintenance"], full_phone=full),
         }
+    )
+
+
+@router.get("/units/{unit_id}/telemetry", response_model=TelemetryOut, responses=_UNIT_404)
+def unit_telemetry(
+    conn: Conn,
+    person: UnitReader,
+    unit_id: UnitId,
+    hours: Annotated[float, Query(gt=0, le=24 * 31, description="How far back.")] = 24,
+) -> TelemetryOut:
+    """The unit's devices' recent telemetry for charts: water pressure and tank level,
+    shed ambient and hottest-port temperatures, averaged into at most 240 points each."""
+    check_unit(person, unit_id)
+    if not registry.unit_exists(conn, unit_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no unit {unit_id!r}")
+    until = datetime.now(UTC)
+    since = until - timedelta(hours=hours)
+    series = device_health.unit_telemetry(conn, unit_id, since, until)
+    return TelemetryOut(
+        unit_id=unit_id,
+        since=since,
+        until=until,
+        series=[SeriesOut.model_validate(s) for s in series],
     )
 
 
@@ -86,6 +125,7 @@ def get_unit(conn: Conn, unit_id: UnitId) -> UnitOut:
 def unit_rollups(
     conn: Conn,
     ctx: Context,
+    person: UnitReader,
     unit_id: UnitId,
     grain: GrainQuery = Grain.DAY,
     start: FromQuery = None,
@@ -93,6 +133,7 @@ def unit_rollups(
 ) -> RollupsOut:
     """The unit's rollups (the sums over its devices) over ``[from, to)``: at most 400
     days of days or 31 days of hours per request."""
+    check_unit(person, unit_id)
     if not registry.unit_exists(conn, unit_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no unit {unit_id!r}")
     return rollups_of(conn, ctx.settings, "unit", unit_id, grain, start, to)
@@ -107,6 +148,7 @@ def unit_rollups(
 def device_rollups(
     conn: Conn,
     ctx: Context,
+    person: DeviceReader,
     device_id: DeviceId,
     grain: GrainQuery = Grain.DAY,
     start: FromQuery = None,
@@ -114,6 +156,8 @@ def device_rollups(
 ) -> RollupsOut:
     """The device's rollups over ``[from, to)``: at most 400 days of days or 31 days of
     hours per request."""
-    if registry.device_unit(conn, device_id) is None:
+    owner = device_health.device_owner(conn, device_id)
+    if owner is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r}")
+    check_device(person, *owner)
     return rollups_of(conn, ctx.settings, "device", device_id, grain, start, to)
