@@ -13,6 +13,9 @@ command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/bin/mosquitto_passwd ] 
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3)
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
+# The console's browser tests (tests/console) drive Debian's chromium: root installs it, with
+# a font (without recommends it brings none).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then need_apt+=(chromium fonts-liberation); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "bootstrap: apt-get install ${need_apt[*]}"

@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from sse_starlette import EventSourceResponse
 
 from firewatch.api.deps import ApiContext, ApiOptions
@@ -31,7 +32,10 @@ from firewatch.api.guard import Gate, Guard, Limits
 from firewatch.api.routes import (
     alerts,
     auth,
+    console,
+    devices,
     health,
+    notifications,
     public,
     regions,
     risk,
@@ -39,6 +43,7 @@ from firewatch.api.routes import (
     units,
 )
 from firewatch.api.stream import AlertHub
+from firewatch.core.access import Forbidden
 from firewatch.core.settings import Settings
 from firewatch.storage.timestamps import clamp_timestamps
 
@@ -87,11 +92,16 @@ def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None 
             await anyio.to_thread.run_sync(pool.close)
             ctx.pool = ctx.hub = None
 
-    app = FastAPI(
+    # FastAPIOffline: /docs loads Swagger UI from the package, not a CDN (no network needed).
+    app = FastAPIOffline(
         title="Firewatch",
         summary="Urban IoT fire monitoring: alerts, their lifecycle and the live alert stream",
         version="0.1.0",
         lifespan=lifespan,
+        # No badge image from the public validator: nothing on /docs leaves this server. No
+        # /redoc: ReDoc's page loads its logo from its vendor's CDN whatever it is told.
+        swagger_ui_parameters={"validatorUrl": None},
+        redoc_url=None,
     )
     routers = (
         alerts.router,
@@ -102,6 +112,9 @@ def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None 
         regions.router,  # the tiered fire-analysis database: /regions, /units, /devices
         units.router,
         auth.router,  # /auth/me, /auth/login, /auth/logout (issue 12)
+        devices.router,  # /devices/health, /map: the console's device health and map
+        console.router,  # / and /console/: the operators' console (issue 12)
+        notifications.router,  # POST /notifications/receipts: SMS/voice receipts (issue 12)
     )
     for router in routers:
         app.include_router(router)
@@ -120,6 +133,12 @@ def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None 
     app.state.ctx = ctx
     app.add_middleware(Guard, gate=gate)
     app.add_exception_handler(RequestValidationError, validation_error)
+
+    async def forbidden(_request: Request, exc: Exception) -> JSONResponse:
+        # A scope check inside a route (core/access.py): the role may, this record is not theirs.
+        return JSONResponse(status_code=403, content={"detail": str(exc)})
+
+    app.add_exception_handler(Forbidden, forbidden)
 
     async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", exc)
