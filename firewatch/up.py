@@ -201,7 +201,7 @@ def prepare_database(settings: Settings, url: str) -> tuple[str, str | None]:
     """Migrate, make partitions and load the demo city (with its first admin); return the
     schema flavour and the first admin's password while its file exists."""
     with psycopg.connect(url, autocommit=True) as conn:
-        upgrade(conn)
+        upgrade(conn, settings.storage_flavour)
         maintain(conn, settings)
         password = None
         if settings.up_seed:

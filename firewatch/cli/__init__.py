@@ -75,7 +75,7 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.storage.migrate import current_flavour, upgrade
 
     with _connect(settings, create=True, schema=False) as conn:
-        applied = upgrade(conn)
+        applied = upgrade(conn, settings.storage_flavour)
         maintain(conn, settings)
         flavour = current_flavour(conn)
     print(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         "the current directory or its parents (runtime/postgres.py: locate_data_dir).",
     )
     database_url: str | None = Field(default=None, description="PostgreSQL/TimescaleDB URL.")
+    storage_flavour: Literal["auto", "postgres", "timescale"] = Field(
+        default="auto",
+        description="The schema a new database gets: TimescaleDB hypertables or plain "
+        "PostgreSQL partitions; auto takes TimescaleDB only where the server preloads it "
+        "(a migrated database keeps its own).",
+    )
     mqtt_url: str | None = Field(default=None, description="mqtt://[user:pass@]host:port")
 
     embedded_mqtt_port: int = Field(

@@ -1,7 +1,12 @@
 """Time-partition upkeep: make partitions ahead, drop them after retention (plain PostgreSQL),
 or keep TimescaleDB's retention policies in line with Settings; expire old dead letters and
 closed anomaly episodes. Idempotent; run at ingest start-up, hourly by ingest, and by
-``firewatch db maintain``."""
+``firewatch db maintain``.
+
+Runs hold a transaction-scoped advisory lock, so any number of them started together (three
+ingest workers starting at once, a cron job beside them) take turns instead of racing over
+the same partitions or policies; on TimescaleDB a retention policy is replaced only when its
+value changed, not on every run."""
 
 from __future__ import annotations
 
@@ -14,6 +19,14 @@ from firewatch.core.settings import Settings
 from firewatch.storage.migrate import current_flavour
 
 STREAMS = ("telemetry", "events", "device_status")
+_LOCK_KEY = 0x4D41494E  # "MAIN": one maintenance run at a time per database
+
+_POLICY_IN_LINE = """
+SELECT EXISTS (
+    SELECT 1 FROM timescaledb_information.jobs
+    WHERE proc_name = 'policy_retention' AND hypertable_name = %s
+      AND (config->>'drop_after')::interval = make_interval(days => %s))
+"""
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ def maintain(conn: psycopg.Connection[tuple[object, ...]], settings: Settings) -
     past_days = ceil(settings.max_backlog_age_s / 86_400) + 1
     ahead_days = settings.partition_premake_days
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         for table in STREAMS:
             retention = (
                 settings.telemetry_retention_days
@@ -48,7 +62,7 @@ def maintain(conn: psycopg.Connection[tuple[object, ...]], settings: Settings) -
                 assert row is not None
                 created += int(str(row[0]))
                 dropped += int(str(row[1]))
-            else:
+            elif conn.execute(_POLICY_IN_LINE, (table, retention)).fetchone() != (True,):
                 conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table,))
                 conn.execute(
                     "SELECT add_retention_policy(%s, make_interval(days => %s))",

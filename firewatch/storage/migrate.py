@@ -2,8 +2,10 @@
 
 Files in ``migrations/`` are named ``NNNN_name.sql`` (both flavours) or
 ``NNNN_name.postgres.sql`` / ``NNNN_name.timescale.sql`` (one flavour). The flavour is
-decided once, on the first upgrade of a database: TimescaleDB if the extension can be
-created, plain PostgreSQL otherwise, and it is recorded so later upgrades never mix paths.
+decided once, on the first upgrade of a database, and recorded so later upgrades never mix
+paths: the one asked for (``FIREWATCH_STORAGE_FLAVOUR`` = ``postgres`` or ``timescale``),
+or with ``auto`` TimescaleDB only where it can really run (:func:`choose_flavour`: the
+extension is installed in the database, or available on the server *and* preloaded).
 """
 
 from __future__ import annotations
@@ -24,7 +26,48 @@ _LOCK_KEY = 0x46495245  # "FIRE": serialises concurrent upgrades
 
 
 class MigrationError(Exception):
-    """A migration file is malformed or a migration failed to apply."""
+    """A migration file is malformed, a migration failed to apply, or the flavour asked for
+    cannot be used on this server (the message names the fix)."""
+
+
+@dataclass(frozen=True)
+class ServerExtension:
+    """What the server says about TimescaleDB: whether its package is available, whether
+    the server preloads its library (``shared_preload_libraries``), and whether this
+    database has the extension already."""
+
+    available: bool
+    preloaded: bool
+    installed: bool
+
+
+def choose_flavour(asked: str, ext: ServerExtension) -> Flavour:
+    """The flavour a new database gets: ``asked`` (``auto``, ``postgres``, ``timescale``)
+    given what the server offers. ``auto`` picks TimescaleDB only where it can run (installed
+    here, or available and preloaded): a server with the package but without the preload
+    (a common state) would fail at ``CREATE EXTENSION``, so it gets plain PostgreSQL and the
+    choice is logged by the caller. ``timescale`` that cannot run is a
+    :class:`MigrationError` naming the fix."""
+    runs = ext.installed or (ext.available and ext.preloaded)
+    if asked == "postgres":
+        return "postgres"
+    if asked == "timescale":
+        if not ext.available and not ext.installed:
+            raise MigrationError(
+                "FIREWATCH_STORAGE_FLAVOUR=timescale, but the server has no TimescaleDB "
+                "package: install it (docs/deployment.md) or use FIREWATCH_STORAGE_FLAVOUR="
+                "postgres"
+            )
+        if not runs:
+            raise MigrationError(
+                "FIREWATCH_STORAGE_FLAVOUR=timescale, but the server does not preload it: "
+                "add shared_preload_libraries = 'timescaledb' to postgresql.conf and restart "
+                "the server, or use FIREWATCH_STORAGE_FLAVOUR=postgres"
+            )
+        return "timescale"
+    if asked != "auto":
+        raise MigrationError(f"unknown storage flavour {asked!r}: auto, postgres or timescale")
+    return "timescale" if runs else "postgres"
 
 
 @dataclass(frozen=True)
@@ -58,18 +101,30 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-def detect_flavour(conn: psycopg.Connection[tuple[object, ...]]) -> Flavour:
-    """TimescaleDB if the extension is installed or installable here, else plain PostgreSQL."""
+def server_extension(conn: psycopg.Connection[Any]) -> ServerExtension:
+    """What this server and database say about TimescaleDB (see :class:`ServerExtension`)."""
     row = conn.execute(
-        "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
+        " 'timescaledb' = ANY (string_to_array(replace("
+        "current_setting('shared_preload_libraries'), ' ', ''), ',')),"
+        " EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
     ).fetchone()
-    return "timescale" if row and row[0] else "postgres"
+    assert row is not None
+    return ServerExtension(bool(row[0]), bool(row[1]), bool(row[2]))
 
 
-def upgrade(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+def detect_flavour(conn: psycopg.Connection[Any], asked: str = "auto") -> Flavour:
+    """The flavour :func:`choose_flavour` gives this server."""
+    return choose_flavour(asked, server_extension(conn))
+
+
+def upgrade(conn: psycopg.Connection[tuple[object, ...]], flavour: str = "auto") -> list[str]:
     """Apply every pending migration; return the names applied (empty if up to date).
 
-    Safe to run concurrently from several processes (advisory lock) and repeatedly.
+    A new database gets ``flavour`` (``auto``, ``postgres``, ``timescale``: see
+    :func:`choose_flavour`); a migrated one keeps its own, and asking for the other one is a
+    :class:`MigrationError` (the flavours' schemas differ: no upgrade converts one into the
+    other). Safe to run concurrently from several processes (advisory lock) and repeatedly.
     Raises :class:`MigrationError` if a migration fails; that migration is rolled back.
     """
     applied_now: list[str] = []
@@ -89,22 +144,28 @@ def upgrade(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
             for v, n in conn.execute("SELECT version, name FROM schema_migrations").fetchall()
         }
         row = conn.execute("SELECT flavour FROM schema_migrations LIMIT 1").fetchone()
-        flavour: Flavour = row[0] if row else detect_flavour(conn)  # type: ignore[assignment]
-        if flavour == "timescale":
+        recorded = cast(Flavour | None, row[0] if row else None)
+        if recorded is not None and flavour not in ("auto", recorded):
+            raise MigrationError(
+                f"this database was migrated for {recorded}, not {flavour}: use "
+                f"FIREWATCH_STORAGE_FLAVOUR={recorded} (or auto) with it"
+            )
+        chosen: Flavour = recorded or detect_flavour(conn, flavour)
+        if chosen == "timescale":
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         for mig in load_migrations():
-            if mig.flavour not in (None, flavour):
+            if mig.flavour not in (None, chosen):
                 continue
             key = (mig.version, f"{mig.name}.{mig.flavour}" if mig.flavour else mig.name)
             if key in done:
                 continue
             try:
                 with conn.transaction():
-                    conn.execute(mig.render(flavour).encode())
+                    conn.execute(mig.render(chosen).encode())
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name, flavour, checksum)"
                         " VALUES (%s, %s, %s, %s)",
-                        (key[0], key[1], flavour, mig.checksum),
+                        (key[0], key[1], chosen, mig.checksum),
                     )
             except psycopg.Error as err:
                 raise MigrationError(f"migration {key[0]:04d} {key[1]} failed: {err}") from err
