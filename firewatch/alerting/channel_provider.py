@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import orjson
 
-from firewatch.alerting.delivery import USER_AGENT, Attempt, clean_error, error_body, redact
+from firewatch.alerting.delivery import Attempt, clean_error, error_body, http_client, redact
 from firewatch.core.settings import Settings
 from firewatch.core.signatures import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from firewatch.storage.outbox import OutboxRow
@@ -102,12 +102,7 @@ class ProviderChannel:
         self.clock = clock
         #: connect, write, read (a timeout each), reading the answer (bounded by a deadline)
         self.attempt_bound_s = 4 * timeout_s
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        )
+        self._http = http_client(timeout_s, connections)
 
     def send(self, row: OutboxRow) -> Attempt:
         """One request to the provider for ``row``. Never raises: every failure is a result."""

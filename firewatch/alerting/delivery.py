@@ -76,6 +76,18 @@ class Attempt:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+def http_client(timeout_s: float, connections: int) -> httpx.Client:
+    """The pooled client a channel sends through: ``timeout_s`` per phase, at most
+    ``connections``, redirects not followed (a notification is not sent wherever a 3xx
+    points)."""
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout_s),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
 class WebhookSender:
     """Signed POSTs over one pooled HTTP client (``connections`` at most), each bounded by
     :attr:`attempt_bound_s`. Thread-safe: the dispatcher's pool threads share it."""
@@ -89,12 +101,7 @@ class WebhookSender:
         #: the longest one attempt takes: connect, write, read headers (a timeout each),
         #: reading an error body (bounded by a deadline)
         self.attempt_bound_s = 4 * timeout_s
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        )
+        self._http = http_client(timeout_s, connections)
 
     def send(self, row: OutboxRow, url: str) -> Attempt:
         """One HTTP delivery of ``row`` to ``url``. Never raises: every failure is a result."""

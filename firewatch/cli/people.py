@@ -28,7 +28,7 @@ from firewatch.core.settings import Settings
 Handler = Callable[[Settings, argparse.Namespace], int]
 
 
-def _login_name() -> str:
+def login_name() -> str:
     """The OS login name of whoever runs the command (the audit's actor)."""
     try:
         return getpass.getuser()
@@ -37,15 +37,16 @@ def _login_name() -> str:
 
 
 @contextmanager
-def _connect(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+def connect(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
     from firewatch.runtime.postgres import resolve_database_url
 
     with psycopg.connect(resolve_database_url(settings), autocommit=True) as conn:
         yield conn
 
 
-def _refusals(handler: Handler) -> Handler:
-    """One line and exit 2 for what the people records refuse."""
+def refusals(handler: Handler) -> Handler:
+    """One line and exit 2 for what the people records refuse (``PeopleError``, the
+    roster's ``RosterError`` included)."""
 
     def run(settings: Settings, args: argparse.Namespace) -> int:
         try:
@@ -80,7 +81,7 @@ def _scope(p: Person) -> str:
     return p.unit_id or p.vendor or "-"
 
 
-@_refusals
+@refusals
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     """Add a person; with a password (stdin or prompted) unless ``--no-password``."""
     from firewatch.core.passwords import hash_password
@@ -91,12 +92,12 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     normalise_username(args.username)  # refuse a bad name before asking for a password
     check_scope(role, args.unit, args.vendor)
     hashed = None if args.no_password else hash_password(_read_password(args.password_stdin))
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         person = add_person(
             conn,
             username=args.username,
             role=role,
-            actor=_login_name(),
+            actor=login_name(),
             display_name=args.name or "",
             unit_id=args.unit,
             vendor=args.vendor,
@@ -108,22 +109,22 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-@_refusals
+@refusals
 def cmd_user_passwd(settings: Settings, args: argparse.Namespace) -> int:
     """Set a person's password."""
     from firewatch.core.passwords import hash_password
     from firewatch.storage.people import get_person_by_username, set_password
 
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         if get_person_by_username(conn, args.username) is None:  # before asking
             raise PeopleError(f"no user {args.username!r}")
         hashed = hash_password(_read_password(args.password_stdin))
-        person = set_password(conn, args.username, hashed, actor=_login_name())
+        person = set_password(conn, args.username, hashed, actor=login_name())
     print(f"password of {person.username} set")
     return 0
 
 
-@_refusals
+@refusals
 def cmd_user_token(settings: Settings, args: argparse.Namespace) -> int:
     """Create an API token and print it once, with its prefix and expiry."""
     from firewatch.core.people import token_prefix
@@ -134,8 +135,8 @@ def cmd_user_token(settings: Settings, args: argparse.Namespace) -> int:
         raise PeopleError(f"--days must be 1 to {settings.token_max_days}")
     now = datetime.now(UTC)
     expires = now + timedelta(days=days)
-    with _connect(settings) as conn:
-        token = create_token(conn, args.username, args.name, expires, actor=_login_name(), now=now)
+    with connect(settings) as conn:
+        token = create_token(conn, args.username, args.name, expires, actor=login_name(), now=now)
     print(token)
     print(
         f"prefix {token_prefix(token)}, expires {expires.isoformat(timespec='seconds')}. "
@@ -145,13 +146,13 @@ def cmd_user_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-@_refusals
+@refusals
 def cmd_user_revoke_token(settings: Settings, args: argparse.Namespace) -> int:
     """Revoke a token by its prefix (again: nothing changes)."""
     from firewatch.storage.people import revoke_token
 
-    with _connect(settings) as conn:
-        info = revoke_token(conn, args.prefix, actor=_login_name(), now=datetime.now(UTC))
+    with connect(settings) as conn:
+        info = revoke_token(conn, args.prefix, actor=login_name(), now=datetime.now(UTC))
     assert info.revoked_at is not None
     print(
         f"token {info.prefix} ({info.name}) of {info.username} revoked at "
@@ -160,13 +161,13 @@ def cmd_user_revoke_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-@_refusals
+@refusals
 def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
     """Everyone, with role, scope and state (``--json``: with their tokens, no secrets)."""
     from firewatch.storage.people import list_people, list_tokens
 
     now = datetime.now(UTC)
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         people = list_people(conn)
         tokens = {p.username: list_tokens(conn, p.username) for p in people}
     if args.json:
@@ -213,13 +214,13 @@ def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-@_refusals
+@refusals
 def cmd_user_deactivate(settings: Settings, args: argparse.Namespace) -> int:
     """Deactivate a person: their tokens are refused from now on."""
     from firewatch.storage.people import set_active
 
-    with _connect(settings) as conn:
-        person = set_active(conn, args.username, False, actor=_login_name())
+    with connect(settings) as conn:
+        person = set_active(conn, args.username, False, actor=login_name())
     print(f"{person.username} is deactivated; their tokens are refused")
     return 0
 

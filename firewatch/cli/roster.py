@@ -15,53 +15,13 @@ Times are ISO 8601; one without a UTC offset is the city's local time
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
 
-import psycopg
-
+from firewatch.cli.people import connect, login_name, refusals
 from firewatch.core.escalation import RosterError
-from firewatch.core.people import PeopleError
 from firewatch.core.settings import Settings
-
-Handler = Callable[[Settings, argparse.Namespace], int]
-
-
-def _login_name() -> str:
-    """The OS login name of whoever runs the command (the audit's actor)."""
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return f"uid:{os.getuid()}"
-
-
-@contextmanager
-def _connect(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
-    from firewatch.runtime.postgres import resolve_database_url
-
-    with psycopg.connect(resolve_database_url(settings), autocommit=True) as conn:
-        yield conn
-
-
-def _refusals(handler: Handler) -> Handler:
-    """One line and exit 2 for what the roster and the people records refuse."""
-
-    def run(settings: Settings, args: argparse.Namespace) -> int:
-        try:
-            return handler(settings, args)
-        except (PeopleError, RosterError) as err:
-            print(f"firewatch: {' '.join(str(err).split())}", file=sys.stderr)
-            return 2
-
-    run.__name__ = handler.__name__
-    run.__doc__ = handler.__doc__
-    return run
 
 
 def city_zone(settings: Settings) -> timezone:
@@ -82,15 +42,15 @@ def _local(t: datetime, settings: Settings) -> str:
     return t.astimezone(city_zone(settings)).isoformat(timespec="minutes")
 
 
-@_refusals
+@refusals
 def cmd_roster_add(settings: Settings, args: argparse.Namespace) -> int:
     """Put an operator or a shift leader on duty from ``--from`` to ``--to``."""
     from firewatch.storage.roster import add_shift
 
     starts = parse_time(args.starts, settings, "--from")
     ends = parse_time(args.ends, settings, "--to")
-    with _connect(settings) as conn:
-        shift = add_shift(conn, args.username, starts, ends, actor=_login_name())
+    with connect(settings) as conn:
+        shift = add_shift(conn, args.username, starts, ends, actor=login_name())
     print(
         f"added shift {shift.id}: {shift.username} ({shift.role.value}) from "
         f"{_local(shift.starts_at, settings)} to {_local(shift.ends_at, settings)}"
@@ -105,14 +65,14 @@ def cmd_roster_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-@_refusals
+@refusals
 def cmd_roster_list(settings: Settings, args: argparse.Namespace) -> int:
     """Shifts covering ``--at``, or, without it, the current and coming ones."""
     from firewatch.storage.roster import list_shifts
 
     now = datetime.now(UTC)
     at = parse_time(args.at, settings, "--at") if args.at else None
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         shifts = list_shifts(conn, at=at) if at else list_shifts(conn, after=now)
     when = at or now
     if args.json:
@@ -130,13 +90,13 @@ def cmd_roster_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-@_refusals
+@refusals
 def cmd_roster_remove(settings: Settings, args: argparse.Namespace) -> int:
     """Delete a shift by its id."""
     from firewatch.storage.roster import remove_shift
 
-    with _connect(settings) as conn:
-        shift = remove_shift(conn, args.id, actor=_login_name())
+    with connect(settings) as conn:
+        shift = remove_shift(conn, args.id, actor=login_name())
     print(
         f"removed shift {shift.id}: {shift.username} from {_local(shift.starts_at, settings)} "
         f"to {_local(shift.ends_at, settings)}"
@@ -144,7 +104,7 @@ def cmd_roster_remove(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-@_refusals
+@refusals
 def cmd_user_contact(settings: Settings, args: argparse.Namespace) -> int:
     """Set a person's e-mail address and/or phone number (an empty value clears it)."""
     from firewatch.core.escalation import normalise_email, normalise_phone
@@ -154,7 +114,7 @@ def cmd_user_contact(settings: Settings, args: argparse.Namespace) -> int:
         raise RosterError("give --email, --phone or both (an empty value clears it)")
     email = normalise_email(args.email) if args.email is not None else None
     phone = normalise_phone(args.phone) if args.phone is not None else None
-    with _connect(settings) as conn:
+    with connect(settings) as conn:
         contact = set_contact(
             conn,
             args.username,
@@ -162,7 +122,7 @@ def cmd_user_contact(settings: Settings, args: argparse.Namespace) -> int:
             phone=phone,
             set_email=args.email is not None,
             set_phone=args.phone is not None,
-            actor=_login_name(),
+            actor=login_name(),
         )
     print(f"{contact.key}: e-mail {contact.email or '(none)'}, phone {contact.phone or '(none)'}")
     return 0

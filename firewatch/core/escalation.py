@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from firewatch.core.domain import Severity
+from firewatch.core.people import PeopleError
 
 
 class PolicyError(ValueError):
@@ -316,8 +317,9 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _PHONE = re.compile(r"\+?[0-9]{3,20}")
 
 
-class RosterError(ValueError):
-    """A shift or a contact that the roster refuses, with a message saying why."""
+class RosterError(PeopleError):
+    """A shift or a contact that the roster refuses, with a message saying why (a refusal
+    about people's records: the CLI and the API answer it as any other)."""
 
 
 def check_shift(starts_at: datetime, ends_at: datetime) -> None:

@@ -64,6 +64,21 @@ def watcher_token(conn: psycopg.Connection[Any]) -> str:
     )
 
 
+def probe_fire(sent: float) -> dict[str, Any]:
+    """The fire event a probe panel publishes at ``sent`` (Unix seconds): detector 1001's
+    status word with the fire bit (normal operation + fire)."""
+    return {
+        "seq": 1,
+        "ts": datetime.fromtimestamp(sent, UTC).isoformat(),
+        "type": "component_status",
+        "system_type": 1,
+        "system_addr": 1,
+        "component_type": 41,
+        "component_addr": 1001,
+        "status": 3,
+    }
+
+
 class StreamWatcher(threading.Thread):
     """Follows ``{api}/alerts/stream`` as the bearer of ``token`` and notes when each
     probe's alert was created."""
@@ -142,16 +157,7 @@ class ProbePublisher(threading.Thread):
                 if delay > 0:
                     time.sleep(delay)  # pacing the probes, not synchronisation
                 sent = time.time()
-                body = {
-                    "seq": 1,
-                    "ts": datetime.fromtimestamp(sent, UTC).isoformat(),
-                    "type": "component_status",
-                    "system_type": 1,
-                    "system_addr": 1,
-                    "component_type": 41,
-                    "component_addr": 1001,
-                    "status": 3,
-                }
+                body = probe_fire(sent)
                 topic = topic_for(self.root, PROBE_UNIT, dev, Channel.EVENT)
                 client.publish(topic, orjson.dumps(body), qos=1)
                 self.sent[dev] = sent

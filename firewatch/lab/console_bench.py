@@ -39,7 +39,7 @@ import psycopg
 
 from firewatch.core.contract import topic_for
 from firewatch.core.domain import Channel
-from firewatch.lab.alert_probe import PROBE_UNIT, probe_ids, register_probes
+from firewatch.lab.alert_probe import PROBE_UNIT, probe_fire, probe_ids, register_probes
 from firewatch.lab.apibench import machine
 from firewatch.lab.console_stack import WALL, start_stack
 
@@ -72,16 +72,7 @@ OBSERVER = """
 
 def _publish(client: Any, root: str, device: str) -> float:
     sent = time.time()
-    body = {
-        "seq": 1,
-        "ts": datetime.fromtimestamp(sent, UTC).isoformat(),
-        "type": "component_status",
-        "system_type": 1,
-        "system_addr": 1,
-        "component_type": 41,
-        "component_addr": 1001,
-        "status": 3,  # normal operation + fire
-    }
+    body = probe_fire(sent)
     info = client.publish(topic_for(root, PROBE_UNIT, device, Channel.EVENT), orjson.dumps(body), 1)
     info.wait_for_publish(timeout=10)
     return sent
