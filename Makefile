@@ -19,8 +19,9 @@ lint: bootstrap
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The suite on plain PostgreSQL and, at the same time, on TimescaleDB (scripts/test.sh).
 test: lint
-	$(BIN)/pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR)
+	BIN=$(BIN) COV_FLOOR=$(COV_FLOOR) scripts/test.sh
 
 format: bootstrap
 	$(BIN)/ruff format firewatch tests mosquitto

@@ -3,9 +3,16 @@ mocks the database or the broker).
 
 Database (one embedded PostgreSQL per session; a fresh database per test):
 
-* ``pg_server`` (session): conninfo of the server (embedded pgserver, or
-  ``FIREWATCH_TEST_DATABASE_URL``) where tests may CREATE and DROP databases.
+* ``pg_server`` (session): conninfo of the server where tests may CREATE and DROP databases:
+  ``FIREWATCH_TEST_DATABASE_URL``, else by ``FIREWATCH_TEST_FLAVOUR`` an embedded pgserver
+  (``postgres``, the default) or a throwaway PostgreSQL 15 cluster with TimescaleDB
+  (``timescale``: ``firewatch.lab.timescale``). ``make test`` runs the suite once on each.
+* ``flavour`` (session): the storage flavour this session's databases have.
 * ``migrated_template`` (session): the database ``database_url`` clones, migrated once.
+
+On the TimescaleDB pass only the tests that use a database run (the others cannot differ);
+a test of one flavour's internals is marked ``@pytest.mark.flavour("postgres")`` (or
+``"timescale"``) and reported skipped on the other pass, beside its counterpart.
 * ``database_url``: URL of this test's fresh database: migrated (no day partitions yet),
   not seeded. Dropped afterwards.
 * ``db``: an autocommit connection to it, seeded with the demo city
@@ -43,13 +50,33 @@ from psycopg.conninfo import make_conninfo
 
 from firewatch.core.people import Role
 from firewatch.core.settings import Settings
+from firewatch.lab.timescale import TimescaleUnavailable, timescale_cluster
 from firewatch.runtime.mosquitto import mosquitto
 from firewatch.storage.maintenance import maintain
-from firewatch.storage.migrate import upgrade
+from firewatch.storage.migrate import Flavour, current_flavour, upgrade
 from firewatch.storage.seed import load_seed, read_seed
 from tests.builders.people import ADMIN, as_role
 
 Connect = Callable[[], psycopg.Connection[Any]]
+
+# The flavour asked for: "auto" with a given server (whatever it runs), else the embedded one.
+ASKED_FLAVOUR = os.environ.get(
+    "FIREWATCH_TEST_FLAVOUR",
+    "auto" if os.environ.get("FIREWATCH_TEST_DATABASE_URL") else "postgres",
+)
+if ASKED_FLAVOUR not in ("auto", "postgres", "timescale"):
+    raise pytest.UsageError(
+        f"FIREWATCH_TEST_FLAVOUR={ASKED_FLAVOUR!r}: use postgres, timescale or auto"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the TimescaleDB pass keep only the tests that use a database; everywhere, report
+    a test of the other flavour's internals as skipped (it runs on the other pass)."""
+    if ASKED_FLAVOUR == "timescale":
+        kept = [i for i in items if "pg_server" in getattr(i, "fixturenames", ())]
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +85,16 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("FIREWATCH_TEST_DATABASE_URL")
     if url:
         yield url
+        return
+    if ASKED_FLAVOUR == "timescale":
+        try:
+            with timescale_cluster() as ts_url:
+                yield ts_url
+        except TimescaleUnavailable as err:
+            # On CI the TimescaleDB pass must run; elsewhere say why it cannot.
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(f"no TimescaleDB pass: {err}")
         return
     # Not under pytest's basetemp: a second pytest session started meanwhile (another
     # terminal, an editor's test runner) prunes old basetemps and would delete the data
@@ -83,10 +120,30 @@ def migrated_template(pg_server: str) -> Iterator[str]:
     with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     with psycopg.connect(make_conninfo(pg_server, dbname=name), autocommit=True) as conn:
-        upgrade(conn)
+        upgrade(conn, ASKED_FLAVOUR)
     yield name
     with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def flavour(pg_server: str, migrated_template: str) -> Flavour:
+    """The storage flavour of this session's databases."""
+    with psycopg.connect(make_conninfo(pg_server, dbname=migrated_template)) as conn:
+        found = current_flavour(conn)
+    assert found is not None
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _only_on_its_flavour(request: pytest.FixtureRequest) -> None:
+    """Skip a test marked ``flavour(name)`` on the other flavour's pass."""
+    mark = request.node.get_closest_marker("flavour")
+    if mark is None:
+        return
+    here = request.getfixturevalue("flavour")
+    if mark.args[0] != here:
+        pytest.skip(f"tests {mark.args[0]} internals; this pass runs on {here}")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +234,20 @@ def stored_episodes(
 ) -> list[dict[str, Any]]:
     """The stored episodes of one device and detector, oldest first."""
     return stored_anomalies(db, "device_id = %s AND detector = %s", device, detector)
+
+
+def day_container(conn: psycopg.Connection[Any], table: str, day: date) -> str | None:
+    """The table that holds ``table``'s rows of ``day`` on either storage flavour: its daily
+    partition (plain PostgreSQL) or the chunk covering the day (TimescaleDB); None if none
+    exists yet. Named as ``tableoid::regclass::text`` names it."""
+    if scalar(conn, "SELECT flavour FROM schema_migrations LIMIT 1") == "postgres":
+        name = scalar(conn, "SELECT to_regclass(%s)::text", f"{table}_p{day:%Y%m%d}")
+        return None if name is None else str(name)
+    at = datetime.combine(day, datetime.min.time(), UTC)
+    row = conn.execute(
+        "SELECT format('%%I.%%I', chunk_schema, chunk_name)::regclass::text"
+        " FROM timescaledb_information.chunks"
+        " WHERE hypertable_name = %s AND range_start <= %s AND range_end > %s",
+        (table, at, at),
+    ).fetchone()
+    return None if row is None else str(row[0])

@@ -67,12 +67,14 @@ class RefreshStats:
     rows: int = 0  # rollup rows written, all tiers and grains
     reconnects: int = 0
     pruned: int = 0
+    compressed: int = 0  # TimescaleDB chunks compressed (analysis/service.py)
 
     def summary(self) -> str:
         return (
             f"{self.rounds} rounds, {self.windows} windows, {self.marked} buckets marked, "
             f"{self.recomputed} device-hours recomputed, {self.rows} rollup rows written, "
-            f"{self.pruned} expired, {self.reconnects} reconnects"
+            f"{self.pruned} expired, {self.compressed} chunks compressed, "
+            f"{self.reconnects} reconnects"
         )
 
 

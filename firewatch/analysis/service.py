@@ -11,8 +11,10 @@ commit would buy nothing.
 Time-driven, on the injected clock: the registry's thresholds are reloaded every
 ``analysis_registry_refresh_s``, and once an hour hourly rollups older than
 ``analysis_hour_retention_days`` and daily ones older than ``record_retention_days`` are
-deleted. Everything commits as it goes; there is no state to save at shutdown. One worker
-is the deployment; a second would only wait for the first's lock.
+deleted, and on TimescaleDB the chunks past their compression age are compressed
+(``storage/maintenance.py``: ``compress_due``). Everything commits as it goes; there is no
+state to save at shutdown. One worker is the deployment; a second would only wait for the
+first's lock.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from firewatch.core.settings import Settings
 from firewatch.runtime.metrics import MetricsEndpoint, stats_registry
 from firewatch.runtime.worker import Worker
 from firewatch.storage import rollup_marks, rollup_tiers
+from firewatch.storage.maintenance import compress_due
 from firewatch.storage.rollup_marks import RefreshCursor
 from firewatch.storage.timestamps import clamp_timestamps
 
@@ -112,6 +115,11 @@ class AnalysisService:
             self._next_registry = t + self.settings.analysis_registry_refresh_s
         if t >= self._next_prune:
             self.stats.pruned += prune_expired(conn, self.settings, now=t)
+            # TimescaleDB: compress the chunks past their age here, not in ingest's writer
+            # (seconds per chunk); nothing on plain PostgreSQL (storage/maintenance.py).
+            self.stats.compressed += compress_due(
+                conn, self.settings, datetime.fromtimestamp(t, UTC)
+            )
             self._next_prune = t + PRUNE_EVERY_S
 
     def wait_s(self) -> float:

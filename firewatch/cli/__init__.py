@@ -91,10 +91,7 @@ def cmd_db_maintain(settings: Settings, _args: argparse.Namespace) -> int:
 
     with _connect(settings) as conn:
         r = maintain(conn, settings)
-    print(
-        f"partitions created {r.created}, dropped {r.dropped}; "
-        f"dead letters expired {r.dead_letters_deleted}"
-    )
+    print(r.summary())
     return 0
 
 
@@ -273,6 +270,30 @@ def cmd_bench_ingest(settings: Settings, args: argparse.Namespace) -> int:
         alerts=args.alerts,
     )
     result = run_ingest_bench(settings, cfg, log_dir=args.logs)
+    print(format_result(result))
+    write_json(args.json, result)
+    return 0
+
+
+def cmd_bench_storage(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.lab.storage_bench import StorageBenchConfig, format_result, run_storage_bench
+    from firewatch.lab.timescale import TimescaleUnavailable
+
+    cfg = StorageBenchConfig(
+        rate=args.rate,
+        devices=args.devices,
+        duration=args.duration,
+        rounds=args.rounds,
+        units=args.units,
+        days=args.days,
+        queries=args.queries,
+        ingest=args.rounds > 0,
+    )
+    try:
+        result = run_storage_bench(settings, cfg)
+    except TimescaleUnavailable as err:
+        print(f"bench storage: {err}", file=sys.stderr)
+        return 1
     print(format_result(result))
     write_json(args.json, result)
     return 0
@@ -509,6 +530,19 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--json", type=Path, help="write the result document here")
     bi.add_argument("--logs", type=Path, help="keep worker logs in this directory")
     bi.set_defaults(func=cmd_bench_ingest)
+    bs = bench.add_parser(
+        "storage",
+        help="plain PostgreSQL vs TimescaleDB: ingest, storage per device-day, compression, reads",
+    )
+    bs.add_argument("--rate", type=float, default=5000, help="ingest: offered messages/s")
+    bs.add_argument("--devices", type=int, default=1000, help="ingest: devices publishing")
+    bs.add_argument("--duration", type=float, default=20, help="ingest: seconds of load")
+    bs.add_argument("--rounds", type=int, default=2, help="ingest rounds per flavour (0: none)")
+    bs.add_argument("--units", type=int, default=40, help="units of the simulated city")
+    bs.add_argument("--days", type=int, default=30, help="days of the simulated city")
+    bs.add_argument("--queries", type=int, default=20, help="timed reads per kind")
+    bs.add_argument("--json", type=Path, help="write the result document here")
+    bs.set_defaults(func=cmd_bench_storage)
     bb = bench.add_parser(
         "broker", help="what a broker restart (SIGTERM) or crash (SIGKILL) loses, per scenario"
     )

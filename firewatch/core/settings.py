@@ -133,7 +133,18 @@ class Settings(BaseSettings):
     record_retention_days: int = Field(
         default=400, description="Events, device status and dead letters (≥ 365)."
     )
-    partition_premake_days: int = Field(default=3, ge=1)
+    partition_premake_days: int = Field(
+        default=3, ge=1, description="Days of partitions (TimescaleDB: chunks) made ahead."
+    )
+    telemetry_compress_after_days: int = Field(
+        default=7,
+        ge=1,
+        description="TimescaleDB: telemetry chunks older than this are compressed by "
+        "maintenance (never before the backlog limit has passed them).",
+    )
+    record_compress_after_days: int = Field(
+        default=30, ge=1, description="TimescaleDB: the same for events and device status."
+    )
 
     # --- analytics service ---------------------------------------------------------------
     analytics_shard: str = Field(

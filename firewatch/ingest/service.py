@@ -197,19 +197,19 @@ class IngestService:
         self._maintain(conn)
 
     def _maintain(self, conn: psycopg.Connection[Any]) -> None:
-        """Partition upkeep. A failure that is not an outage (a concurrent maintenance run,
-        a policy call refused) is logged and retried an hour later: it must never stop
-        ingest from storing what arrives now."""
+        """Partition / chunk upkeep, without compression (seconds per chunk: the analysis
+        worker compresses). A failure that is not an outage is logged and retried an hour
+        later: it must never stop ingest from storing what arrives now."""
         self._last_maintenance = time.monotonic()
         try:
-            result = maintain(conn, self.settings)
+            result = maintain(conn, self.settings, compress=False)
         except psycopg.Error as err:
             if database_unavailable(err):
                 raise
             log.error("partition maintenance failed, retrying in an hour: %s", describe(err))
             return
         if result.created or result.dropped:
-            log.info("partitions: %d created, %d dropped", result.created, result.dropped)
+            log.info("maintenance: %s", result.summary())
 
     def _collect(self, batch: WriteBatch, wait: float) -> None:
         """Add queued items to ``batch``: block up to ``wait`` for the first, then drain."""

@@ -56,33 +56,41 @@ POISON = [
         " payload_sha256, payload_size) VALUES (now(), 'firewatch/v1/U/D/telemetry', 'x',"
         " 'no-such-reason', '', '\\x00', 1)",
     ),
-    (
-        "telemetry",
-        "INSERT INTO telemetry (device_id, seq, ts, received_at, pressure_kpa)"
-        " VALUES ('D-WD-001-W2', 5, '-infinity', '294276-01-01', 300)",
-    ),
 ]
+# A device time no reader accepts. TimescaleDB refuses infinite times in a hypertable's
+# time column ("timestamp out of range"), so there the row is one far in the future.
+INFINITE_TIME = (
+    "telemetry",
+    "INSERT INTO telemetry (device_id, seq, ts, received_at, pressure_kpa)"
+    " VALUES ('D-WD-001-W2', 5, '-infinity', '294276-01-01', 300)",
+)
+FAR_TIME = (
+    "telemetry",
+    "INSERT INTO telemetry (device_id, seq, ts, received_at, pressure_kpa)"
+    " VALUES ('D-WD-001-W2', 5, '2500-01-01', '294276-01-01', 300)",
+)
 
 
 def test_rows_no_reader_can_process_are_recorded_and_skipped(
-    settings: Settings, db: psycopg.Connection[Any]
+    settings: Settings, db: psycopg.Connection[Any], flavour: str
 ) -> None:
     t0 = recent_second()
-    for _table, sql in POISON:
+    poison = [*POISON, INFINITE_TIME if flavour == "postgres" else FAR_TIME]
+    for _table, sql in poison:
         db.execute(sql)
     # Real readings around the poison: the detectors must still see these.
     insert_readings(db, W1, readings(1, t0, [NORMAL] * 5 + [80.0, 75.0, 70.0]))
     with ThreadedAnalytics(settings) as an:
         an.wait(lambda: len(stored_episodes(db, W1, LOW)) == 1, 20, "the low-pressure episode")
         an.wait(
-            lambda: scalar(db, "SELECT count(*) FROM skipped_rows") == len(POISON),
+            lambda: scalar(db, "SELECT count(*) FROM skipped_rows") == len(poison),
             20,
             "every poison row recorded",
         )
         stats = an.stop()
-    assert stats.skipped == len(POISON)
+    assert stats.skipped == len(poison)
     recorded = db.execute("SELECT source, reason, row_key FROM skipped_rows").fetchall()
-    assert sorted(s for s, _r, _k in recorded) == sorted(t for t, _sql in POISON)
+    assert sorted(s for s, _r, _k in recorded) == sorted(t for t, _sql in poison)
     reasons = " | ".join(r for _s, r, _k in recorded)
     for expected in (
         "outside 1970-2200",
@@ -97,4 +105,4 @@ def test_rows_no_reader_can_process_are_recorded_and_skipped(
         insert_readings(db, W1, readings(9, t0 + 80, [NORMAL] * 3))
         an.wait(lambda: stored_episodes(db, W1, LOW)[0]["ended_at"] is not None, 20, "the closing")
         assert an.stop().skipped == 0
-    assert scalar(db, "SELECT count(*) FROM skipped_rows") == len(POISON)
+    assert scalar(db, "SELECT count(*) FROM skipped_rows") == len(poison)

@@ -14,7 +14,7 @@ import pytest
 from firewatch.core.settings import Settings
 from tests.builders.city import WATER_TOPIC
 from tests.builders.payloads import panel_event, sparse_water, water
-from tests.helpers import ThreadedIngest, publish_all, scalar, wait_until
+from tests.helpers import ThreadedIngest, day_container, publish_all, scalar, wait_until
 
 PANEL = "firewatch/v1/U-WD-001/D-WD-001-P1"
 SHED = "firewatch/v1/U-WD-001/D-WD-001-E1"
@@ -226,8 +226,9 @@ def test_backlogged_readings_land_in_their_day_partition(
         publish_all(mqtt_settings.mqtt_url or "", [(WATER_TOPIC, water(1, ts=ts))])
         wait_until(lambda: scalar(db, "SELECT count(*) FROM telemetry") == 1, 20, "row")
     part = scalar(db, "SELECT tableoid::regclass::text FROM telemetry")
-    day = (datetime.now(UTC) - timedelta(days=old_ts_days)).strftime("%Y%m%d")
-    assert part == f"telemetry_p{day}"
+    day = (datetime.now(UTC) - timedelta(days=old_ts_days)).date()
+    assert part == day_container(db, "telemetry", day)
+    assert "default" not in part
 
 
 def test_last_will_marks_the_device_offline_even_with_an_old_connect_time(

@@ -16,11 +16,13 @@ from firewatch.storage.table_counts import collect
 from tests.helpers import scalar
 
 
-def test_upgrade_is_idempotent_and_records_the_flavour(db: psycopg.Connection[Any]) -> None:
+def test_upgrade_is_idempotent_and_records_the_flavour(
+    db: psycopg.Connection[Any], flavour: str
+) -> None:
     assert upgrade(db) == []  # the template was migrated already
-    assert current_flavour(db) == "postgres"
+    assert current_flavour(db) == flavour
     applied = scalar(db, "SELECT count(*) FROM schema_migrations")
-    expected = {(m.version, m.flavour) for m in load_migrations() if m.flavour != "timescale"}
+    expected = {(m.version, m.flavour) for m in load_migrations() if m.flavour in (None, flavour)}
     assert applied == len(expected)
 
 
@@ -31,6 +33,7 @@ def test_every_timescale_migration_has_a_postgres_counterpart() -> None:
     assert ts == pg
 
 
+@pytest.mark.flavour("postgres")  # TimescaleDB: tests/storage/test_timescale.py
 def test_partitions_cover_the_accepted_window_and_old_ones_are_dropped(
     db: psycopg.Connection[Any], settings: Settings
 ) -> None:
@@ -53,6 +56,7 @@ def test_partitions_cover_the_accepted_window_and_old_ones_are_dropped(
     assert scalar(db, "SELECT to_regclass(%s)", f"telemetry_p{old:%Y%m%d}") is None
 
 
+@pytest.mark.flavour("postgres")  # TimescaleDB has no DEFAULT partition: any day has a chunk
 def test_rows_in_the_default_partition_move_when_their_day_is_created(
     db: psycopg.Connection[Any],
 ) -> None:
