@@ -25,6 +25,7 @@ from firewatch.analytics.service import AnalyticsService
 from firewatch.core.broker import BrokerAddress
 from firewatch.core.settings import Settings
 from firewatch.ingest.service import IngestService, IngestStats
+from firewatch.storage.maintenance import MaintenanceResult, maintain
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -251,3 +252,28 @@ def day_container(conn: psycopg.Connection[Any], table: str, day: date) -> str |
         (table, at, at),
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def maintain_at_once(database_url: str, settings: Settings, runs: int) -> list[MaintenanceResult]:
+    """``runs`` maintenance runs started together on their own connections, as workers
+    starting at once do; their results, after asserting that none failed."""
+    barrier = threading.Barrier(runs)
+    results: list[MaintenanceResult] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                barrier.wait()
+                results.append(maintain(conn, settings))
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(runs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert len(results) == runs
+    return results

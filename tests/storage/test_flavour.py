@@ -6,7 +6,6 @@ counterpart beside it."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,6 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from firewatch.core.settings import Settings
-from firewatch.storage.maintenance import MaintenanceResult, maintain
 from firewatch.storage.migrate import (
     MigrationError,
     ServerExtension,
@@ -26,7 +24,7 @@ from firewatch.storage.migrate import (
     server_extension,
     upgrade,
 )
-from tests.helpers import day_container
+from tests.helpers import day_container, maintain_at_once
 
 NONE = ServerExtension(available=False, preloaded=False, installed=False)
 PACKAGE_ONLY = ServerExtension(available=True, preloaded=False, installed=False)
@@ -129,25 +127,7 @@ def test_maintenance_runs_started_together_take_turns(
     if flavour == "timescale":
         db.execute("SELECT drop_chunks('telemetry', newer_than => %s::date)", (ahead[0],))
     assert all(day_container(db, "telemetry", day) is None for day in ahead)
-    barrier = threading.Barrier(6)
-    results: list[MaintenanceResult] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with psycopg.connect(database_url, autocommit=True) as conn:
-                barrier.wait()
-                results.append(maintain(conn, settings))
-        except BaseException as err:
-            errors.append(err)
-
-    threads = [threading.Thread(target=run) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
-    assert len(results) == 6
+    results = maintain_at_once(database_url, settings, 6)
     # the first run made the missing days (of telemetry), the others found them made
     assert sorted(r.created for r in results)[:5] == [0] * 5
     assert max(r.created for r in results) >= len(ahead)

@@ -9,7 +9,6 @@ and are reported skipped on the plain pass, whose counterparts are in ``test_sto
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +17,8 @@ import pytest
 
 from firewatch.core.settings import Settings
 from firewatch.storage.feed import FeedCursor, read_batch
-from firewatch.storage.maintenance import MaintenanceResult, compress_due, maintain
-from tests.helpers import day_container, scalar
+from firewatch.storage.maintenance import compress_due, maintain
+from tests.helpers import day_container, maintain_at_once, scalar
 
 pytestmark = pytest.mark.flavour("timescale")
 
@@ -142,24 +141,7 @@ def test_runs_started_together_compress_each_chunk_once(
         put(db, now - timedelta(days=12 + k), k)
     due = sum(1 for s, c in chunks(db, "telemetry").items() if not c and s + DAY <= now - 8 * DAY)
     assert due >= 6
-    barrier = threading.Barrier(4)
-    results: list[MaintenanceResult] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with psycopg.connect(database_url, autocommit=True) as conn:
-                barrier.wait()
-                results.append(maintain(conn, settings))
-        except BaseException as err:
-            errors.append(err)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert errors == []
+    results = maintain_at_once(database_url, settings, 4)
     # telemetry's due chunks plus any of the other streams': each compressed by one run
     assert sum(r.compressed for r in results) >= due
     assert sum(r.compressed for r in results) == scalar(
