@@ -539,7 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--duration", type=float, default=20, help="ingest: seconds of load")
     bs.add_argument("--rounds", type=int, default=2, help="ingest rounds per flavour (0: none)")
     bs.add_argument("--units", type=int, default=40, help="units of the simulated city")
-    bs.add_argument("--days", type=int, default=30, help="days of the simulated city")
+    bs.add_argument(
+        "--days", type=int, default=30, help="days of the simulated city (0: ingest only)"
+    )
     bs.add_argument("--queries", type=int, default=20, help="timed reads per kind")
     bs.add_argument("--json", type=Path, help="write the result document here")
     bs.set_defaults(func=cmd_bench_storage)
