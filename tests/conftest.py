@@ -114,26 +114,38 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+_TEMPLATE_FLAVOUR: dict[str, Flavour] = {}
+
+
 @pytest.fixture(scope="session")
 def migrated_template(pg_server: str) -> Iterator[str]:
-    """Name of a database migrated once per session: the template ``database_url`` clones."""
+    """Name of a database migrated once per session: the template ``database_url`` clones.
+
+    Once migrated it accepts no connections: on a TimescaleDB server of a user's own the
+    extension's job scheduler connects to every database with the extension, and a template
+    with a connection cannot be cloned ("being accessed by other users")."""
     name = f"fw_template_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     with psycopg.connect(make_conninfo(pg_server, dbname=name), autocommit=True) as conn:
         upgrade(conn, ASKED_FLAVOUR)
+        found = current_flavour(conn)
+    assert found is not None
+    _TEMPLATE_FLAVOUR[name] = found
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
     yield name
     with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
-def flavour(pg_server: str, migrated_template: str) -> Flavour:
+def flavour(migrated_template: str) -> Flavour:
     """The storage flavour of this session's databases."""
-    with psycopg.connect(make_conninfo(pg_server, dbname=migrated_template)) as conn:
-        found = current_flavour(conn)
-    assert found is not None
-    return found
+    return _TEMPLATE_FLAVOUR[migrated_template]
 
 
 @pytest.fixture(autouse=True)

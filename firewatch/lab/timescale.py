@@ -101,10 +101,11 @@ def _as_owner(cmd: list[str]) -> list[str]:
 
 
 @contextmanager
-def timescale_cluster(pg_bin: Path = PG_BIN) -> Iterator[str]:
+def timescale_cluster(pg_bin: Path = PG_BIN, *, scheduler: bool = False) -> Iterator[str]:
     """Start a fresh cluster of the PostgreSQL at ``pg_bin`` with TimescaleDB preloaded, in
     a temporary directory on a free loopback port (trust authentication, superuser
-    ``postgres``); yield its URL; stop it and delete the directory on exit.
+    ``postgres``); yield its URL; stop it and delete the directory on exit. ``scheduler``
+    leaves the extension's job scheduler on, as on a server of a user's own.
 
     Raises :class:`TimescaleUnavailable` if TimescaleDB is missing (see
     :func:`ensure_timescaledb`) and :class:`RuntimeError` if the cluster does not start."""
@@ -118,6 +119,8 @@ def timescale_cluster(pg_bin: Path = PG_BIN) -> Iterator[str]:
         _run(_as_owner([*initdb, "--encoding=UTF8", "--locale=C.UTF-8"]))
         port = free_port()
         conf = dict(CLUSTER_CONF, port=str(port), unix_socket_directories=f"'{base}'")
+        if scheduler:
+            del conf["timescaledb.max_background_workers"]
         with (data / "postgresql.auto.conf").open("a", encoding="utf-8") as f:
             f.writelines(f"{k} = {v}\n" for k, v in conf.items())
         log = base / "server.log"
