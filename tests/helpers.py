@@ -18,6 +18,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from psycopg.rows import dict_row
 
@@ -277,3 +278,13 @@ def maintain_at_once(database_url: str, settings: Settings, runs: int) -> list[M
     assert errors == []
     assert len(results) == runs
     return results
+
+
+def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, data_dir: Path) -> None:
+    """The environment of a command run in-process (``firewatch.cli.main``): none of the
+    caller's ``FIREWATCH_`` variables, this database and this data directory."""
+    for name in list(os.environ):
+        if name.startswith("FIREWATCH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FIREWATCH_DATABASE_URL", database_url)
+    monkeypatch.setenv("FIREWATCH_DATA_DIR", str(data_dir))

@@ -287,7 +287,6 @@ def cmd_bench_storage(settings: Settings, args: argparse.Namespace) -> int:
         units=args.units,
         days=args.days,
         queries=args.queries,
-        ingest=args.rounds > 0,
     )
     try:
         result = run_storage_bench(settings, cfg)

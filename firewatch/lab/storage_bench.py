@@ -68,7 +68,6 @@ class StorageBenchConfig:
     units: int = 40
     days: int = 30
     queries: int = 20
-    ingest: bool = True
 
 
 @contextmanager
@@ -285,7 +284,7 @@ def run_storage_bench(settings: Settings, cfg: StorageBenchConfig) -> dict[str, 
                 "SELECT current_setting('server_version'), extversion FROM pg_available_extensions"
                 " LEFT JOIN pg_extension ON extname = name WHERE name = 'timescaledb'"
             ).fetchone()
-        ingest = _ingest(settings, urls, cfg) if cfg.ingest else None
+        ingest = _ingest(settings, urls, cfg) if cfg.rounds > 0 else None
         city = _city(settings, urls, cfg) if cfg.days > 0 else {}
     return {
         "benchmark": "storage",

@@ -68,14 +68,19 @@ def _retention_days(table: str, settings: Settings) -> int:
     return settings.record_retention_days
 
 
-def _compress_after_days(table: str, settings: Settings, past_days: int) -> int:
+def _backlog_days(settings: Settings) -> int:
+    """Days back that ingest may still write into: every device time validation accepts."""
+    return ceil(settings.max_backlog_age_s / 86_400) + 1
+
+
+def _compress_after_days(table: str, settings: Settings) -> int:
     # Never compress a day that ingest may still write late readings into.
     asked = (
         settings.telemetry_compress_after_days
         if table == "telemetry"
         else settings.record_compress_after_days
     )
-    return max(asked, past_days)
+    return max(asked, _backlog_days(settings))
 
 
 def maintain(
@@ -94,7 +99,8 @@ def maintain(
         raise RuntimeError("database is not migrated: run `firewatch db upgrade` first")
     now = now or datetime.now(UTC)
     # Cover every device time that validation accepts, plus a few days ahead.
-    past_days = ceil(settings.max_backlog_age_s / 86_400) + 1
+    past_days = _backlog_days(settings)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     ahead_days = settings.partition_premake_days
     created = dropped = 0
     with conn.transaction():
@@ -110,7 +116,6 @@ def maintain(
                 created += int(str(row[0]))
                 dropped += int(str(row[1]))
                 continue
-            day = now.replace(hour=0, minute=0, second=0, microsecond=0)
             row = conn.execute(
                 "SELECT firewatch_premake_chunks(%s::regclass, %s, %s)",
                 (table, day - timedelta(days=past_days), day + timedelta(days=ahead_days + 1)),
@@ -139,11 +144,10 @@ def compress_due(
     if current_flavour(conn) != "timescale":
         return 0
     now = now or datetime.now(UTC)
-    past_days = ceil(settings.max_backlog_age_s / 86_400) + 1
     due: list[str] = []
     with conn.transaction():
         for table in STREAMS:
-            cutoff = now - timedelta(days=_compress_after_days(table, settings, past_days))
+            cutoff = now - timedelta(days=_compress_after_days(table, settings))
             due += [str(r[0]) for r in conn.execute(_DUE_FOR_COMPRESSION, (table, cutoff))]
     compressed = 0
     for chunk in due:

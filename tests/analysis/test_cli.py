@@ -16,6 +16,7 @@ from firewatch.cli import main
 from tests.builders import city
 from tests.builders.rollups import ingest, rollup_row
 from tests.builders.rows import water_row
+from tests.helpers import cli_env
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
@@ -23,13 +24,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path) -> None:
     """The commands' environment: this test's database, nothing else of FIREWATCH_."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("FIREWATCH_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("FIREWATCH_DATABASE_URL", database_url)
-    monkeypatch.setenv("FIREWATCH_DATA_DIR", str(tmp_path / "data"))
+    cli_env(monkeypatch, database_url, tmp_path / "data")
 
 
 @pytest.mark.usefixtures("env")

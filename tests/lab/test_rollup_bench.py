@@ -5,7 +5,6 @@ drops the database."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import psycopg
@@ -13,15 +12,12 @@ import pytest
 
 from firewatch.cli import main
 from firewatch.lab.rollup_bench import BenchConfig
+from tests.helpers import cli_env
 
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, pg_server: str, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("FIREWATCH_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("FIREWATCH_DATABASE_URL", pg_server)
-    monkeypatch.setenv("FIREWATCH_DATA_DIR", str(tmp_path / "data"))
+    cli_env(monkeypatch, pg_server, tmp_path / "data")
 
 
 @pytest.mark.usefixtures("env")

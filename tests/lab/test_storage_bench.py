@@ -6,25 +6,21 @@ times the reads, writes its JSON and drops its databases."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from firewatch.cli import main
+from tests.helpers import cli_env
 
 pytestmark = pytest.mark.flavour("timescale")
 
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, pg_server: str, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("FIREWATCH_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("FIREWATCH_DATABASE_URL", pg_server)
+    cli_env(monkeypatch, pg_server, tmp_path / "data")
     monkeypatch.setenv("FIREWATCH_BENCH_TIMESCALE_URL", pg_server)
-    monkeypatch.setenv("FIREWATCH_DATA_DIR", str(tmp_path / "data"))
 
 
 @pytest.mark.usefixtures("env")
