@@ -1,9 +1,11 @@
 """``firewatch up``: the whole system on embedded defaults, supervised in one process tree.
 
-Order of start: database (embedded pgserver unless ``FIREWATCH_DATABASE_URL``), broker
-(Mosquitto child unless ``FIREWATCH_MQTT_URL``), migrations + partitions + demo city, then
-the ingest, analytics and alerting workers, the API and the simulator as child processes
-(restarted with backoff if they die). Shutdown is the reverse: simulator, API (streams end),
+Order of start: database (embedded pgserver unless ``FIREWATCH_DATABASE_URL``), migrations
++ partitions + demo city, broker (Mosquitto child unless ``FIREWATCH_MQTT_URL``, with
+authentication on: its accounts come from the registry, ``registry/embedded.py``), then
+the ingest, analytics and alerting workers, the API, the broker sync and the simulator
+(each simulated device logging in as itself) as child processes (restarted with backoff
+if they die). Shutdown is the reverse: simulator, API (streams end),
 alerting (deliveries in flight finish), analytics (final checkpoint), ingest (SIGTERM:
 flush, ack, close), broker, database, then one summary line.
 
@@ -34,9 +36,11 @@ import psycopg
 
 from firewatch.alerting.dispatcher import MIN_WEBHOOK_SECRET_BYTES, check_webhook_secret
 from firewatch.core.backoff import Backoff
+from firewatch.core.broker import BrokerAddress
 from firewatch.core.passwords import hash_password
 from firewatch.core.people import Role
 from firewatch.core.settings import Settings, child_env
+from firewatch.registry.embedded import SIMULATOR_CREDENTIALS, prepare_accounts
 from firewatch.runtime.mosquitto import free_port, mosquitto, wait_for_port
 from firewatch.runtime.postgres import resolve_database_url
 from firewatch.runtime.process import stop_process
@@ -197,6 +201,20 @@ def ensure_first_admin(conn: psycopg.Connection[Any], data_dir: Path) -> str | N
     return None
 
 
+def seeded_devices(settings: Settings) -> list[str]:
+    """The demo city's device ids (none when ``FIREWATCH_UP_SEED`` is off)."""
+    if not settings.up_seed:
+        return []
+    return [d.id for unit in read_seed().units for d in unit.devices]
+
+
+def _without_password(url: str) -> str:
+    """``url`` with its password masked, for the start-up banner."""
+    addr = BrokerAddress.parse(url)
+    who = f"{addr.username}:***@" if addr.username else ""
+    return f"mqtt://{who}{addr.host}:{addr.port}"
+
+
 def prepare_database(settings: Settings, url: str) -> tuple[str, str | None]:
     """Migrate, make partitions and load the demo city (with its first admin); return the
     schema flavour and the first admin's password while its file exists."""
@@ -227,15 +245,29 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
         embedded_db = settings.database_url is None
         embedded_mqtt = settings.mqtt_url is None
         db_url = resolve_database_url(settings, create=True)
-        mqtt_url = settings.mqtt_url
-        if mqtt_url is None:
-            mqtt_url = stack.enter_context(
-                mosquitto(settings.mosquitto_dir, port=_broker_port(settings))
-            )
         flavour, first_password = prepare_database(settings, db_url)
+        mqtt_url = settings.mqtt_url
+        logins: dict[str, Any] = {}
+        sim_args: list[str] = []
+        if mqtt_url is None:
+            # Authentication on, as in production: accounts from the registry (ADR 0012).
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                accounts = prepare_accounts(conn, settings, seeded_devices(settings))
+            url = stack.enter_context(
+                mosquitto(
+                    settings.mosquitto_dir, port=_broker_port(settings), dynsec=accounts.dynsec
+                )
+            )
+            addr = BrokerAddress.parse(url)
+            mqtt_url = (
+                f"mqtt://{accounts.ingest_username}:{accounts.ingest_password}"
+                f"@{addr.host}:{addr.port}"
+            )
+            logins["mqtt_admin_password"] = accounts.admin_password
+            sim_args = ["--credentials", str(accounts.simulator_credentials)]
         ports = _free_ports(settings)
         resolved = settings.model_copy(
-            update={"database_url": db_url, "mqtt_url": mqtt_url, **ports}
+            update={"database_url": db_url, "mqtt_url": mqtt_url, **logins, **ports}
         )
         settings = resolved
         env = child_env(
@@ -252,8 +284,12 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             Child("risk", ["risk", "run"], env),  # unit risk scores and warnings
             Child("supervision", ["supervise", "run"], env),  # hazards, credit
         ]
+        if settings.mqtt_admin_password:  # device accounts follow the registry
+            children.append(Child("broker-sync", ["broker", "sync"], env))
         if simulate:
-            children.append(Child("simulator", ["simulate", "--scenario", "builtin:demo"], env))
+            children.append(
+                Child("simulator", ["simulate", "--scenario", "builtin:demo", *sim_args], env)
+            )
         for child in children:
             child.start()
         metrics = (
@@ -271,6 +307,12 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             f"  webhooks   signed with the secret in {secret_file}\n" if generated_secret else ""
         )
 
+        broker_note = (
+            " (authentication on: device accounts from the registry; simulated devices' "
+            f"passwords in {settings.data_dir / SIMULATOR_CREDENTIALS})"
+            if embedded_mqtt
+            else ""
+        )
         console = f"http://{settings.api_host}:{settings.api_port}/"
         login_lines = (
             f"  console    {console}  log in as {FIRST_ADMIN} / {first_password}\n"
@@ -292,7 +334,8 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             "Firewatch is up:\n"
             f"  database   {'embedded pgserver, ' if embedded_db else ''}{db_url} [{flavour}]\n"
             f"  broker     {'embedded mosquitto, ' if embedded_mqtt else ''}"
-            f"{mqtt_url}\n"
+            f"{_without_password(mqtt_url)}"
+            f"{broker_note}\n"
             f"  ingest     pid {children[0].proc.pid if children[0].proc else '?'}, "
             f"metrics {metrics}\n"
             f"  analytics  pid {children[1].proc.pid if children[1].proc else '?'}, "

@@ -175,7 +175,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     """Settings for this test's database and no broker (the environment is ignored for the
     fields set here). Tuned so that services start and react quickly: backoff from 50 ms,
     analytics polling every 50 ms and checkpointing every 0.2 s, alerting ticking every
-    50 ms, no /metrics servers, the API on 127.0.0.1 and a free port."""
+    50 ms, no /metrics servers, the API on 127.0.0.1 and a free port, and no per-device
+    rate limit (tests push thousands of messages through one device to test ingest, not
+    the limit; tests/ingest/test_rate_limit.py sets it)."""
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
@@ -194,6 +196,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         alert_tick_s=0.05,
         api_host="127.0.0.1",
         api_port=0,
+        ingest_device_rate_per_s=0.0,
     )
 
 

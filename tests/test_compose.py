@@ -1,21 +1,30 @@
 """The production deployment (docker-compose.yml, Dockerfile, deploy/, mosquitto/) is checked
 statically here, because Docker is not available where the tests run: every FIREWATCH_* name
 is a real setting with a valid value, every command is a real subcommand, every mounted file
-exists, Prometheus scrapes what the ingest workers serve, every MQTT login is an account the
-broker's access control (``firewatch.runtime.brokerconf``) gives what the service does. The
-account tool (``mosquitto/passwd.py``) is run for real, outside the venv's site-packages,
-and its file is loaded by a real broker.
+exists, Prometheus scrapes what the ingest workers serve, every MQTT login is an account that
+the ``broker-config`` service writes into the broker's file from the registry with the
+grants the service needs (``firewatch.runtime.brokerconf``; docs/adr/0012), that file is on
+a volume the broker can write and is written before the broker starts, every required
+variable is documented, MQTT leaves the broker's container over TLS only, and every MQTT
+client verifies the broker with the CA that ``firewatch broker certs`` makes (run for real
+here, its certificate shown to a real broker's TLS listener under the compose host name).
+The account tool for brokers without a database (``mosquitto/passwd.py``) is run for real,
+outside the venv's site-packages, and its file is loaded by a real broker.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,10 +35,11 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firewatch import cli
+from firewatch.cli import broker_accounts
 from firewatch.core.contract import subscription
 from firewatch.core.settings import Settings
-from firewatch.runtime import brokerconf
-from firewatch.runtime.mosquitto import mosquitto, write_config
+from firewatch.runtime import brokerconf, certs
+from firewatch.runtime.mosquitto import Broker, TlsFiles, mosquitto, write_config
 from firewatch.storage.seed import read_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,13 +53,21 @@ PREFIX = "FIREWATCH_"
 # What compose interpolates the ${...} references with in these tests.
 TEST_VARS = {
     "POSTGRES_PASSWORD": "pg-secret",
+    "BROKER_ADMIN_PASSWORD": "broker-admin-secret",
     "INGEST_1_MQTT_PASSWORD": "ingest-1-secret",
     "INGEST_2_MQTT_PASSWORD": "ingest-2-secret",
     "SIMULATOR_MQTT_PASSWORD": "sim-secret",
     "WEBHOOK_SECRET": "webhook-secret",
 }
 
-DYNSEC_JSON = "dynsec.json"  # mosquitto/dynsec.json, written by passwd.py
+DYNSEC_JSON = "dynsec.json"  # the broker's account file (broker-config; passwd.py's default)
+#: The broker's uid/gid in the eclipse-mosquitto image: the account file must be its.
+BROKER_UID = "1883:1883"
+#: Written per deployment by `firewatch broker certs --out mosquitto/certs` (never committed),
+#: so the only bind-mount sources that may be missing from a checkout.
+CERTS_DIR = MOSQUITTO_DIR / "certs"
+CERTS_IN_BROKER = PurePosixPath("/mosquitto/config/certs")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -160,6 +178,93 @@ def conf_directives(path: Path) -> list[tuple[str, str]]:
     return out
 
 
+def listeners(path: Path) -> dict[int, tuple[str | None, dict[str, str]]]:
+    """A Mosquitto config's listeners: port -> (bind address or None for every interface,
+    the options between its ``listener`` line and the next one). Listener options (certfile,
+    ...) belong to the listener whose line they follow; the global options that follow the
+    last listener are collected with it too, which is harmless for these checks."""
+    out: dict[int, tuple[str | None, dict[str, str]]] = {}
+    current: dict[str, str] | None = None
+    for key, value in conf_directives(path):
+        if key == "listener":
+            port, *bind = value.split()
+            current = {}
+            out[int(port)] = (bind[0] if bind else None, current)
+        elif current is not None:
+            current[key] = value
+    return out
+
+
+def generated_mount(svc: dict[str, Any], source: str) -> bool:
+    """Whether ``source`` is a bind mount of what ``firewatch broker certs`` writes, mounted
+    with the long syntax and ``create_host_path: false`` (compose then refuses to start
+    without it instead of mounting an empty directory in its place)."""
+    host = (ROOT / source).resolve()
+    if host != CERTS_DIR and host.parent != CERTS_DIR:
+        return False
+    if host != CERTS_DIR:
+        assert host.name in (certs.CA_CERT, certs.SERVER_CERT, certs.SERVER_KEY), source
+    long_form = [
+        v for v in svc.get("volumes", []) if isinstance(v, dict) and v.get("source") == source
+    ]
+    assert long_form, f"{source}: use the long syntax with bind.create_host_path: false"
+    for vol in long_form:
+        assert vol.get("bind", {}).get("create_host_path") is False, source
+        assert vol.get("read_only") is True, source
+    return True
+
+
+def command_args(svc: dict[str, Any]) -> argparse.Namespace:
+    """The service's command as the ``firewatch`` CLI parses it, interpolated with TEST_VARS
+    (SystemExit if it is not a subcommand)."""
+    command = svc["command"]
+    assert isinstance(command, list), "use the exec (list) form"
+    return cli.build_parser().parse_args([interpolate(str(arg), TEST_VARS) for arg in command])
+
+
+def broker_config_accounts(
+    env: dict[str, str] = TEST_VARS,
+) -> dict[str, tuple[brokerconf.Kind, str]]:
+    """username -> (kind, password) of the service accounts broker-config writes, with the
+    variables ``env``; a ``--publisher NAME:`` with an empty password is left out, as the
+    command does."""
+    command = [interpolate(str(arg), env) for arg in services()["broker-config"]["command"]]
+    args = cli.build_parser().parse_args(command)
+    out: dict[str, tuple[brokerconf.Kind, str]] = {}
+    for kind in (brokerconf.Kind.ADMIN, brokerconf.Kind.INGEST, brokerconf.Kind.PUBLISHER):
+        for spec in getattr(args, kind.value):
+            name, _, password = spec.partition(":")
+            if kind is brokerconf.Kind.PUBLISHER and not password:
+                continue
+            assert password, f"{name}: compose must give every service account its password"
+            assert name not in out, f"{name} given twice"
+            out[name] = (kind, password)
+    return out
+
+
+def compose_strings(node: Any) -> Iterator[str]:
+    """Every string value of the compose file, which compose interpolates (comments are
+    not values)."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from compose_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from compose_strings(value)
+
+
+def header_comment() -> str:
+    """The comment block at the top of docker-compose.yml."""
+    lines: list[str] = []
+    for line in COMPOSE.read_text("utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def container_ports(svc: dict[str, Any]) -> set[int]:
     ports: set[int] = set()
     for p in svc.get("ports", []):
@@ -174,6 +279,9 @@ def test_expected_services_exist() -> None:
     expected = {
         "timescaledb",
         "mosquitto",
+        "broker-accounts-volume",
+        "broker-config",
+        "broker-sync",
         "migrate",
         "ingest-1",
         "analytics-1",
@@ -189,11 +297,15 @@ def test_expected_services_exist() -> None:
     assert svcs["timescaledb"]["image"].startswith("timescale/timescaledb:")
     assert svcs["timescaledb"]["image"].endswith("-pg16")
     assert svcs["mosquitto"]["image"] == "eclipse-mosquitto:2"
+    assert svcs["broker-accounts-volume"]["image"] == svcs["mosquitto"]["image"]
     assert svcs["prometheus"]["image"].startswith("prom/prometheus")
     # The production stack starts without profiles; only the demo pieces need one.
     for name in (
         "timescaledb",
         "mosquitto",
+        "broker-accounts-volume",
+        "broker-config",
+        "broker-sync",
         "migrate",
         "ingest-1",
         "analytics-1",
@@ -221,14 +333,14 @@ def test_app_services_run_valid_firewatch_subcommands() -> None:
         "api": cli.cmd_api,
         "simulator": cli.cmd_simulate,
         "seed": cli.cmd_db_seed,
+        "broker-config": broker_accounts.cmd_config,
+        "broker-sync": broker_accounts.cmd_sync,
     }
     apps = app_services()
     assert set(expected) <= set(apps)
     for name, svc in apps.items():
         assert svc["image"] == APP_IMAGE, name
-        command = svc["command"]
-        assert isinstance(command, list), f"{name}: use the exec (list) form"
-        args = cli.build_parser().parse_args(command)  # SystemExit if not a subcommand
+        args = command_args(svc)
         if name in expected:
             assert args.func is expected[name], name
 
@@ -290,11 +402,19 @@ def test_startup_order() -> None:
 
 
 def test_long_running_services_restart_and_volumes_are_named() -> None:
+    """One-shots (what others wait for with ``service_completed_successfully``) run once per
+    ``up``; everything else comes back after a crash or a reboot."""
     compose = load_compose()
     declared = set(compose.get("volumes") or {})
+    one_shots = {
+        dep
+        for svc in services().values()
+        for dep, cond in (svc.get("depends_on") or {}).items()
+        if cond.get("condition") == "service_completed_successfully"
+    }
+    assert {"migrate", "seed", "broker-config", "broker-accounts-volume"} <= one_shots
     for name, svc in services().items():
-        one_shot = svc.get("command") in (["db", "upgrade"], ["db", "seed"])
-        if one_shot:
+        if name in one_shots:
             assert svc.get("restart") == "no", name
         else:
             assert svc.get("restart") in ("unless-stopped", "always"), name
@@ -309,8 +429,10 @@ def test_bind_mounted_host_paths_exist() -> None:
         for source, target, _ro in bind_mounts(svc):
             assert not source.startswith("~"), f"{name}: {source} depends on the user's home"
             host = (ROOT / source).resolve()
-            assert host.exists(), f"{name}: {source} -> {target} does not exist in the repo"
             assert host.is_relative_to(ROOT), f"{name}: {source} is outside the repository"
+            if generated_mount(svc, source):
+                continue  # made per deployment (docs/deployment.md, "TLS")
+            assert host.exists(), f"{name}: {source} -> {target} does not exist in the repo"
 
 
 # --- ingest workers -------------------------------------------------------------------------
@@ -340,46 +462,113 @@ def test_ingest_workers_have_fixed_distinct_identities_and_one_subscription(
 def test_mqtt_logins_are_accounts_with_the_grants_their_service_needs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every MQTT login in compose is an account that ``passwd.py`` creates with its
-    defaults (docs/deployment.md): the ingest workers with ``--ingest`` (username = client
-    id, which the broker binds to the account), the simulator with ``--publisher``."""
-    svcs = services()
-    listeners = [
-        int(v.split()[0])
-        for k, v in conf_directives(MOSQUITTO_DIR / "mosquitto.conf")
-        if k == "listener"
-    ]
-    assert listeners
-    assert set(listeners) <= container_ports(svcs["mosquitto"])
-    accounts: list[brokerconf.Account] = []
+    """Every MQTT login in compose is an account that broker-config writes, of the kind the
+    service needs and with the same password: the ingest workers' ``--ingest`` (username =
+    client id, which the broker binds to the account), the simulator's ``--publisher``, and
+    the ``$CONTROL`` login of the api and broker-sync (``FIREWATCH_MQTT_ADMIN_*``)
+    ``--admin``. Devices are not in compose: their accounts come from the registry."""
+    tls_ports = {
+        port
+        for port, (_bind, options) in listeners(MOSQUITTO_DIR / "mosquitto.conf").items()
+        if "certfile" in options
+    }
+    assert tls_ports
+    written = broker_config_accounts()
+    with monkeypatch.context() as m:
+        writer = settings_for(services()["broker-config"], m)
+    used: set[str] = set()
     for name, svc in app_services().items():
         with monkeypatch.context() as m:
             s = settings_for(svc, m)
         if not s.mqtt_url:
             continue
         url = urlsplit(s.mqtt_url)
-        assert url.scheme == "mqtt", name
+        assert url.scheme == "mqtts", f"{name}: passwords cross the network over TLS only"
         assert url.hostname == "mosquitto", name
-        assert url.port in listeners, name
-        assert url.username, f"{name}: the broker refuses anonymous clients"
-        assert url.password, name
-        # passwd.py's defaults grant exactly this root (and group), nothing else.
-        assert s.topic_root == brokerconf.DEFAULT_TOPIC_ROOT, name
+        assert url.port in tls_ports, name
+        # broker-config's roles grant this root (and group), nothing else.
+        assert s.topic_root == writer.topic_root, name
         if svc["command"] == ["ingest"]:
-            assert url.username == s.ingest_client_id, f"{name}: account bound to its client id"
+            kind, login, password = brokerconf.Kind.INGEST, url.username, url.password
+            assert login == s.ingest_client_id, f"{name}: account bound to its client id"
             assert subscription(
                 s.topic_root, s.ingest_group or None
             ) in brokerconf.ingest_subscriptions(
-                brokerconf.DEFAULT_TOPIC_ROOT, brokerconf.DEFAULT_INGEST_GROUP
+                writer.topic_root, writer.ingest_group or brokerconf.DEFAULT_INGEST_GROUP
             ), f"{name}: the ingest accounts may subscribe to these filters only"
-            kind = brokerconf.Kind.INGEST
+        elif svc["command"] == ["simulate"]:
+            kind, login, password = brokerconf.Kind.PUBLISHER, url.username, url.password
         else:
-            assert svc["command"] == ["simulate"], f"{name}: which account kind is this?"
-            kind = brokerconf.Kind.PUBLISHER
-        accounts.append(brokerconf.Account(kind, url.username, url.password))
-    assert {a.kind for a in accounts} == {brokerconf.Kind.INGEST, brokerconf.Kind.PUBLISHER}
-    assert len({a.password for a in accounts}) == len(accounts), "one password per account"
-    brokerconf.build_dynsec(accounts)  # refuses duplicate or unusable names
+            # A $CONTROL client: the URL is the broker's address, the login the admin's.
+            assert url.username is None, f"{name}: which account kind is this?"
+            assert url.password is None, name
+            kind = brokerconf.Kind.ADMIN
+            login, password = s.mqtt_admin_username, s.mqtt_admin_password
+        assert login, f"{name}: the broker refuses anonymous clients"
+        assert password, name
+        assert written.get(login) == (kind, password), (
+            f"{name} logs in as {login}: broker-config must write it as a {kind} account "
+            "with the same password"
+        )
+        used.add(login)
+    assert used == set(written), "broker-config writes only accounts that compose uses"
+    assert {kind for kind, _ in written.values()} == set(brokerconf.Kind) - {
+        brokerconf.Kind.DEVICE,
+        brokerconf.Kind.GATEWAY,
+    }
+    assert len({pw for _, pw in written.values()}) == len(written), "one password per account"
+    # Refuses duplicate or unusable names.
+    brokerconf.build_dynsec(brokerconf.Account(k, n, pw) for n, (k, pw) in written.items())
+
+
+def test_the_demo_publisher_exists_only_with_its_password() -> None:
+    """``${SIMULATOR_MQTT_PASSWORD:-}`` unset gives ``--publisher firewatch-simulator:``,
+    which broker-config skips (tests/test_broker_config_cli.py); the other accounts are
+    required, so compose stops with a message instead of writing an account without one."""
+    without = {k: v for k, v in TEST_VARS.items() if k != "SIMULATOR_MQTT_PASSWORD"}
+    kinds = {kind for kind, _ in broker_config_accounts(without).values()}
+    assert kinds == {brokerconf.Kind.ADMIN, brokerconf.Kind.INGEST}
+    for required in ("BROKER_ADMIN_PASSWORD", "INGEST_1_MQTT_PASSWORD"):
+        env = {k: v for k, v in TEST_VARS.items() if k != required}
+        with pytest.raises(AssertionError, match=f"required variable {required} is unset"):
+            broker_config_accounts(env)
+
+
+def test_every_variable_is_documented_in_the_header_and_required_ones_say_so() -> None:
+    """The header comment lists every ``${VAR}`` compose substitutes; an entry says
+    "(required)" exactly when compose refuses to start without it (``${VAR:?...}``)."""
+    entries: dict[str, str] = {}
+    current: list[str] = []
+    in_list = False
+    for line in header_comment().splitlines():
+        if line.startswith("# Variables"):
+            in_list = True
+            continue
+        if not in_list:
+            continue
+        entry = re.match(r"#   ([A-Z][A-Z0-9_]*(?:, [A-Z][A-Z0-9_]*)*)\s+(.*)", line)
+        if entry:
+            current = entry[1].split(", ")
+            for name in current:
+                entries[name] = entry[2]
+        elif line.startswith("#    ") and current:
+            for name in current:
+                entries[name] += " " + line.lstrip("# ")
+        elif current or line.strip() == "#":
+            break  # the list ends at the next paragraph
+    referenced: dict[str, bool] = {}  # name -> required
+    for text in compose_strings(load_compose()):
+        for m in _VAR.finditer(text):
+            name = m.group("name") or m.group("bare")
+            if name:
+                required = (m.group("op") or "").endswith("?")
+                referenced[name] = referenced.get(name, False) or required
+    assert {"BROKER_ADMIN_PASSWORD", "INGEST_1_MQTT_PASSWORD"} <= {
+        name for name, required in referenced.items() if required
+    }
+    for name, required in referenced.items():
+        assert name in entries, f"${{{name}}} is not in the header's list of variables"
+        assert ("(required)" in entries[name]) == required, (name, entries[name])
 
 
 def test_prometheus_scrapes_every_ingest_worker(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -435,24 +624,32 @@ def test_prometheus_scrapes_every_ingest_worker(monkeypatch: pytest.MonkeyPatch)
 
 
 # --- mosquitto ----------------------------------------------------------------------------
+def volume_mounts(svc: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """A service's named volumes: container target -> (volume, read_only)."""
+    out: dict[str, tuple[str, bool]] = {}
+    for vol in svc.get("volumes", []):
+        if isinstance(vol, dict):
+            if vol.get("type") == "volume":
+                out[vol["target"]] = (vol["source"], bool(vol.get("read_only")))
+            continue
+        source, target, *opts = str(vol).split(":")
+        if not source.startswith((".", "/", "~")):
+            out[target] = (source, "ro" in ",".join(opts).split(","))
+    return out
+
+
 def test_mosquitto_config_mount_references_existing_files() -> None:
     svc = services()["mosquitto"]
     mounts = {target: (source, ro) for source, target, ro in bind_mounts(svc)}
     source, read_only = mounts["/mosquitto/config"]
     assert (ROOT / source).resolve() == MOSQUITTO_DIR
-    assert read_only, "the broker must not rewrite its own config or account file"
+    assert read_only, "the broker must not rewrite its own config"
     config_root = PurePosixPath("/mosquitto/config")
     directives = dict(conf_directives(MOSQUITTO_DIR / "mosquitto.conf"))
-    for key in ("plugin_opt_config_file", "include_dir"):
-        in_container = PurePosixPath(directives[key])
-        assert in_container.is_relative_to(config_root), key
-        on_host = MOSQUITTO_DIR / in_container.relative_to(config_root)
-        if key == "plugin_opt_config_file":
-            # Generated per deployment by mosquitto/passwd.py (hashes: never committed).
-            assert on_host.name == DYNSEC_JSON
-            assert DYNSEC_JSON in (MOSQUITTO_DIR / ".gitignore").read_text("utf-8").split()
-        else:
-            assert on_host.exists(), f"{key} {in_container}: {on_host} is missing"
+    in_container = PurePosixPath(directives["include_dir"])
+    assert in_container.is_relative_to(config_root)
+    on_host = MOSQUITTO_DIR / in_container.relative_to(config_root)
+    assert on_host.exists(), f"include_dir {in_container}: {on_host} is missing"
     assert list((MOSQUITTO_DIR / "conf.d").glob("*.conf")), "include_dir has no *.conf"
     persistence = PurePosixPath(directives["persistence_location"])
     data_targets = [PurePosixPath(t) for _s, t in named_volumes(svc)]
@@ -460,6 +657,81 @@ def test_mosquitto_config_mount_references_existing_files() -> None:
         "persistence_location must be on a named volume"
     )
     assert directives.get("allow_anonymous") == "false"
+
+
+def test_the_account_file_is_written_from_the_registry_before_the_broker_starts() -> None:
+    """ADR 0012: broker-config (``firewatch broker config``, after the migrations) writes the
+    plugin's file, as the broker's uid, onto a named volume that the broker mounts writable
+    at the same place (the plugin saves its state there after every ``$CONTROL`` change);
+    a one-shot first gives that volume to uid 1883 (a new volume is root's); the broker
+    starts only after broker-config succeeded."""
+    svcs = services()
+    broker, writer, owner = svcs["mosquitto"], svcs["broker-config"], svcs["broker-accounts-volume"]
+    assert broker["depends_on"]["broker-config"]["condition"] == "service_completed_successfully"
+    assert writer["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert writer["depends_on"]["broker-accounts-volume"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert "mosquitto" not in writer["depends_on"], "it runs while the broker is down"
+    assert writer["user"] == BROKER_UID, "the file must be the broker's: the plugin rewrites it"
+    assert writer["restart"] == "no"
+
+    plugin_file = PurePosixPath(
+        dict(conf_directives(MOSQUITTO_DIR / "mosquitto.conf"))["plugin_opt_config_file"]
+    )
+    assert plugin_file.name == DYNSEC_JSON
+    args = command_args(writer)
+    assert args.func is broker_accounts.cmd_config
+    assert PurePosixPath(str(args.out)) == plugin_file, "broker-config writes the plugin's file"
+    assert args.mode & 0o600 == 0o600, "the broker must read and write it"
+
+    def volume_at(svc: dict[str, Any], path: PurePosixPath) -> tuple[str, str, bool]:
+        """(volume, mount target, read_only) of the named volume holding ``path``."""
+        found = [
+            (volume, target, ro)
+            for target, (volume, ro) in volume_mounts(svc).items()
+            if path.is_relative_to(PurePosixPath(target))
+        ]
+        assert len(found) == 1, f"{path} must be on exactly one named volume: {found}"
+        return found[0]
+
+    volume, target, ro = volume_at(broker, plugin_file)
+    assert not ro, "the plugin saves the file: the broker mounts it writable"
+    assert volume_at(writer, plugin_file) == (volume, target, False)
+    assert volume != "mosquitto-data", "broker-config sees the accounts, not the sessions"
+    assert volume in (load_compose().get("volumes") or {})
+    # No bind mount covers the file (the read-only config directory in particular).
+    for source, mounted, _ro in bind_mounts(broker):
+        assert not plugin_file.is_relative_to(PurePosixPath(mounted)), (source, mounted)
+
+    assert owner["image"] == broker["image"]
+    assert owner["restart"] == "no"
+    assert volume_mounts(owner) == {target: (volume, False)}
+    assert owner["command"] == ["chown", BROKER_UID, target]
+
+
+def test_the_control_clients_have_the_admin_login_and_the_ca(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The api (credential routes) and broker-sync push to the broker over ``$CONTROL`` as
+    the admin account, whose password compose requires, over TLS verified with the CA."""
+    for name in ("api", "broker-sync"):
+        svc = services()[name]
+        raw = svc["environment"]["FIREWATCH_MQTT_ADMIN_PASSWORD"]
+        assert raw.startswith("${BROKER_ADMIN_PASSWORD:?"), f"{name}: required, not defaulted"
+        with monkeypatch.context() as m:
+            s = settings_for(svc, m)
+        assert s.mqtt_admin_password == TEST_VARS["BROKER_ADMIN_PASSWORD"], name
+        assert s.mqtt_url is not None
+        assert urlsplit(s.mqtt_url).scheme == "mqtts", name
+        assert s.mqtt_ca_file is not None, name
+        mounts = {target: source for source, target, _ro in bind_mounts(svc)}
+        assert (ROOT / mounts[str(s.mqtt_ca_file)]).resolve() == CERTS_DIR / certs.CA_CERT
+    sync = services()["broker-sync"]
+    assert command_args(sync).func is broker_accounts.cmd_sync
+    assert sync["restart"] == "unless-stopped"
+    assert sync["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "mosquitto" in sync["depends_on"]
 
 
 def test_tests_run_the_production_access_control(tmp_path: Path) -> None:
@@ -493,6 +765,78 @@ def test_broker_does_not_drop_queued_messages() -> None:
     assert limit == 0 or limit >= 1_000_000, f"max_queued_messages {limit} loses bursts"
     assert own.get("persistence") == "true"
     assert values.get("persistence") == "true"
+
+
+def test_mqtt_leaves_the_broker_container_over_tls_only() -> None:
+    """Issue 14: plain MQTT only on the container's loopback; the listener that is published
+    serves the files ``firewatch broker certs --out mosquitto/certs`` writes, at TLS 1.2 or
+    newer."""
+    svc = services()["mosquitto"]
+    found = listeners(MOSQUITTO_DIR / "mosquitto.conf")
+    published = container_ports(svc)
+    plain = {port for port, (_bind, options) in found.items() if "certfile" not in options}
+    tls = {port: options for port, (_bind, options) in found.items() if "certfile" in options}
+    assert plain, "a plain listener for `docker compose exec` clients"
+    for port in plain:
+        assert found[port][0] in LOOPBACK, f"plain listener {port} must be bound to loopback"
+        assert port not in published, f"{port}: nothing listens there outside the container"
+    assert set(tls) == {8883}
+    assert published == {8883}
+    options = tls[8883]
+    files = {
+        "cafile": certs.CA_CERT,
+        "certfile": certs.SERVER_CERT,
+        "keyfile": certs.SERVER_KEY,
+    }
+    for key, name in files.items():
+        assert PurePosixPath(options[key]) == CERTS_IN_BROKER / name, key
+    assert options["tls_version"] == "tlsv1.2"
+    # The broker sees mosquitto/certs/ at CERTS_IN_BROKER (mounted on its own, so compose
+    # stops if it was never made), read-only, and git never sees it.
+    mounts = {target: (source, ro) for source, target, ro in bind_mounts(svc)}
+    source, read_only = mounts[str(CERTS_IN_BROKER)]
+    assert (ROOT / source).resolve() == CERTS_DIR
+    assert read_only
+    assert "mosquitto/certs/" in (ROOT / ".gitignore").read_text("utf-8").split()
+
+
+def test_mqtt_clients_verify_the_broker_with_the_ca_the_documented_command_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every service with an MQTT URL has FIREWATCH_MQTT_CA_FILE, mounted from
+    mosquitto/certs/ca.crt; the certificate docs/deployment.md's command makes is accepted,
+    under the host name in the services' URLs, by a real broker's TLS listener."""
+    hostnames: set[str] = set()
+    for name, svc in app_services().items():
+        with monkeypatch.context() as m:
+            s = settings_for(svc, m)
+        if not s.mqtt_url:
+            continue
+        assert s.mqtt_ca_file is not None, f"{name}: mqtts:// needs FIREWATCH_MQTT_CA_FILE"
+        mounts = {target: source for source, target, _ro in bind_mounts(svc)}
+        source = mounts.get(str(s.mqtt_ca_file))
+        assert source is not None, f"{name}: {s.mqtt_ca_file} is not mounted"
+        assert (ROOT / source).resolve() == CERTS_DIR / certs.CA_CERT, name
+        hostnames.add(str(urlsplit(s.mqtt_url).hostname))
+    assert hostnames == {"mosquitto"}
+
+    doc = (ROOT / "docs" / "deployment.md").read_text("utf-8")
+    command = re.search(r"firewatch broker certs --out mosquitto/certs( --host \S+)+", doc)
+    assert command, "docs/deployment.md shows how to make the broker's certificates"
+    host_args = command[0].split()[5:]  # --host NAME ...
+    assert "mosquitto" in host_args[1::2]
+    out = tmp_path / "certs"
+    assert cli.main(["broker", "certs", "--out", str(out), *host_args]) == 0
+    ca = ssl.create_default_context(cafile=out / certs.CA_CERT)
+    with Broker(tmp_path / "broker", tls=TlsFiles.in_dir(out)) as broker:
+        assert broker.tls_port is not None
+        for hostname in hostnames:
+            # As the services connect to mosquitto:8883: this address, that name.
+            with (
+                socket.create_connection((broker.host, broker.tls_port), timeout=10) as raw,
+                ca.wrap_socket(raw, server_hostname=hostname) as tls,
+            ):
+                assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
 # --- image ------------------------------------------------------------------------------------
@@ -576,19 +920,31 @@ def test_dockerignore_keeps_secrets_out_of_the_build_context() -> None:
         assert _dockerignore_excludes(secret, patterns), secret
 
 
-def test_deployment_doc_covers_the_generated_password_file() -> None:
+def test_deployment_doc_covers_the_accounts_from_the_registry() -> None:
     doc = (ROOT / "docs" / "deployment.md").read_text("utf-8")
     for needle in (
-        "mosquitto/passwd.py",
-        "--ingest firewatch-ingest-1",
-        "--from-seed",
-        "--new-only",
+        "BROKER_ADMIN_PASSWORD",
         "INGEST_1_MQTT_PASSWORD",
+        "SIMULATOR_MQTT_PASSWORD",
+        "secrets.token_urlsafe(24)",
+        "broker-config",
+        "broker-sync",
+        "mosquitto-accounts",
+        "POST /devices/{id}/credentials",
+        "DELETE /devices/{id}/credentials",
+        "(registry.md)",
+        "(vendor-guide.md)",
+        "docker compose run --rm broker-config",
         "docker compose restart mosquitto",
+        "docker compose stop mosquitto",
+        "mosquitto/passwd.py",
         "--profile demo",
         "ingest-2",
         "firewatch ingest retire",
         "prometheus",
+        "firewatch broker certs --out mosquitto/certs --host mosquitto",
+        "FIREWATCH_MQTT_CA_FILE",
+        "mqtts://",
     ):
         assert needle in doc, needle
 
@@ -617,13 +973,17 @@ def generated(stdout: str) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in stdout.splitlines() if line)
 
 
-def test_passwd_tool_default_is_the_file_the_broker_loads() -> None:
+def test_passwd_tool_default_file_stays_out_of_git_and_the_image() -> None:
+    """passwd.py (service accounts, brokers without a Firewatch database) writes hashes to
+    mosquitto/dynsec.json by default: never committed, never in the build context. Compose's
+    broker no longer reads it (its file comes from the registry: broker-config)."""
     spec = importlib.util.spec_from_file_location("passwd_tool", PASSWD_PY)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # defines names only; runs nothing
     assert module.DEFAULT_OUT == MOSQUITTO_DIR / DYNSEC_JSON
+    assert DYNSEC_JSON in (MOSQUITTO_DIR / ".gitignore").read_text("utf-8").split()
 
 
 def test_passwd_tool_writes_accounts(tmp_path: Path) -> None:
@@ -653,7 +1013,8 @@ def test_passwd_tool_writes_accounts(tmp_path: Path) -> None:
         assert brokerconf.check_password(clients[name], password)
     assert "s3cret" not in r.stdout + r.stderr + out.read_text()
     assert "restart the broker" in r.stderr
-    # The broker (uid 1883 in the container) reads it through a read-only bind mount.
+    # A broker without a database (uid 1883 in a container) may read it through a read-only
+    # bind mount.
     assert out.stat().st_mode & 0o777 == 0o644
     assert list(tmp_path.iterdir()) == [out], "no temporary files left behind"
 

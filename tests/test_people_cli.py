@@ -69,7 +69,7 @@ def test_add_token_list_revoke_deactivate_end_to_end(
     assert verify_password(PASSWORD, stored) == (True, None)
 
     assert user("add", "wd-manager", "--role", "unit", "--unit", city.UNIT, "--no-password") == 0
-    assert user("add", "acme-bot", "--role", "vendor", "--vendor", "Acme", "--no-password") == 0
+    assert user("add", "acme-bot", "--role", "vendor", "--vendor", "acme", "--no-password") == 0
     capsys.readouterr()
 
     assert user("token", "acme-bot", "--name", "device-sync", "--days", "30") == 0
@@ -88,7 +88,7 @@ def test_add_token_list_revoke_deactivate_end_to_end(
     assert user("list") == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["acme-bot", "li.wei", "wd-manager"]
-    assert "Acme" in lines[0]
+    assert "acme" in lines[0]
     assert "1 token(s)" in lines[0]
     assert city.UNIT in lines[2]
     assert "no-password" in lines[2]

@@ -33,6 +33,8 @@ from firewatch.api.routes import (
     alerts,
     auth,
     console,
+    credentials,
+    device_registry,
     devices,
     health,
     notifications,
@@ -40,11 +42,15 @@ from firewatch.api.routes import (
     regions,
     risk,
     supervision,
+    unit_registry,
     units,
+    vendor_tools,
+    vendors,
 )
 from firewatch.api.stream import AlertHub
 from firewatch.core.access import Forbidden
 from firewatch.core.settings import Settings
+from firewatch.runtime.dynsec_control import LazyControl
 from firewatch.storage.timestamps import clamp_timestamps
 
 log = logging.getLogger("firewatch.api")
@@ -85,12 +91,19 @@ def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None 
         hub = AlertHub(conninfo, pool, opts.stream)
         await hub.start()
         ctx.pool, ctx.hub = pool, hub
+        ctx.control = LazyControl(
+            settings.mqtt_url,
+            settings.mqtt_admin_username,
+            settings.mqtt_admin_password,
+            ca_file=settings.mqtt_ca_file,
+        )
         try:
             yield
         finally:
             await hub.stop()
+            await anyio.to_thread.run_sync(ctx.control.close)
             await anyio.to_thread.run_sync(pool.close)
-            ctx.pool = ctx.hub = None
+            ctx.pool = ctx.hub = ctx.control = None
 
     # FastAPIOffline: /docs loads Swagger UI from the package, not a CDN (no network needed).
     app = FastAPIOffline(
@@ -113,8 +126,14 @@ def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None 
         units.router,
         auth.router,  # /auth/me, /auth/login, /auth/logout (issue 12)
         devices.router,  # /devices/health, /map: the console's device health and map
+        # after devices.router: /devices/{device_id} must not take /devices/health (issue 14)
+        device_registry.router,  # /devices, /devices/{id}, /devices/import: the registry
+        vendors.router,  # /vendors, /installations: vendors and the units they serve
+        unit_registry.router,  # POST /units, PATCH /units/{id}: an admin writes a unit
         console.router,  # / and /console/: the operators' console (issue 12)
         notifications.router,  # POST /notifications/receipts: SMS/voice receipts (issue 12)
+        credentials.router,  # /devices/{id}/credentials: broker logins (issue 14)
+        vendor_tools.router,  # /dead-letters, /devices/{id}/conformance (issue 14)
     )
     for router in routers:
         app.include_router(router)

@@ -22,6 +22,7 @@ from firewatch.core.access import Access, Forbidden, check
 from firewatch.core.people import Person
 from firewatch.core.sessions import CSRF_COOKIE, CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from firewatch.core.settings import Settings
+from firewatch.runtime.dynsec_control import LazyControl
 from firewatch.storage.people import token_owner
 from firewatch.storage.sessions import session_owner
 
@@ -53,6 +54,13 @@ class ApiContext:
     gate: Gate  # the request limits and their state (firewatch/api/guard.py)
     pool: psycopg_pool.ConnectionPool[Any] | None = None
     hub: AlertHub | None = None
+    #: the broker's $CONTROL API, for the credential routes (opened at first use)
+    control: LazyControl | None = None
+
+    def require_control(self) -> LazyControl:
+        if self.control is None:
+            raise RuntimeError("the API is not started (lifespan not run)")
+        return self.control
 
     def require_pool(self) -> psycopg_pool.ConnectionPool[Any]:
         if self.pool is None:
@@ -187,3 +195,9 @@ RiskReader = Annotated[Person, Depends(allow(Access.RISK_READ))]
 UnitRiskReader = Annotated[Person, Depends(allow(Access.UNIT_RISK_READ))]
 SupervisionReader = Annotated[Person, Depends(allow(Access.SUPERVISION_READ))]
 HazardReader = Annotated[Person, Depends(allow(Access.HAZARDS_READ))]
+RegistryWriter = Annotated[Person, Depends(allow(Access.REGISTRY_WRITE))]
+VendorReader = Annotated[Person, Depends(allow(Access.VENDORS_READ))]
+DeviceWriter = Annotated[Person, Depends(allow(Access.DEVICES_WRITE))]
+CredentialWriter = Annotated[Person, Depends(allow(Access.CREDENTIALS_WRITE))]
+DeadLetterReader = Annotated[Person, Depends(allow(Access.DEAD_LETTERS_READ))]
+DeviceChecker = Annotated[Person, Depends(allow(Access.DEVICE_CHECK))]

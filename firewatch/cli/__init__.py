@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from firewatch.cli import analysis as tiers
-from firewatch.cli import people, risk, roster, supervise
+from firewatch.cli import broker, people, registry, risk, roster, supervise, vendor
 from firewatch.cli.output import write_json
 from firewatch.cli.signals import stop_on_signals
 from firewatch.core.settings import Settings
@@ -215,7 +215,12 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.simulators.city import units_for_devices
     from firewatch.simulators.engine import Simulation, scenario_window
     from firewatch.simulators.scenario import load_scenario
-    from firewatch.simulators.sinks import publish_mqtt, write_labels, write_stream
+    from firewatch.simulators.sinks import (
+        publish_mqtt,
+        read_credentials,
+        write_labels,
+        write_stream,
+    )
 
     scenario = load_scenario(args.scenario)
     if args.speedup:
@@ -250,8 +255,16 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     else:
         assert settings.mqtt_url
         try:
-            result = publish_mqtt(sim, settings.mqtt_url, stop_on_signals(), scenario.speedup)
-        except OSError as err:
+            creds = read_credentials(args.credentials) if args.credentials else None
+            result = publish_mqtt(
+                sim,
+                settings.mqtt_url,
+                stop_on_signals(),
+                scenario.speedup,
+                creds,
+                ca_file=settings.mqtt_ca_file,
+            )
+        except (OSError, ValueError) as err:
             print(f"simulate: {err}", file=sys.stderr)
             return 1
     print(result.summary())
@@ -409,6 +422,20 @@ def cmd_bench_api(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_credentials(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.lab.credentials_bench import (
+        CredentialBenchConfig,
+        format_result,
+        run_credential_bench,
+    )
+
+    cfg = CredentialBenchConfig(devices=args.devices, connected=args.connected)
+    result = run_credential_bench(settings, cfg)
+    print(format_result(result))
+    write_json(args.json, result)
+    return 0
+
+
 def cmd_bench_decoders(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.lab.fuzzdecode import format_result, run_decoder_fuzz
 
@@ -508,6 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--out", type=Path, help="offline: write the stream here, no broker")
     sim.add_argument("--register", action="store_true", help="load the city into the database")
+    sim.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="FILE",
+        help="DEVICE<TAB>PASSWORD lines: those devices log in as themselves, one connection each",
+    )
     sim.set_defaults(func=cmd_simulate)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
@@ -571,6 +604,16 @@ def build_parser() -> argparse.ArgumentParser:
     bapi.add_argument("--alerts", type=int, default=100, help="open alerts seeded")
     bapi.add_argument("--json", type=Path, help="write the result document here")
     bapi.set_defaults(func=cmd_bench_api)
+    bcred = bench.add_parser(
+        "credentials",
+        help="device logins at the broker: issue, rotate and revoke latency, sync round cost",
+    )
+    bcred.add_argument("--devices", type=int, default=500, help="devices given a credential")
+    bcred.add_argument(
+        "--connected", type=int, default=50, help="of them rotated and revoked while connected"
+    )
+    bcred.add_argument("--json", type=Path, help="write the result here")
+    bcred.set_defaults(func=cmd_bench_credentials)
     bdec = bench.add_parser(
         "decoders", help="fuzz ingest's decoders: every message a row or a dead letter"
     )
@@ -624,7 +667,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
     # each area's commands live in a module of their own (firewatch/cli/*.py)
     supervise.add_commands(sub)  # firewatch supervise ...
-    tiers.add_commands(sub)  # firewatch registry import-units, firewatch analysis
+    tiers.add_commands(sub)  # firewatch analysis
+    vendor.add_commands(sub)  # firewatch vendor check ...
+    registry.add_commands(sub)  # firewatch registry ..., firewatch vendor add|install|uninstall
+    broker.add_commands(sub)  # firewatch broker certs, ...
     risk.add_commands(sub)  # firewatch risk ...
     people.add_commands(sub)  # firewatch user ...
     roster.add_commands(sub)  # firewatch roster ..., firewatch user contact

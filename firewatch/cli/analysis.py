@@ -2,9 +2,11 @@
 ``firewatch bench rollups``: the tiered fire-analysis database (docs/analysis.md).
 
 Registered by ``firewatch/cli/__init__.py`` through :func:`add_commands` and
-:func:`add_bench_commands`. Handlers take ``(settings, args)`` and return the exit code.
-What these commands refuse (a file that is not a units CSV, settings the rollups cannot
-work with, a database without the schema) prints one line ``firewatch: ...`` and exits 2;
+:func:`add_bench_commands`; ``import-units`` by ``cli/registry.py`` (which makes the
+``registry`` group) through :func:`add_registry_commands`. Handlers take ``(settings,
+args)`` and return the exit code. What these commands refuse (a file that is not a units
+CSV, settings the rollups cannot work with, a database without the schema) prints one line
+``firewatch: ...`` and exits 2;
 an import that rejected some rows prints its report and exits 1 (the other rows are
 written). Other expected failures (no database, a missing file) are the CLI's own
 (``_expected_error``).
@@ -176,11 +178,8 @@ def cmd_bench_rollups(settings: Settings, args: argparse.Namespace) -> int:
 # -- registration -------------------------------------------------------------------------
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``registry import-units`` and ``analysis [run | refresh]``."""
-    registry = sub.add_parser("registry", help="the unit registry: bulk import").add_subparsers(
-        dest="registry_command", required=True
-    )
+def add_registry_commands(registry: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``import-units`` in the ``registry`` group (made by ``cli/registry.py``)."""
     imp = registry.add_parser(
         "import-units",
         help="create or update units from a CSV file, with a report per row (docs/analysis.md)",
@@ -190,6 +189,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     imp.add_argument("--json", action="store_true", help="the report as JSON")
     imp.set_defaults(func=cmd_import_units)
 
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``analysis [run | refresh]``."""
     ana = sub.add_parser(
         "analysis", help="the rollup service (default): device, unit and region rollups"
     )

@@ -37,6 +37,12 @@ class Access(StrEnum):
     UNIT_RISK_READ = "unit_risk_read"  # one unit's risk and its history (unit: its own)
     SUPERVISION_READ = "supervision_read"  # draws and inspections
     HAZARDS_READ = "hazards_read"  # hazards and credit (unit: its own)
+    REGISTRY_WRITE = "registry_write"  # units, vendors, installations (issue 14)
+    VENDORS_READ = "vendors_read"  # vendors and their installations (vendor: its own)
+    DEVICES_WRITE = "devices_write"  # register, import, update, decommission (vendor: own)
+    CREDENTIALS_WRITE = "credentials_write"  # issue, rotate, revoke broker logins (vendor: own)
+    DEAD_LETTERS_READ = "dead_letters_read"  # rejected messages (vendor: its devices')
+    DEVICE_CHECK = "device_check"  # a device's conformance report (vendor: its own)
     AUTHENTICATED = "authenticated"  # anyone logged in: who am I, log out
 
 
@@ -51,6 +57,12 @@ MATRIX: dict[Access, frozenset[Role]] = {
     Access.UNIT_RISK_READ: _CENTER | _FIRE_DEPT | {Role.UNIT},
     Access.SUPERVISION_READ: _FIRE_DEPT | {Role.ADMIN},
     Access.HAZARDS_READ: _FIRE_DEPT | {Role.ADMIN, Role.UNIT},
+    Access.REGISTRY_WRITE: frozenset({Role.ADMIN}),
+    Access.VENDORS_READ: _CENTER | {Role.VENDOR},
+    Access.DEVICES_WRITE: frozenset({Role.ADMIN, Role.VENDOR}),
+    Access.CREDENTIALS_WRITE: frozenset({Role.ADMIN, Role.VENDOR}),
+    Access.DEAD_LETTERS_READ: _CENTER | {Role.VENDOR},
+    Access.DEVICE_CHECK: _CENTER | {Role.VENDOR},
     Access.AUTHENTICATED: frozenset(Role),
 }
 

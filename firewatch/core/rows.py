@@ -31,6 +31,7 @@ class Reason(StrEnum):
     TS_IN_FUTURE = "ts_in_future"
     TS_TOO_OLD = "ts_too_old"
     DB_REJECTED = "db_rejected"  # valid by the contract, refused by the database (its error)
+    RATE_LIMITED = "rate_limited"  # valid, but over its device's rate (ingest/rate_limit.py)
 
 
 class DeadLetter(NamedTuple):

@@ -48,7 +48,14 @@ class Settings(BaseSettings):
         "PostgreSQL partitions; auto takes TimescaleDB only where the server preloads it "
         "(a migrated database keeps its own).",
     )
-    mqtt_url: str | None = Field(default=None, description="mqtt://[user:pass@]host:port")
+    mqtt_url: str | None = Field(
+        default=None, description="mqtt://[user:pass@]host:port, or mqtts:// (TLS, port 8883)"
+    )
+    mqtt_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle that signs the broker's certificate, for mqtts:// URLs; unset: "
+        "the system's trust store (`firewatch broker certs` makes a local CA: its ca.crt).",
+    )
 
     embedded_mqtt_port: int = Field(
         default=1883, ge=0, description="Embedded broker port (a free one if taken)."
@@ -98,6 +105,18 @@ class Settings(BaseSettings):
         description="MQTT 5 Receive Maximum: unacked messages the broker may send us at once.",
     )
     ingest_registry_refresh_s: Seconds = Field(default=10.0)
+    # The fastest legitimate sender is a panel's event burst (and its alarms are exempt) or
+    # a water point every 5 s: 20/s is 100 times that, and a backlog paced at it uploads a
+    # day of 5 s readings in a quarter of an hour (ingest/rate_limit.py, docs/reliability.md).
+    ingest_device_rate_per_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="Messages per second one device may send, sustained, per worker; the "
+        "excess is dead-lettered (rate_limited) and acknowledged. 0: no limit.",
+    )
+    ingest_device_burst: int = Field(
+        default=200, ge=1, description="Messages one device may send at once above its rate."
+    )
     ingest_metrics_port: int = Field(default=9108, ge=0, description="0 disables /metrics.")
     metrics_host: str = Field(
         default="127.0.0.1",
@@ -117,6 +136,24 @@ class Settings(BaseSettings):
     dead_letter_window_s: Seconds = Field(default=600.0, description="The quota's window.")
     dead_letter_payload_cap_bytes: int = Field(
         default=4_096, ge=0, description="Raw bytes kept per dead letter (size and SHA-256 always)."
+    )
+
+    # --- broker accounts (issue 14; docs/adr/0012-device-credentials.md) ---------------------
+    mqtt_admin_username: str = Field(
+        default="firewatch-admin",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="The broker account (client id = username) whose role grants the "
+        "dynamic-security $CONTROL API: the broker sync and the API's credential routes use it.",
+    )
+    mqtt_admin_password: str | None = Field(
+        default=None,
+        description="Its password; unset, credentials cannot be issued (`firewatch up` makes "
+        "one for its embedded broker).",
+    )
+    broker_sync_interval_s: Seconds = Field(
+        default=30.0,
+        description="How often the broker sync compares the broker's device accounts with the "
+        "registry when nothing signals a change (a change applies within a second).",
     )
 
     # --- backoff ----------------------------------------------------------------------------
@@ -520,6 +557,10 @@ def child_env(settings: Settings, **overrides: str) -> dict[str, str]:
         env["FIREWATCH_DATABASE_URL"] = settings.database_url
     if settings.mqtt_url:
         env["FIREWATCH_MQTT_URL"] = settings.mqtt_url
+    if settings.mqtt_admin_password:
+        env["FIREWATCH_MQTT_ADMIN_PASSWORD"] = settings.mqtt_admin_password
+    if settings.mqtt_ca_file:
+        env["FIREWATCH_MQTT_CA_FILE"] = str(settings.mqtt_ca_file)
     env["FIREWATCH_DATA_DIR"] = str(settings.data_dir)
     env.update(overrides)
     return env

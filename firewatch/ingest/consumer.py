@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import paho.mqtt.client as mqtt
@@ -41,6 +42,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from firewatch.core.backoff import Backoff
 from firewatch.core.broker import BrokerAddress
 from firewatch.ingest.ingest_metrics import IngestMetrics
+from firewatch.runtime.mqtt_tls import apply_tls
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +93,9 @@ class MqttConsumer:
         receive_maximum: int,
         keepalive: int = 30,
         unsubscribe: Sequence[str] = (),
+        ca_file: Path | None = None,
     ) -> None:
-        self._addr = BrokerAddress.parse(url)
+        self._addr = BrokerAddress.parse(url, ca_file=ca_file)  # ca_file: for mqtts:// only
         self._subscription = subscription
         self._unsubscribe = list(unsubscribe)
         self._client_id = client_id
@@ -128,6 +131,7 @@ class MqttConsumer:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
+        apply_tls(client, self._addr)
         if self._addr.username:
             client.username_pw_set(self._addr.username, self._addr.password)
         client.on_connect = self._on_connect

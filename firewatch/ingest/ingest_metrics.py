@@ -46,6 +46,13 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        # No device label: devices are unbounded, and so would be the series. The device is
+        # in the topics of the dead letters the quota stores, and in its over-quota warning.
+        self.rate_limited = Counter(
+            "firewatch_ingest_rate_limited",
+            "Messages over their device's rate: dead-lettered (rate_limited) and acknowledged",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "firewatch_ingest_batch_size",
             "Messages per flush",

@@ -1,9 +1,10 @@
 """The ingest worker: MQTT consumer -> bounded queue -> batching writer -> acks.
 
-Threads: the MQTT network thread decodes and validates the messages of each socket read and
-puts them on a bounded queue in one step; the calling thread runs the writer loop (flush by
-size or after ``ingest_flush_interval_ms``), commits, then releases the acks. Shutdown is
-one sequence: stop taking messages, flush what was taken, send the acks, disconnect (keeping
+Threads: the MQTT network thread decodes and validates the messages of each socket read,
+turns rows over their device's rate into dead letters (``rate_limit.py``), and puts them on
+a bounded queue in one step; the calling thread runs the writer loop (flush by size or
+after ``ingest_flush_interval_ms``), commits, then releases the acks. Shutdown is one
+sequence: stop taking messages, flush what was taken, send the acks, disconnect (keeping
 the broker session), close the database, log one summary line.
 
 Its loop is its own (an MQTT network thread feeding a batching writer is not a database
@@ -30,6 +31,7 @@ from firewatch.ingest.codec import DeadLetter, Decoder, Limits, Reason, Row
 from firewatch.ingest.consumer import AckToken, Delivery, MqttConsumer
 from firewatch.ingest.ingest_metrics import IngestMetrics
 from firewatch.ingest.quota import DeadLetterQuota
+from firewatch.ingest.rate_limit import DeviceRateLimiter, bucket_of
 from firewatch.ingest.registry import DeviceRegistry
 from firewatch.ingest.writer import BatchWriter, DatabaseUnavailable, WriteBatch, recheck_unknown
 from firewatch.runtime.metrics import MetricsEndpoint
@@ -106,6 +108,7 @@ class IngestStats:
     duplicates: int = 0
     dead_letters: int = 0
     rejected: int = 0  # valid messages the database refused (stored as dead letters)
+    rate_limited: int = 0  # valid messages over their device's rate (dead letters)
     over_quota: int = 0  # dead letters acknowledged and counted, not stored
     flushes: int = 0
     unflushed: int = 0
@@ -122,8 +125,9 @@ class IngestStats:
             )
         return (
             f"received {self.received}, stored {stored}; duplicates {self.duplicates}, dead "
-            f"letters {self.dead_letters} (refused by the database {self.rejected}, over quota "
-            f"and not stored {self.over_quota}), flushes {self.flushes}, unflushed {self.unflushed}"
+            f"letters {self.dead_letters} (refused by the database {self.rejected}, rate "
+            f"limited {self.rate_limited}, over quota and not stored {self.over_quota}), "
+            f"flushes {self.flushes}, unflushed {self.unflushed}"
             f"{reconnect_note}"
         )
 
@@ -173,6 +177,13 @@ class IngestService:
             snapshot=self.registry.snapshot,
             limits=self._limits,
         )
+        self._limiter = (
+            DeviceRateLimiter(
+                rate=settings.ingest_device_rate_per_s, burst=settings.ingest_device_burst
+            )
+            if settings.ingest_device_rate_per_s > 0
+            else None
+        )
         self._last_maintenance = 0.0
         self.consumer: MqttConsumer | None = None  # while running (tests look at it)
 
@@ -181,15 +192,30 @@ class IngestService:
         return self._decoder(topic, payload, received_at)
 
     def _handle(self, messages: list[Delivery], received_at: datetime) -> None:
-        """Decode one socket read's messages (``received_at``: when it was read) and queue
-        them in arrival order."""
+        """Decode one socket read's messages (``received_at``: when it was read), turn the
+        rows over their device's rate into ``rate_limited`` dead letters, and queue them in
+        arrival order."""
         decode_one = self._decoder
-        self._inbox.put_many(
-            [
-                (decode_one(topic, payload, received_at), token, topic, payload)
-                for topic, payload, token in messages
-            ]
-        )
+        limiter = self._limiter
+        if limiter is None:
+            self._inbox.put_many(
+                [
+                    (decode_one(topic, payload, received_at), token, topic, payload)
+                    for topic, payload, token in messages
+                ]
+            )
+            return
+        # One clock read per socket read: its messages arrived together.
+        now, admit, detail = limiter.clock(), limiter.admit, limiter.detail
+        items: list[Item] = []
+        for topic, payload, token in messages:
+            item = decode_one(topic, payload, received_at)
+            if type(item) is not DeadLetter:
+                key = bucket_of(item)  # type: ignore[arg-type]
+                if key is not None and not admit(key, now):
+                    item = DeadLetter(received_at, topic, payload, Reason.RATE_LIMITED, detail)
+            items.append((item, token, topic, payload))
+        self._inbox.put_many(items)
 
     # --- writer thread (the caller's) ----------------------------------------------------------
     def _on_db_connect(self, conn: psycopg.Connection[Any]) -> None:
@@ -230,6 +256,10 @@ class IngestService:
             counted = Counter(d.reason.value for d in batch.dead)
             for reason, n in counted.items():
                 m.dead_letters.labels(reason).inc(n)
+            limited = counted.get(Reason.RATE_LIMITED.value, 0)
+            if limited:
+                m.rate_limited.inc(limited)
+                self.stats.rate_limited += limited
             admit = self._quota.admit
             dropped: Counter[str] = Counter()
 
@@ -292,6 +322,7 @@ class IngestService:
             backoff=Backoff(s.backoff_initial_s, min(s.backoff_max_s, s.broker_backoff_max_s)),
             session_expiry_s=s.ingest_session_expiry_s,
             receive_maximum=s.ingest_max_inflight,
+            ca_file=s.mqtt_ca_file,
         )
         self.consumer = consumer
         if self.retire:

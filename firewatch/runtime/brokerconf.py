@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import os
 import re
@@ -52,6 +51,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from firewatch.core.credentials import (
+    PBKDF2_ITERATIONS,
+    BrokerHash,
+    DeviceLogin,
+    broker_hash,
+)
+from firewatch.core.credentials import generate_password as generate_password
+
 DEFAULT_TOPIC_ROOT = "firewatch/v1"
 DEFAULT_INGEST_GROUP = "ingest"
 DEVICE_CHANNELS = ("telemetry", "event", "status")
@@ -59,12 +66,6 @@ COMMAND_CHANNEL = "command"
 # The broker (uid 1883 in the eclipse-mosquitto image) reads the file through a read-only
 # bind mount, so it must be readable by "other"; it holds only salted hashes.
 DEFAULT_MODE = 0o644
-# What the plugin itself writes (`mosquitto_ctrl dynsec init`): PBKDF2-HMAC-SHA512, 12-byte
-# salt. 101 iterations is also its default. Generated passwords carry 192 random bits, so
-# stretching adds nothing against guessing, while the single-threaded broker pays the
-# iterations on every CONNECT: after a restart, 20,000 devices reconnect at once.
-PBKDF2_ITERATIONS = 101
-SALT_BYTES = 12
 # Same alphabet as device ids (firewatch.core.contract.ID_PATTERN): no MQTT wildcard can
 # get into a topic built from a name.
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -73,7 +74,12 @@ _ROOT = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 INGEST_ROLE = "firewatch-ingest"
 PUBLISHER_ROLE = "firewatch-publisher"
+ADMIN_ROLE = "firewatch-admin"
 DEVICE_ROLE_PREFIX = "firewatch-device:"
+#: The ``textdescription`` of every device client: the broker sync manages those only.
+DEVICE_DESCRIPTION = "firewatch device"
+CONTROL_TOPICS = "$CONTROL/dynamic-security/#"
+CONTROL_RESPONSE = "$CONTROL/dynamic-security/v1/response"
 
 
 class BrokerConfError(Exception):
@@ -87,19 +93,24 @@ class Kind(StrEnum):
     INGEST = "ingest"
     GATEWAY = "gateway"
     PUBLISHER = "publisher"
+    ADMIN = "admin"
 
 
 @dataclass(frozen=True)
 class Account:
     """One broker login. ``clientid`` is the only client id it may connect with (``None``:
-    any, for publishers that open several connections)."""
+    any, for publishers that open several connections). ``unit``: the only unit a device
+    may publish under (None: any, for accounts made without the registry)."""
 
     kind: Kind
     username: str
     password: str
+    unit: str | None = None
 
     def __post_init__(self) -> None:
         check_name(self.username)
+        if self.unit is not None:
+            check_name(self.unit)
         if not self.password or any(c in self.password for c in "\r\n\0"):
             raise BrokerConfError(f"password for {self.username!r} is empty or has a line break")
 
@@ -126,15 +137,43 @@ def _acl(acltype: str, topic: str) -> dict[str, Any]:
     return {"acltype": acltype, "topic": topic, "allow": True}
 
 
-def device_acls(device_id: str, topic_root: str) -> list[dict[str, Any]]:
-    """A device's grants: publish its own channels, subscribe to/receive its commands."""
-    command = f"{topic_root}/+/{device_id}/{COMMAND_CHANNEL}"
+def device_acls(device_id: str, topic_root: str, unit: str | None = None) -> list[dict[str, Any]]:
+    """A device's grants: publish its own channels, subscribe to/receive its commands, under
+    ``unit`` only (the registry's unit of the device; None: any unit)."""
+    where = f"{topic_root}/{unit or '+'}/{device_id}"
+    command = f"{where}/{COMMAND_CHANNEL}"
     return [
-        *(_acl("publishClientSend", f"{topic_root}/+/{device_id}/{ch}") for ch in DEVICE_CHANNELS),
-        # Pattern, not literal: the device may name its unit or use '+' for it.
+        *(_acl("publishClientSend", f"{where}/{ch}") for ch in DEVICE_CHANNELS),
+        # Pattern, not literal: with no unit pinned the device may name it or use '+'.
         _acl("subscribePattern", command),
         _acl("publishClientReceive", command),
     ]
+
+
+def admin_acls() -> list[dict[str, Any]]:
+    """The admin account's grants: the dynamic-security ``$CONTROL`` API and its answers,
+    nothing of the devices' topics (the broker sync and the API use it)."""
+    return [
+        _acl("publishClientSend", CONTROL_TOPICS),
+        _acl("subscribeLiteral", CONTROL_RESPONSE),
+        _acl("publishClientReceive", CONTROL_TOPICS),
+    ]
+
+
+def device_role(device_id: str) -> str:
+    """The name of a device's own role."""
+    return DEVICE_ROLE_PREFIX + device_id
+
+
+def device_entry(device_id: str, pw: BrokerHash) -> dict[str, Any]:
+    """A device's client entry of the document (as the plugin writes it)."""
+    return {
+        "username": device_id,
+        "clientid": device_id,
+        "textdescription": DEVICE_DESCRIPTION,
+        **pw.to_json(),
+        "roles": [{"rolename": device_role(device_id)}],
+    }
 
 
 def ingest_acls(topic_root: str, group: str) -> list[dict[str, Any]]:
@@ -155,15 +194,7 @@ def hash_password(
     password: str, *, iterations: int = PBKDF2_ITERATIONS, salt: bytes | None = None
 ) -> dict[str, Any]:
     """The plugin's ``password``/``salt``/``iterations`` fields for ``password``."""
-    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
-    if len(salt) != SALT_BYTES:
-        raise ValueError(f"the plugin expects a {SALT_BYTES}-byte salt")
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
-    return {
-        "password": base64.b64encode(digest).decode("ascii"),
-        "salt": base64.b64encode(salt).decode("ascii"),
-        "iterations": iterations,
-    }
+    return dict(broker_hash(password, iterations=iterations, salt=salt).to_json())
 
 
 def check_password(client: Mapping[str, Any], password: str) -> bool:
@@ -177,7 +208,9 @@ def check_password(client: Mapping[str, Any], password: str) -> bool:
 
 def _role_of(account: Account) -> str:
     if account.kind is Kind.DEVICE:
-        return DEVICE_ROLE_PREFIX + account.username
+        return device_role(account.username)
+    if account.kind is Kind.ADMIN:
+        return ADMIN_ROLE
     return INGEST_ROLE if account.kind is Kind.INGEST else PUBLISHER_ROLE
 
 
@@ -187,8 +220,10 @@ def build_dynsec(
     topic_root: str = DEFAULT_TOPIC_ROOT,
     ingest_group: str = DEFAULT_INGEST_GROUP,
     existing: Mapping[str, Any] | None = None,
+    devices: Iterable[DeviceLogin] = (),
 ) -> dict[str, Any]:
-    """The dynamic-security document for ``accounts`` (freshly salted hashes).
+    """The dynamic-security document for ``accounts`` (freshly salted hashes) and the
+    registry's ``devices`` (their stored hashes, each pinned to its unit).
 
     With ``existing`` (a document this function wrote before), its other clients are kept
     as they are, hashes and device roles included; an account given again replaces its
@@ -202,7 +237,8 @@ def build_dynsec(
     if not _NAME.fullmatch(ingest_group):
         raise BrokerConfError(f"bad ingest group {ingest_group!r}")
     accounts = list(accounts)
-    names = [a.username for a in accounts]
+    logins = list(devices)
+    names = [a.username for a in accounts] + [d.device_id for d in logins]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise BrokerConfError(f"account(s) given more than once: {', '.join(duplicates)}")
@@ -215,10 +251,19 @@ def build_dynsec(
         roles = {str(r["rolename"]): dict(r) for r in old_roles}
     roles[INGEST_ROLE] = {"rolename": INGEST_ROLE, "acls": ingest_acls(topic_root, ingest_group)}
     roles[PUBLISHER_ROLE] = {"rolename": PUBLISHER_ROLE, "acls": publisher_acls(topic_root)}
+    roles[ADMIN_ROLE] = {"rolename": ADMIN_ROLE, "acls": admin_acls()}
+    for login in logins:
+        check_name(login.device_id)
+        check_name(login.unit_id)
+        role = device_role(login.device_id)
+        acls = device_acls(login.device_id, topic_root, login.unit_id)
+        roles[role] = {"rolename": role, "acls": acls}
+        clients[login.device_id] = device_entry(login.device_id, login.hash)
     for account in accounts:
         role = _role_of(account)
         if account.kind is Kind.DEVICE:
-            roles[role] = {"rolename": role, "acls": device_acls(account.username, topic_root)}
+            acls = device_acls(account.username, topic_root, account.unit)
+            roles[role] = {"rolename": role, "acls": acls}
         entry: dict[str, Any] = {
             "username": account.username,
             "textdescription": f"firewatch {account.kind.value}",
@@ -302,11 +347,6 @@ def seed_device_ids(seed: Path) -> list[str]:
     return ids
 
 
-def generate_password() -> str:
-    """32 URL-safe characters (192 bits): no escaping needed in mqtt:// URLs or .env files."""
-    return secrets.token_urlsafe(24)
-
-
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """``NAME`` or ``NAME:PASSWORD`` (the password may itself contain ':')."""
     name, sep, password = spec.partition(":")
@@ -344,6 +384,8 @@ def build_parser(prog: str, default_out: Path | None) -> argparse.ArgumentParser
         Kind.GATEWAY: "gateway publishing for every device over one connection, client id NAME",
         Kind.PUBLISHER: "simulator or load generator: publishes for every device over many "
         "connections with any client id (demo and benchmark brokers only)",
+        Kind.ADMIN: "the $CONTROL account of the broker sync and the API "
+        "(FIREWATCH_MQTT_ADMIN_USERNAME / _PASSWORD); client id NAME",
     }
     for kind, help_text in kinds.items():
         p.add_argument(

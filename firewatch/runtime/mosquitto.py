@@ -2,7 +2,8 @@
 
 Used by ``firewatch up`` (when ``FIREWATCH_MQTT_URL`` is unset) and by the test fixtures:
 anonymous access on loopback. Given a dynamic-security file (``firewatch.runtime.brokerconf``)
-it runs the production access control instead, for tests of it.
+it runs the production access control instead, for tests of it. Given :class:`TlsFiles`
+(``firewatch broker certs``) it also opens a TLS listener, as production does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from firewatch.runtime.process import stop_process
@@ -28,6 +30,41 @@ DYNSEC_PLUGIN_GLOBS = (
 
 class BrokerStartError(Exception):
     """Mosquitto could not be started or did not accept connections in time."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """What a TLS listener serves (PEM files, e.g. from ``firewatch broker certs``).
+
+    ``cafile``: the CA that signed ``certfile`` (Mosquitto also verifies client certificates
+    against it, should a listener ever require them); ``keyfile`` must be readable by the
+    user the broker runs as (Mosquitto 2.0 reads it after dropping privileges).
+    """
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+
+    @classmethod
+    def in_dir(cls, directory: Path) -> TlsFiles:
+        """The files ``firewatch broker certs --out DIRECTORY`` writes."""
+        return cls(directory / "ca.crt", directory / "server.crt", directory / "server.key")
+
+    def listener(self, port: int, host: str | None = None) -> str:
+        """Config lines for a TLS listener on ``port`` (every interface without ``host``).
+
+        With ``per_listener_settings false`` these options still belong to one listener:
+        the one whose ``listener`` line they follow, so they come right after it.
+        """
+        bind = f" {host}" if host else ""
+        return (
+            f"listener {port}{bind}\n"
+            f"cafile {self.cafile.resolve()}\n"
+            f"certfile {self.certfile.resolve()}\n"
+            f"keyfile {self.keyfile.resolve()}\n"
+            # Mosquitto 2.0: the minimum version (1.3 and 1.2 are allowed by default).
+            "tls_version tlsv1.2\n"
+        )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -58,13 +95,26 @@ def dynsec_plugin() -> Path:
 
 
 def write_config(
-    data_dir: Path, port: int, host: str = "127.0.0.1", *, dynsec: Path | None = None
+    data_dir: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    dynsec: Path | None = None,
+    tls: TlsFiles | None = None,
+    tls_port: int | None = None,
 ) -> Path:
     """Write a top-level config: loopback listener, private persistence, project conf.d.
 
     Anonymous clients may do anything, unless ``dynsec`` names a dynamic-security file:
-    then only its accounts connect, with its ACLs, as in production.
+    then only its accounts connect, with its ACLs, as in production. ``tls`` (with
+    ``tls_port``) adds a TLS listener on the same ``host``; access control is the same on
+    both listeners (``per_listener_settings false``).
     """
+    tls_listener = ""
+    if tls is not None:
+        if tls_port is None:
+            raise ValueError("a TLS listener needs tls_port")
+        tls_listener = tls.listener(tls_port, host)
     data_dir.mkdir(parents=True, exist_ok=True)
     conf = data_dir / "mosquitto.conf"
     # Started by root, Mosquitto would drop to the `mosquitto` user, which cannot write a
@@ -82,6 +132,7 @@ def write_config(
         "per_listener_settings false\n"
         f"{run_as}"
         f"listener {port} {host}\n"
+        f"{tls_listener}"
         f"{access}"
         f"persistence_location {data_dir}/\n"
         f"log_dest file {data_dir}/mosquitto.log\n"
@@ -97,6 +148,9 @@ class Broker:
 
     ``extra``: config lines added after the shared settings (they win), e.g. to compare
     ``autosave_interval`` values in one measurement.
+
+    ``tls``: also a TLS listener on ``host``, on ``tls_port`` (default: a free port), whose
+    URL is :attr:`tls_url`; the plain listener stays (loopback in every use here).
     """
 
     def __init__(
@@ -108,11 +162,17 @@ class Broker:
         dynsec: Path | None = None,
         extra: str = "",
         timeout: float = 10.0,
+        tls: TlsFiles | None = None,
+        tls_port: int | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.host = host
         self.port = port or free_port(host)
         self.url = f"mqtt://{host}:{self.port}"
+        self.tls = tls
+        self.tls_port = (tls_port or free_port(host)) if tls is not None else None
+        #: ``mqtts://host:tls_port``, or None without ``tls``
+        self.tls_url = f"mqtts://{host}:{self.tls_port}" if tls is not None else None
         self._dynsec = dynsec
         self._extra = extra
         self._timeout = timeout
@@ -124,7 +184,14 @@ class Broker:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise BrokerStartError("mosquitto is not installed (apt-get install mosquitto)")
-        conf = write_config(self.data_dir, self.port, self.host, dynsec=self._dynsec)
+        conf = write_config(
+            self.data_dir,
+            self.port,
+            self.host,
+            dynsec=self._dynsec,
+            tls=self.tls,
+            tls_port=self.tls_port,
+        )
         if self._extra:
             with conf.open("a") as fh:
                 fh.write(self._extra.rstrip("\n") + "\n")
@@ -134,11 +201,16 @@ class Broker:
             stderr=subprocess.PIPE,
             start_new_session=True,  # stopped by us, after the clients, not by a terminal's Ctrl-C
         )
-        if not wait_for_port(self.host, self.port, self._timeout):
+        ports = [self.port] if self.tls_port is None else [self.port, self.tls_port]
+        deadline = time.monotonic() + self._timeout
+        if not all(
+            wait_for_port(self.host, p, max(0.0, deadline - time.monotonic())) for p in ports
+        ):
             proc.kill()
             _, err = proc.communicate(timeout=5)
             raise BrokerStartError(
-                f"mosquitto did not start on {self.host}:{self.port}: {err.decode()}"
+                f"mosquitto did not start on {self.host}:{'/'.join(map(str, ports))}: "
+                f"{err.decode()}"
             )
         self.proc = proc
         return self
@@ -176,12 +248,18 @@ def mosquitto(
     timeout: float = 10.0,
     *,
     dynsec: Path | None = None,
+    tls: TlsFiles | None = None,
+    tls_port: int | None = None,
 ) -> Iterator[str]:
     """Start Mosquitto; yield its ``mqtt://host:port`` URL; stop it (SIGTERM, then kill).
 
     Raises :class:`BrokerStartError` if the binary is missing or it does not come up.
     Restarting with the same ``data_dir`` keeps persistent sessions and queued messages.
-    ``dynsec``: see :func:`write_config` (the URL then carries no credentials).
+    ``dynsec``: see :func:`write_config` (the URL then carries no credentials). ``tls``:
+    the TLS listener's ``mqtts://host:tls_port`` URL is yielded instead (use
+    :class:`Broker` for both URLs).
     """
-    with Broker(data_dir, port, host, dynsec=dynsec, timeout=timeout) as broker:
-        yield broker.url
+    with Broker(
+        data_dir, port, host, dynsec=dynsec, timeout=timeout, tls=tls, tls_port=tls_port
+    ) as broker:
+        yield broker.tls_url or broker.url

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,6 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firewatch.core.broker import BrokerAddress
+from firewatch.runtime.mqtt_tls import apply_tls
 from firewatch.simulators.engine import SimulatedMessage, Simulation
 from firewatch.simulators.model import Action, Label, iso
 
@@ -113,6 +114,20 @@ def write_stream(sim: Simulation, out: TextIO | Path) -> SinkResult:
     return result
 
 
+def read_credentials(path: Path) -> dict[str, str]:
+    """Device passwords from a ``DEVICE<TAB>PASSWORD`` file (what ``firewatch up`` writes for
+    its simulated city, and what a vendor keeps from the credentials it was shown)."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        device, sep, password = line.partition("\t")
+        if not sep or not device or not password:
+            raise ValueError(f"{path}:{n}: expected DEVICE<TAB>PASSWORD")
+        out[device] = password
+    return out
+
+
 def read_stream(path: Path) -> Iterator[tuple[str, str, bytes]]:
     """Read an offline stream back: (simulated time ISO, topic, raw payload)."""
     with path.open("rb") as fh:
@@ -149,6 +164,7 @@ class _Link:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
+        apply_tls(self.client, addr)  # mqtts://: verified against addr.ca_file
         if addr.username:
             self.client.username_pw_set(addr.username, addr.password)
         if will:
@@ -204,23 +220,49 @@ class _Link:
         self.client.loop_stop()
 
 
-def publish_mqtt(sim: Simulation, url: str, stop: threading.Event, speedup: float) -> SinkResult:
+def publish_mqtt(
+    sim: Simulation,
+    url: str,
+    stop: threading.Event,
+    speedup: float,
+    credentials: dict[str, str] | None = None,
+    ca_file: Path | None = None,
+) -> SinkResult:
     """Live mode: publish the stream at ``speedup``× real time until it ends or ``stop``.
+
+    ``credentials`` (device id -> password, e.g. from :func:`read_credentials`): each of
+    those devices logs in as itself over a connection of its own, as a real device does
+    against a broker with per-device accounts (username = client id = device id); the rest
+    share gateway connections with the URL's login. ``ca_file``: the CA that signs the
+    broker's certificate, for an ``mqtts://`` URL (``Settings.mqtt_ca_file``).
 
     Raises ``OSError`` only if no connection can be established at all.
     """
-    addr = BrokerAddress.parse(url)
+    addr = BrokerAddress.parse(url, ca_file=ca_file)
+    creds = credentials or {}
     acked = _Counter()
     run = uuid.uuid4().hex[:6]
     wills = sim.initial_wills()
     topic_of_status = {
-        d.id: f"{sim.root}/{d.unit_id}/{d.id}/status" for d in sim.devices if d.own_connection
+        d.id: f"{sim.root}/{d.unit_id}/{d.id}/status"
+        for d in sim.devices
+        if d.own_connection or d.id in creds
     }
+
+    def login(dev: str, suffix: str) -> tuple[BrokerAddress, str]:
+        """The address and client id device ``dev`` connects with."""
+        if dev in creds:  # the broker binds its account to client id = device id
+            return replace(addr, username=dev, password=creds[dev]), dev
+        return addr, f"{dev}-{run}{suffix}"
+
     own: dict[str, _Link] = {
-        dev: _Link(addr, f"{dev}-{run}", acked, (topic_of_status[dev], will))
+        dev: _Link(*login(dev, ""), acked, (topic_of_status[dev], will))
         for dev, will in wills.items()
     }
-    shared = [d for d in sim.devices if not d.own_connection]
+    for d in sim.devices:
+        if d.id in creds and d.id not in own:
+            own[d.id] = _Link(*login(d.id, ""), acked)
+    shared = [d for d in sim.devices if not d.own_connection and d.id not in creds]
     per = sim.scenario.connections.devices_per_gateway
     gateways = [_Link(addr, f"sim-gw-{run}-{g}", acked) for g in range(-(-len(shared) // per))]
     gateway_of = {d.id: gateways[i // per] for i, d in enumerate(shared)}
@@ -251,7 +293,7 @@ def publish_mqtt(sim: Simulation, url: str, stop: threading.Event, speedup: floa
                 own.pop(m.device.id).drop()  # the broker publishes the will
             elif m.action is Action.RECONNECT and m.device.own_connection:
                 will = (topic_of_status[m.device.id], m.will or b"")
-                own[m.device.id] = _Link(addr, f"{m.device.id}-{run}-{m.t:.0f}", acked, will)
+                own[m.device.id] = _Link(*login(m.device.id, f"-{m.t:.0f}"), acked, will)
                 own[m.device.id].publish(m.topic, m.payload)
             elif link is not None:
                 link.publish(m.topic, m.payload)

@@ -77,14 +77,16 @@ FROM devices d
 JOIN device_last_seen ls ON ls.device_id = d.id
 LEFT JOIN device_state st ON st.device_id = d.id
 JOIN limits l ON l.kind = d.kind
-WHERE ls.last_rx < %(now)s - make_interval(secs => l.secs)
-   OR (st.state = 'offline' AND st.updated_at >= ls.last_rx)
+WHERE d.decommissioned_at IS NULL  -- a decommissioned device is silent by design
+  AND (ls.last_rx < %(now)s - make_interval(secs => l.secs)
+       OR (st.state = 'offline' AND st.updated_at >= ls.last_rx))
 """
 
 _PATROL = """
 SELECT d.id AS device_id, d.unit_id, d.kind, ls.last_rx, false AS by_will
 FROM devices d JOIN device_last_seen ls ON ls.device_id = d.id
-WHERE d.kind = 'panel' AND ls.last_rx < %(now)s - make_interval(secs => %(cycle)s)
+WHERE d.kind = 'panel' AND d.decommissioned_at IS NULL
+  AND ls.last_rx < %(now)s - make_interval(secs => %(cycle)s)
 """
 
 # One statement raises every alert of a check: the new alerts, their audit rows and their

@@ -26,7 +26,12 @@ ALERTS = "firewatch_alerts"
 OUTBOX = "firewatch_outbox"
 """Every new ``outbox`` row; the webhook dispatcher listens."""
 
-ALL = (INGEST, ANOMALIES, ALERTS, OUTBOX)
+BROKER = "firewatch_broker"
+"""Every change of who may log in to the broker or where a device may publish (a credential
+revoked, a device decommissioned or moved to another unit: ``storage/credentials.py``); the
+broker sync (``firewatch/registry/sync.py``) listens and applies it over ``$CONTROL``."""
+
+ALL = (INGEST, ANOMALIES, ALERTS, OUTBOX, BROKER)
 
 
 def listen(conn: psycopg.Connection[Any], channels: Iterable[str]) -> None:

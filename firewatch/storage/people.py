@@ -103,10 +103,16 @@ def add_person(
 ) -> Person:
     """A new active person (display name: the username unless given); audited
     ``user_added`` (and ``password_set`` with a hash). :class:`Conflict` when the username
-    is taken, :class:`NotFound` for an unknown unit, :class:`PeopleError` for a bad
-    username or scope."""
+    is taken, :class:`NotFound` for an unknown unit or vendor, :class:`PeopleError` for a
+    bad username or scope."""
     name = normalise_username(username)
     unit, vend = check_scope(role, unit_id, vendor)
+    # A vendor account names a registered vendor (issue 14): a typo ("Acme" for "acme")
+    # would give an account that silently sees nothing.
+    if vend is not None and (
+        conn.execute("SELECT 1 FROM vendors WHERE id = %s", (vend,)).fetchone() is None
+    ):
+        raise NotFound(f"no vendor {vend!r}: register it first (firewatch vendor add)")
     try:
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(

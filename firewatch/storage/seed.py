@@ -143,6 +143,25 @@ def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
                 for dev in u.devices
             ],
         )
+        # The seed's vendors serve the units their devices are in (issue 14's registry):
+        # without this a vendor account could not see or manage the seeded devices' units.
+        ids = [dev.id for u in city.units for dev in u.devices]
+        cur.execute(
+            "INSERT INTO vendors (id, name) SELECT DISTINCT vendor, vendor FROM devices"
+            " WHERE id = ANY(%s) AND vendor ~ '^[A-Za-z0-9_.-]{1,64}$' ON CONFLICT DO NOTHING",
+            (ids,),
+        )
+        cur.execute(
+            "INSERT INTO installations (vendor_id, unit_id, created_by, note)"
+            " SELECT DISTINCT d.vendor, d.unit_id, 'seed', 'from the seed file'"
+            " FROM devices d JOIN vendors v ON v.id = d.vendor WHERE d.id = ANY(%s)"
+            # any installation, ended ones too: reloading the seed must not undo an admin's end
+            " AND NOT EXISTS (SELECT 1 FROM installations i WHERE i.vendor_id = d.vendor"
+            " AND i.unit_id = d.unit_id)",
+            (ids,),
+        )
+        # A device the seed moved to another unit: the broker re-pins its topics.
+        cur.execute("SELECT pg_notify('firewatch_broker', '')")
     return {
         "districts": len(city.districts),
         "streets": len(streets),
@@ -153,7 +172,9 @@ def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
 
 # -- reading the registry -----------------------------------------------------------------
 
-_ROUTES = "SELECT id, unit_id, kind FROM devices"
+# Decommissioned devices are not routed: what they still send is an unknown_device dead
+# letter (their history stays).
+_ROUTES = "SELECT id, unit_id, kind FROM devices WHERE decommissioned_at IS NULL"
 _PROFILES = (
     "SELECT d.id, d.unit_id, d.kind, u.building_class, d.metadata,"
     " COALESCE(u.attributes -> 'thresholds', '{}'::jsonb)"
@@ -164,12 +185,12 @@ _PROFILES = (
 def device_routes(
     conn: psycopg.Connection[Any], ids: Collection[str] | None = None
 ) -> list[tuple[str, str, str]]:
-    """``(device id, unit id, kind)`` of every registered device, or (one indexed query)
+    """``(device id, unit id, kind)`` of every registered device in service, or (one indexed query)
     of those among ``ids``. ``kind`` is the stored text: it may be one this version does
     not know."""
     if ids is None:
         return conn.execute(_ROUTES).fetchall()
-    return conn.execute(_ROUTES + " WHERE id = ANY(%s)", (list(ids),)).fetchall()
+    return conn.execute(_ROUTES + " AND id = ANY(%s)", (list(ids),)).fetchall()
 
 
 class ProfileRow(NamedTuple):

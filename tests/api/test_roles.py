@@ -85,6 +85,29 @@ EXPECTED: dict[tuple[str, str], set[Role] | str] = {
     ("GET", "/hazards/{hazard_id}"): FIRE_DEPT | {AD, UN},
     ("GET", "/credit"): FIRE_DEPT | {AD, UN},
     ("GET", "/units/{unit_id}/credit"): FIRE_DEPT | {AD, UN},
+    # the registry's writes (issue 14): an admin; a vendor its own devices
+    ("GET", "/devices"): CENTER | FIRE_DEPT | {UN, VE},
+    ("POST", "/devices"): {AD, VE},
+    ("POST", "/devices/import"): {AD, VE},
+    ("GET", "/devices/{device_id}"): CENTER | FIRE_DEPT | {UN, VE},
+    ("PATCH", "/devices/{device_id}"): {AD, VE},
+    ("POST", "/devices/{device_id}/decommission"): {AD, VE},
+    # broker logins: issued, rotated, revoked by an admin or the device's vendor (without a
+    # broker in this walk the POST answers 503 and changes nothing; DELETE 404: none in force)
+    ("POST", "/devices/{device_id}/credentials"): {AD, VE},
+    ("GET", "/devices/{device_id}/credentials"): CENTER | FIRE_DEPT | {UN, VE},
+    ("DELETE", "/devices/{device_id}/credentials"): {AD, VE},
+    ("GET", "/vendors"): CENTER | {VE},
+    ("POST", "/vendors"): {AD},
+    ("GET", "/vendors/{vendor_id}"): CENTER | {VE},
+    ("GET", "/vendors/{vendor_id}/installations"): CENTER | {VE},
+    ("POST", "/vendors/{vendor_id}/installations"): {AD},
+    ("POST", "/installations/{installation_id}/end"): {AD},
+    ("POST", "/units"): {AD},
+    ("PATCH", "/units/{unit_id}"): {AD},
+    # vendor tools (issue 14): the center, and a vendor on its own devices
+    ("GET", "/dead-letters"): CENTER | {VE},
+    ("GET", "/devices/{device_id}/conformance"): CENTER | {VE},
 }
 
 BODIES: dict[tuple[str, str], Any] = {
@@ -93,6 +116,15 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/alerts/{alert_id}/release"): {},
     ("POST", "/auth/login"): {},  # 422: a login is open, but this one is incomplete
     ("POST", "/notifications/receipts"): {},
+    # registry writes: bodies that change nothing the walk's other calls rely on (a 422, or
+    # no change), so that the walk leaves the city as seeded (the import gets no CSV: 415)
+    ("POST", "/devices"): {"id": "D-WALK-1"},
+    ("PATCH", "/devices/{device_id}"): {"model": ""},
+    ("POST", "/devices/{device_id}/decommission"): {"walk": True},
+    ("POST", "/vendors"): {"id": "walk", "name": "Walk"},
+    ("POST", "/vendors/{vendor_id}/installations"): {"unit_id": city.UNIT},
+    ("POST", "/units"): {},
+    ("PATCH", "/units/{unit_id}"): {},
 }
 
 
@@ -133,6 +165,8 @@ def test_every_route_with_every_role_gets_exactly_what_the_matrix_says(
         "draw_id": "1",
         "inspection_id": "1",
         "hazard_id": "1",
+        "vendor_id": "acme",
+        "installation_id": "999999",  # none: ending one would change the vendor's scope
     }
     callers: dict[str, dict[str, str]] = {"nobody": {}}
     for role in Role:

@@ -35,7 +35,7 @@ def add(db: psycopg.Connection[Any], username: str = "li.wei", **kw: Any) -> Any
 def test_a_person_is_added_listed_and_found(db: psycopg.Connection[Any]) -> None:
     li = add(db, "Li.Wei", display_name="Li Wei", password_hash=hash_password("a" * 12))
     unit = add(db, "wd-manager", role=Role.UNIT, unit_id=city.UNIT)
-    vendor = add(db, "acme-bot", role=Role.VENDOR, vendor="Acme")
+    vendor = add(db, "acme-bot", role=Role.VENDOR, vendor="acme")
     assert li.username == "li.wei"
     assert li.display_name == "Li Wei"
     assert li.has_password
@@ -44,7 +44,7 @@ def test_a_person_is_added_listed_and_found(db: psycopg.Connection[Any]) -> None
     assert unit.display_name == "wd-manager"
     assert not unit.has_password
     assert unit.password_changed_at is None
-    assert vendor.vendor == "Acme"
+    assert vendor.vendor == "acme"
     assert vendor.unit_id is None
     assert [p.username for p in store.list_people(db)] == ["acme-bot", "li.wei", "wd-manager"]
     assert store.get_person_by_username(db, "LI.WEI") == li
@@ -203,3 +203,9 @@ def test_a_token_must_expire_after_it_is_made_and_have_a_name(
     with pytest.raises(NotFound):
         store.create_token(db, "nobody", "gw", T0 + DAY, actor="admin1", now=T0)
     assert scalar(db, "SELECT count(*) FROM api_tokens") == 0
+
+
+def test_a_vendor_account_must_name_a_registered_vendor(db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(NotFound, match="no vendor 'Acme': register it first"):
+        add(db, "acme-typo", role=Role.VENDOR, vendor="Acme")
+    assert store.get_person_by_username(db, "acme-typo") is None
