@@ -150,6 +150,16 @@ def scalar(conn: psycopg.Connection[Any], sql: str, *params: object) -> Any:
     return row[0]
 
 
+def registry_events(conn: psycopg.Connection[Any], subject_id: str) -> list[tuple[str, str, str]]:
+    """The registry's audit of ``subject_id`` (a device, unit, vendor or installation id),
+    oldest first: ``(subject, event, actor)``."""
+    rows = conn.execute(
+        "SELECT subject, event, actor FROM registry_events WHERE subject_id = %s ORDER BY id",
+        (subject_id,),
+    ).fetchall()
+    return [(str(s), str(e), str(a)) for s, e, a in rows]
+
+
 class ThreadedService:
     """Any Firewatch service (``run(stop) -> stats``, a ``ready`` event) on a thread.
 

@@ -38,7 +38,9 @@ from firewatch.api.auth_schemas import MeOut
 from firewatch.api.credential_schemas import CredentialOut, IssuedOut
 from firewatch.api.registry_schemas import DeviceIn, ImportReportOut, ImportRowOut, VendorOut
 from firewatch.api.vendor_schemas import ConformanceOut, DeadLetterOut
-from firewatch.core.conformance import DEAD_LETTER_REASONS, Device, Limits, Message, check, explain
+from firewatch.core.conformance import check
+from firewatch.core.conformance_report import Device, Limits, Message
+from firewatch.core.dead_letter_help import DEAD_LETTER_REASONS, explain
 from firewatch.core.device_import import device_row, parse_devices_csv
 from firewatch.core.domain import DeviceKind
 from firewatch.core.rows import DeadLetter, EventRow, Reason, StatusRow, TelemetryRow
@@ -382,7 +384,7 @@ def test_the_english_reasons_are_the_codes_words() -> None:
 
 
 def _finding_codes() -> set[str]:
-    source = (ROOT / "firewatch" / "core" / "conformance.py").read_text("utf-8")
+    source = (ROOT / "firewatch" / "core" / "conformance_findings.py").read_text("utf-8")
     return set(re.findall(r'Finding\(\s*(?:[^"()]|\([^()]*\))*?"(\w+)"', source))
 
 

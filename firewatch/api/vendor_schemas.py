@@ -1,7 +1,7 @@
 """Response models of the vendor tools (issue 14; ``firewatch/api/routes/vendor_tools.py``):
 a device's conformance report and the dead-letter list.
 
-:class:`ConformanceOut` has the shape of ``firewatch.core.conformance.Report.to_json()``,
+:class:`ConformanceOut` has the shape of ``firewatch.core.conformance_report.Report.to_json()``,
 which ``firewatch vendor check --json`` prints too; docs/vendor-check.md explains each field.
 """
 
@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from firewatch.core.conformance import explain, payload_text
+from firewatch.core.dead_letter_help import explain, payload_text
 from firewatch.storage.conformance import StoredDeadLetter
 
 

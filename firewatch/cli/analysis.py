@@ -1,12 +1,12 @@
 """``firewatch registry import-units``, ``firewatch analysis [run | refresh]`` and
 ``firewatch bench rollups``: the tiered fire-analysis database (docs/analysis.md).
 
-Registered by ``firewatch/cli/__init__.py`` through :func:`add_commands` and
-:func:`add_bench_commands`; ``import-units`` by ``cli/registry.py`` (which makes the
-``registry`` group) through :func:`add_registry_commands`. Handlers take ``(settings,
-args)`` and return the exit code. What these commands refuse (a file that is not a units
-CSV, settings the rollups cannot work with, a database without the schema) prints one line
-``firewatch: ...`` and exits 2;
+Registered by ``firewatch/cli/__init__.py`` through :func:`add_commands`, in the ``bench``
+group by ``cli/bench.py`` through :func:`add_bench_commands`; ``import-units`` by
+``cli/registry.py`` (which makes the ``registry`` group) through
+:func:`add_registry_commands`. Handlers take ``(settings, args)`` and return the exit code.
+What these commands refuse (a file that is not a units CSV, settings the rollups cannot
+work with, a database without the schema) prints one line ``firewatch: ...`` and exits 2;
 an import that rejected some rows prints its report and exits 1 (the other rows are
 written). Other expected failures (no database, a missing file) are the CLI's own
 (``_expected_error``).
@@ -15,7 +15,6 @@ written). Other expected failures (no database, a missing file) are the CLI's ow
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from firewatch.cli.output import write_json
+from firewatch.cli.output import print_import_report, write_json
 from firewatch.cli.signals import stop_on_signals
 from firewatch.core.settings import Settings
 
@@ -58,8 +57,9 @@ def _db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
 
 
 def cmd_import_units(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.core.unit_import import ImportFileError, decode, parse_units_csv
-    from firewatch.storage.units import import_units, street_ids, summarize
+    from firewatch.core.csv_import import ImportFileError, decode
+    from firewatch.core.unit_import import parse_units_csv
+    from firewatch.storage.units import import_units, street_ids
 
     path: Path = args.file
     try:
@@ -73,22 +73,7 @@ def cmd_import_units(settings: Settings, args: argparse.Namespace) -> int:
         return _fail(f"{path}: {err}")
     except _Refused as err:
         return _fail(str(err))
-    counts = summarize(results)
-    if args.json:
-        doc = {
-            "file": str(path),
-            "dry_run": args.dry_run,
-            "summary": counts,
-            "rows": [r.to_json() for r in results],
-        }
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
-    else:
-        for r in results:
-            detail = r.reason or (", ".join(r.changed) if r.changed else "")
-            print(f"line {r.line:>5}  {r.unit_id or '-':<20} {r.outcome:<9} {detail}".rstrip())
-        what = ", ".join(f"{n} {k}" for k, n in counts.items())
-        print(f"dry run, nothing written: {what}" if args.dry_run else what)
-    return 1 if counts["rejected"] else 0
+    return print_import_report(path, results, dry_run=args.dry_run, as_json=args.json)
 
 
 # -- analysis -----------------------------------------------------------------------------

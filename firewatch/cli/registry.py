@@ -16,7 +16,6 @@ exits 1 (the other rows are written).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,9 +25,11 @@ from typing import Any
 import psycopg
 
 from firewatch.cli import analysis as tiers
+from firewatch.cli.output import print_import_report
 from firewatch.cli.people import login_name
 from firewatch.cli.vendor import vendor_group
-from firewatch.core.device_import import ImportFileError, RegistryError
+from firewatch.core.csv_import import ImportFileError
+from firewatch.core.device_import import RegistryError
 from firewatch.core.settings import Settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -73,8 +74,9 @@ def _refusals(handler: Handler) -> Handler:
 
 @_refusals
 def cmd_import_devices(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.core.device_import import decode, parse_devices_csv
-    from firewatch.storage.vendors import import_devices, summarize
+    from firewatch.core.csv_import import decode
+    from firewatch.core.device_import import parse_devices_csv
+    from firewatch.storage.devices import import_devices
 
     path: Path = args.file
     try:
@@ -90,27 +92,12 @@ def cmd_import_devices(settings: Settings, args: argparse.Namespace) -> int:
             as_vendor=None,
             dry_run=args.dry_run,
         )
-    counts = summarize(results)
-    if args.json:
-        doc = {
-            "file": str(path),
-            "dry_run": args.dry_run,
-            "summary": counts,
-            "rows": [r.to_json() for r in results],
-        }
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
-    else:
-        for r in results:
-            detail = r.reason or (", ".join(r.changed) if r.changed else "")
-            print(f"line {r.line:>5}  {r.device_id or '-':<20} {r.outcome:<9} {detail}".rstrip())
-        what = ", ".join(f"{n} {k}" for k, n in counts.items())
-        print(f"dry run, nothing written: {what}" if args.dry_run else what)
-    return 1 if counts["rejected"] else 0
+    return print_import_report(path, results, dry_run=args.dry_run, as_json=args.json)
 
 
 @_refusals
 def cmd_decommission(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.storage.vendors import decommission_device
+    from firewatch.storage.devices import decommission_device
 
     with _db(settings) as conn:
         device = decommission_device(

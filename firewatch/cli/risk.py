@@ -2,9 +2,9 @@
 worker), ``firewatch risk score`` (score now, or as at a time, and keep it), ``firewatch
 risk show`` (a unit's current score and why), and ``firewatch bench risk-quality``.
 
-``firewatch/cli/__init__.py`` calls :func:`add_commands` with its top-level subparsers and
-:func:`add_bench_commands` with its ``bench`` subparsers. Nothing here is imported from
-``firewatch/cli/__init__.py`` (it imports this module); the services, the lab and the
+``firewatch/cli/__init__.py`` calls :func:`add_commands` with its top-level subparsers, and
+``firewatch/cli/bench.py`` calls :func:`add_bench_commands` with its ``bench`` subparsers.
+Nothing here is imported from either (they import this module); the services, the lab and the
 simulator are imported inside the handlers only, so ``firewatch --help`` stays quick.
 """
 

@@ -4,8 +4,9 @@ This module has the draw commands, the worker, the bench and the parser; the com
 inspectors, the focus list, inspections, hazards and credit, and the helpers they all
 share, are in ``firewatch/cli/supervise_records.py``.
 
-Registered by ``firewatch/cli/__init__.py`` through :func:`add_commands` and
-:func:`add_bench_commands`. Handlers take ``(settings, args)`` and return the exit code.
+Registered by ``firewatch/cli/__init__.py`` through :func:`add_commands`, and in the
+``bench`` group by ``firewatch/cli/bench.py`` through :func:`add_bench_commands`. Handlers
+take ``(settings, args)`` and return the exit code.
 A request the records refuse (a second live draw for a period, a tied inspector, a hazard
 in the wrong state, an unknown id) prints one line ``firewatch: ...`` and exits 2; a
 verification that fails exits 1; one that could not be completed (no seed published yet)

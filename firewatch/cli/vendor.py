@@ -36,7 +36,7 @@ from firewatch.cli.signals import stop_on_signals
 from firewatch.core.settings import Settings
 
 if TYPE_CHECKING:
-    from firewatch.core.conformance import ChannelReport, Report, SeqReport
+    from firewatch.core.conformance_report import ChannelReport, Report, SeqReport
 
 #: The longest look back of ``--minutes`` (a day), as the API's.
 MAX_MINUTES = 1440
@@ -61,7 +61,8 @@ def _connect(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
 
 
 def cmd_vendor_check(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.core.conformance import Limits, check
+    from firewatch.core.conformance import check
+    from firewatch.core.conformance_report import Limits
     from firewatch.storage import conformance as store
 
     backlog = timedelta(seconds=settings.max_backlog_age_s)

@@ -38,8 +38,6 @@ read as a devices file at all raises :class:`ImportFileError` (re-exported from
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from collections.abc import Mapping
@@ -47,21 +45,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from firewatch.core.contract import ID_PATTERN
+from firewatch.core.csv_import import Rejected, limited_text, read_rows
 from firewatch.core.domain import DeviceKind
-from firewatch.core.unit_import import ImportFileError, Rejected, decode
 
 __all__ = [
     "METADATA",
     "Conflict",
     "DeviceRow",
-    "ImportFileError",
     "MetaField",
     "NotFound",
     "ParsedFile",
     "RegistryError",
-    "Rejected",
     "check_metadata",
-    "decode",
     "device_row",
     "meta_value",
     "parse_devices_csv",
@@ -170,11 +165,7 @@ class ParsedFile:
 
 
 def _text(value: str, what: str, limit: int) -> str:
-    if "\x00" in value:
-        raise RegistryError(f"{what} contains a NUL character")
-    if len(value) > limit:
-        raise RegistryError(f"{what} is longer than {limit} characters")
-    return value
+    return limited_text(value, what, limit, RegistryError)
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -290,27 +281,6 @@ def device_row(
     return DeviceRow(line, device_id, unit_id, k, vendor, model, values, frozenset(clear))
 
 
-def _header(names: list[str] | None) -> list[str]:
-    if not names:
-        raise ImportFileError("the file is empty: expected a header row")
-    header = [n.strip().lower() for n in names]
-    seen: set[str] = set()
-    for n in header:
-        if n in seen:
-            raise ImportFileError(f"column {n!r} appears twice in the header")
-        seen.add(n)
-    unknown = [n for n in header if n not in REQUIRED + OPTIONAL]
-    if unknown:
-        raise ImportFileError(
-            f"unknown column(s) {', '.join(repr(u[:40]) for u in unknown[:5])}; "
-            f"known: {', '.join(REQUIRED + OPTIONAL)}"
-        )
-    missing = [c for c in REQUIRED if c not in seen]
-    if missing:
-        raise ImportFileError(f"missing column(s): {', '.join(missing)}")
-    return header
-
-
 def parse_row(line: int, cells: Mapping[str, str]) -> DeviceRow:
     """One row (cells by column, stripped) as a :class:`DeviceRow`; :class:`RegistryError`
     with the reason if it is not valid. A metadata cell that is empty in a column for
@@ -341,40 +311,13 @@ def parse_devices_csv(text: str) -> ParsedFile:
     an earlier line: only the first row of an id is considered). Blank lines are skipped.
     Raises :class:`ImportFileError` for a file without a usable header, one that is not
     CSV, or one with more than :data:`MAX_ROWS` rows."""
-    if "\x00" in text:
-        raise ImportFileError("the file holds NUL characters: it is not a CSV text file")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = _header(next(reader, None))
-    except csv.Error as err:
-        raise ImportFileError(f"line 1: {err}") from None
-    at = header.index("id")
-    rows: list[DeviceRow] = []
-    rejected: list[Rejected] = []
-    first: dict[str, int] = {}
-    try:
-        for fields in reader:
-            line = reader.line_num
-            if not any(f.strip() for f in fields):
-                continue
-            if len(rows) + len(rejected) >= MAX_ROWS:
-                raise ImportFileError(f"more than {MAX_ROWS} rows: split the file")
-            did = fields[at].strip()[:64] if len(fields) > at else ""
-            if len(fields) != len(header):
-                rejected.append(
-                    Rejected(line, did, f"{len(fields)} fields, the header has {len(header)}")
-                )
-                continue
-            cells = {name: value.strip() for name, value in zip(header, fields, strict=True)}
-            if did in first:
-                rejected.append(Rejected(line, did, f"duplicate id: already on line {first[did]}"))
-                continue
-            if did:
-                first[did] = line
-            try:
-                rows.append(parse_row(line, cells))
-            except RegistryError as err:
-                rejected.append(Rejected(line, did, str(err)))
-    except csv.Error as err:
-        raise ImportFileError(f"line {reader.line_num}: {err}") from None
+    rows, rejected, header = read_rows(
+        text,
+        required=REQUIRED,
+        optional=OPTIONAL,
+        parse=parse_row,
+        invalid=RegistryError,
+        max_rows=MAX_ROWS,
+        nul_is_binary=True,
+    )
     return ParsedFile(rows, rejected, frozenset(header))

@@ -33,15 +33,25 @@ the file itself (encoding, header) raise :class:`ImportFileError`.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
 from firewatch.core.contract import ID_PATTERN
+from firewatch.core.csv_import import Rejected, limited_text, read_rows
 from firewatch.core.domain import MIN_STATIC_PRESSURE_KPA
+
+__all__ = [
+    "BUILDING_CLASSES",
+    "CATEGORY_OF_SUPERVISION",
+    "SUPERVISION_OF_CATEGORY",
+    "Contact",
+    "ParsedFile",
+    "UnitRow",
+    "parse_row",
+    "parse_units_csv",
+]
 
 #: Supervision class as written in the file -> as stored in ``units.supervision``.
 SUPERVISION_OF_CATEGORY = {
@@ -80,10 +90,6 @@ _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^(0[12]\d|0[3-9]\d{2})(\d{7,8})$")
 
 
-class ImportFileError(ValueError):
-    """The file cannot be imported at all (encoding, header); nothing was read."""
-
-
 @dataclass(frozen=True)
 class Contact:
     name: str
@@ -107,15 +113,6 @@ class UnitRow:
     longitude: float | None = None
     responsible: Contact | None = None
     maintenance: Contact | None = None
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A row that was not imported, and why (one line a person can act on)."""
-
-    line: int
-    id: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -146,14 +143,6 @@ def normalize_phone(raw: str) -> str:
     )
 
 
-def _text(value: str, what: str, limit: int) -> str:
-    if "\x00" in value:
-        raise ValueError(f"{what} contains a NUL character")
-    if len(value) > limit:
-        raise ValueError(f"{what} is longer than {limit} characters")
-    return value
-
-
 def _coordinate(raw: str, what: str, bound: float) -> float:
     try:
         value = float(raw)
@@ -172,7 +161,7 @@ def _contact(cells: dict[str, str], role: str) -> Contact | None:
         raise ValueError(f"{role}_phone without {role}_name")
     if not phone:
         raise ValueError(f"{role}_name without {role}_phone")
-    return Contact(_text(name, f"{role}_name", MAX_NAME), normalize_phone(phone))
+    return Contact(limited_text(name, f"{role}_name", MAX_NAME), normalize_phone(phone))
 
 
 def parse_row(line: int, cells: dict[str, str], streets: Collection[str]) -> UnitRow:
@@ -208,52 +197,17 @@ def parse_row(line: int, cells: dict[str, str], streets: Collection[str]) -> Uni
     return UnitRow(
         line=line,
         id=uid,
-        name=_text(cells["name"], "name", MAX_NAME),
+        name=limited_text(cells["name"], "name", MAX_NAME),
         street=street,
         supervision=SUPERVISION_OF_CATEGORY[category],
         category=unit_type,
         building_class=bclass,
-        address=_text(cells.get("address", ""), "address", MAX_ADDRESS),
+        address=limited_text(cells.get("address", ""), "address", MAX_ADDRESS),
         latitude=lat,
         longitude=lon,
         responsible=_contact(cells, "responsible"),
         maintenance=_contact(cells, "maintenance"),
     )
-
-
-def decode(data: bytes) -> str:
-    """The file's text: UTF-8, with or without a byte-order mark."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ImportFileError(
-            f"not UTF-8 (byte {err.start}): save the file as 'CSV UTF-8' (Excel) or convert "
-            "it, e.g. iconv -f GBK -t UTF-8"
-        ) from None
-
-
-def _header(names: list[str] | None) -> list[str]:
-    if not names:
-        raise ImportFileError("the file is empty: expected a header row")
-    header = [n.strip().lower() for n in names]
-    seen: set[str] = set()
-    for n in header:
-        if n in seen:
-            raise ImportFileError(f"column {n!r} appears twice in the header")
-        seen.add(n)
-    unknown = [n for n in header if n not in REQUIRED + OPTIONAL]
-    if unknown:
-        raise ImportFileError(
-            f"unknown column(s) {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(REQUIRED + OPTIONAL)}"
-        )
-    missing = [c for c in REQUIRED if c not in seen]
-    if missing:
-        raise ImportFileError(f"missing column(s): {', '.join(missing)}")
-    for a, b in PAIRS:
-        if (a in seen) != (b in seen):
-            raise ImportFileError(f"columns {a} and {b} go together: give both or neither")
-    return header
 
 
 def parse_units_csv(text: str, streets: Collection[str]) -> ParsedFile:
@@ -262,36 +216,12 @@ def parse_units_csv(text: str, streets: Collection[str]) -> ParsedFile:
     street, an id already on an earlier line: only the first row of an id is considered,
     and imported if valid). Blank lines are skipped.
     Raises :class:`ImportFileError` for a file without a usable header."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = _header(next(reader, None))
-    except csv.Error as err:
-        raise ImportFileError(f"line 1: {err}") from None
-    rows: list[UnitRow] = []
-    rejected: list[Rejected] = []
-    first: dict[str, int] = {}
-    try:
-        for fields in reader:
-            line = reader.line_num
-            if not any(f.strip() for f in fields):
-                continue
-            if len(fields) != len(header):
-                uid = fields[header.index("id")].strip() if len(fields) > header.index("id") else ""
-                rejected.append(
-                    Rejected(line, uid, f"{len(fields)} fields, the header has {len(header)}")
-                )
-                continue
-            cells = {name: value.strip() for name, value in zip(header, fields, strict=True)}
-            uid = cells["id"]
-            if uid in first:
-                rejected.append(Rejected(line, uid, f"duplicate id: already on line {first[uid]}"))
-                continue
-            if uid:
-                first[uid] = line
-            try:
-                rows.append(parse_row(line, cells, streets))
-            except ValueError as err:
-                rejected.append(Rejected(line, uid, str(err)))
-    except csv.Error as err:
-        raise ImportFileError(f"line {reader.line_num}: {err}") from None
+    rows, rejected, header = read_rows(
+        text,
+        required=REQUIRED,
+        optional=OPTIONAL,
+        pairs=PAIRS,
+        parse=lambda line, cells: parse_row(line, cells, streets),
+        invalid=ValueError,
+    )
     return ParsedFile(rows, rejected, frozenset(header))

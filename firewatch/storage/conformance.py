@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import psycopg
 
-from firewatch.core.conformance import Device, Message
+from firewatch.core.conformance_report import Device, Message
 from firewatch.core.rows import DeadLetter, Reason
 
 #: The most messages read per channel for one report (a day at one message a second fits).

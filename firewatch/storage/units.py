@@ -1,4 +1,5 @@
-"""The units of the registry (``units``): the bulk import from CSV rows, one row at a time.
+"""The units of the registry (``units``): the bulk import from CSV rows, and one unit at a
+time for the API, both through one row writer.
 
 :func:`import_units` writes the rows that ``core/unit_import.py`` validated, each in its own
 savepoint inside one transaction: a row is written whole or not at all (a row the database
@@ -12,6 +13,12 @@ What a row manages: name, street (``region_id``), supervision class, type (``cat
 building class always; address, location and the ``responsible`` / ``maintenance``
 entries of ``contacts`` when the file has those columns (an empty cell clears them). Other
 keys of ``contacts`` (and of a contact: an e-mail …) and ``attributes`` are kept.
+
+:func:`write_row` writes one checked row; the import calls it, and so does
+:func:`write_unit`, which creates or updates one unit over the API (with the 404/409 rules
+and the audit, ``credentials.audit``), so that a unit written over the API and a row of a
+units file become the same record. :func:`unit_cells` gives a stored unit as the cells of
+a row: what the API merges a partial change into before checking it like a row.
 """
 
 from __future__ import annotations
@@ -19,34 +26,15 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from firewatch.core.unit_import import Contact, Rejected, UnitRow
-
-Outcome = Literal["created", "updated", "unchanged", "rejected"]
-
-
-@dataclass(frozen=True)
-class RowResult:
-    """What became of one row of the file."""
-
-    line: int
-    unit_id: str
-    outcome: Outcome
-    reason: str = ""  # why it was rejected
-    changed: list[str] = field(default_factory=list)  # what an update changed
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"line": self.line, "id": self.unit_id, "outcome": self.outcome}
-        if self.reason:
-            out["reason"] = self.reason
-        if self.changed:
-            out["changed"] = self.changed
-        return out
+from firewatch.core.csv_import import Rejected, RowResult
+from firewatch.core.device_import import Conflict, NotFound
+from firewatch.core.unit_import import CATEGORY_OF_SUPERVISION, Contact, UnitRow
+from firewatch.storage import credentials
 
 
 def street_ids(conn: psycopg.Connection[Any]) -> set[str]:
@@ -117,9 +105,13 @@ def _wanted(
     }
 
 
-def _write(
+def write_row(
     cur: psycopg.Cursor[dict[str, Any]], row: UnitRow, columns: Collection[str]
 ) -> RowResult:
+    """Write one checked ``row`` (``columns``: the file's header, see the module docstring)
+    with ``cur`` (a ``dict_row`` cursor), in the caller's transaction: insert the unit, or
+    update the stored one where it differs. Returns created, updated (what changed) or
+    unchanged; the database's errors propagate."""
     stored = cur.execute(_SELECT, (row.id,)).fetchone()
     wanted = _wanted(row, columns, stored)
     params = {**wanted, "contacts": json.dumps(wanted["contacts"], ensure_ascii=False)}
@@ -157,7 +149,7 @@ def import_units(
             for row in rows:
                 try:
                     with conn.transaction():
-                        done.append(_write(cur, row, columns))
+                        done.append(write_row(cur, row, columns))
                 except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as err:
                     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
                     done.append(RowResult(row.line, row.id, "rejected", f"database: {reason}"))
@@ -168,9 +160,62 @@ def import_units(
     return sorted(results + done, key=lambda r: r.line)
 
 
-def summarize(results: Sequence[RowResult]) -> dict[str, int]:
-    """How many rows had each outcome."""
-    out = {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
-    for r in results:
-        out[r.outcome] += 1
-    return out
+def unit_cells(conn: psycopg.Connection[Any], unit_id: str) -> dict[str, str] | None:
+    """The stored unit as the cells of a units-file row (``core/unit_import.py``), or
+    None: what a partial change is merged into before it is checked like a row."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        r = cur.execute(
+            "SELECT id, name, region_id, supervision, category, building_class, address,"
+            " latitude, longitude, contacts FROM units WHERE id = %s",
+            (unit_id,),
+        ).fetchone()
+    if r is None:
+        return None
+    cells = {
+        "id": r["id"],
+        "name": r["name"],
+        "street": r["region_id"],
+        "category": CATEGORY_OF_SUPERVISION.get(r["supervision"], r["supervision"]),
+        "type": r["category"],
+        "building_class": r["building_class"],
+        "address": r["address"],
+        "latitude": "" if r["latitude"] is None else repr(float(r["latitude"])),
+        "longitude": "" if r["longitude"] is None else repr(float(r["longitude"])),
+    }
+    contacts = r["contacts"] if isinstance(r["contacts"], dict) else {}
+    for role in ("responsible", "maintenance"):
+        found = contacts.get(role)
+        c: dict[str, Any] = found if isinstance(found, dict) else {}
+        cells[f"{role}_name"] = str(c.get("name") or "")
+        cells[f"{role}_phone"] = str(c.get("phone") or "")
+    return cells
+
+
+def write_unit(
+    conn: psycopg.Connection[Any],
+    row: UnitRow,
+    columns: Collection[str],
+    *,
+    actor: str,
+    create: bool,
+) -> RowResult:
+    """Create (``create``: :class:`Conflict` if the id exists) or update (:class:`NotFound`
+    if it does not) one unit from a checked row; ``columns`` as in the units import (the
+    optional fields it manages). Audited ``created`` / ``updated`` with what changed."""
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        exists = cur.execute("SELECT 1 FROM units WHERE id = %s FOR UPDATE", (row.id,)).fetchone()
+        if create and exists is not None:
+            raise Conflict(f"unit {row.id!r} exists already")
+        if not create and exists is None:
+            raise NotFound(f"no unit {row.id!r}")
+        result = write_row(cur, row, columns)
+        if result.outcome != "unchanged":
+            credentials.audit(
+                conn,
+                actor=actor,
+                subject="unit",
+                subject_id=row.id,
+                event=result.outcome,
+                detail={"changed": result.changed} if result.changed else {},
+            )
+    return result

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 
-from firewatch.core.conformance import (
-    DEAD_LETTER_REASONS,
+from firewatch.core.conformance import check
+from firewatch.core.conformance_report import (
     REFERENCE_INTERVAL_S,
     Device,
     Finding,
@@ -20,10 +19,8 @@ from firewatch.core.conformance import (
     Message,
     Report,
     SeqGap,
-    check,
-    explain,
-    payload_text,
 )
+from firewatch.core.dead_letter_help import DEAD_LETTER_REASONS
 from firewatch.core.rows import DeadLetter, Reason
 from firewatch.core.settings import Settings
 
@@ -250,15 +247,6 @@ def test_the_report_is_json() -> None:
     assert doc["dead_letter_reasons"][0]["fix"] == DEAD_LETTER_REASONS["not_json"].fix
 
 
-def test_every_reason_has_a_meaning_and_a_fix() -> None:
-    for reason in [*Reason, "rate_limited"]:
-        help_ = DEAD_LETTER_REASONS[str(reason)]
-        assert help_.meaning
-        assert help_.fix
-        assert explain(str(reason)) == help_.meaning
-    assert "not known" in explain("from_the_future")
-
-
 def test_limits_come_from_the_settings() -> None:
     limits = Limits.of(Settings(_env_file=None))
     assert limits.offline_after_s["water"] == 300.0
@@ -273,17 +261,3 @@ def test_reference_intervals_are_the_simulated_citys() -> None:
     assert REFERENCE_INTERVAL_S[("ebike_shed", "telemetry")] == spec.shed
     assert REFERENCE_INTERVAL_S[("panel", "event")] == spec.panel_status
     assert REFERENCE_INTERVAL_S[("panel", "status")] == spec.status
-
-
-def test_the_vendor_reference_lists_every_reason() -> None:
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "vendor-check.md").read_text("utf-8")
-    for reason in DEAD_LETTER_REASONS:
-        assert f"| `{reason}` |" in doc, reason
-
-
-def test_a_payload_is_text_only_if_it_is_utf8() -> None:
-    assert payload_text("café".encode()) == "café"
-    assert payload_text(b"\xff\xfe") is None
-    cut = "café".encode()[:4]  # the é split by the cap
-    assert payload_text(cut) is None
-    assert payload_text(cut, cut=True) == "caf"

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from firewatch.core.csv_import import ImportFileError, decode
 from firewatch.core.device_import import (
     MAX_ROWS,
-    ImportFileError,
     RegistryError,
     check_metadata,
-    decode,
     device_row,
     meta_value,
     parse_devices_csv,

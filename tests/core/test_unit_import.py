@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from firewatch.core.csv_import import ImportFileError, decode
 from firewatch.core.unit_import import (
     BUILDING_CLASSES,
     Contact,
-    ImportFileError,
-    decode,
     normalize_phone,
     parse_units_csv,
 )

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import psycopg
 
-from firewatch.core.conformance import Level, Limits, SeqGap, check
+from firewatch.core.conformance import check
+from firewatch.core.conformance_report import Level, Limits, SeqGap
 from firewatch.core.settings import Settings
 from firewatch.storage import conformance as store
 from tests.builders.city import WATER, WATER_TOPIC

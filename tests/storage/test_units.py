@@ -1,6 +1,7 @@
-"""The CSV import into the registry (storage/units.py): a report per row, created /
+"""The units of the registry (storage/units.py). The CSV import: a report per row, created /
 updated / unchanged / rejected; a bad row never stops the good ones; re-importing the same
-file changes nothing; a dry run writes nothing; what the file does not manage is kept."""
+file changes nothing; a dry run writes nothing; what the file does not manage is kept. One
+unit written over the API is written like a row of the file, and audited."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
-from firewatch.core.unit_import import UnitRow, decode, parse_units_csv
-from firewatch.storage.units import RowResult, import_units, street_ids, summarize
+from firewatch.core.csv_import import RowResult, decode, summarize
+from firewatch.core.device_import import Conflict
+from firewatch.core.unit_import import REQUIRED, UnitRow, parse_row, parse_units_csv
+from firewatch.storage.units import (
+    import_units,
+    street_ids,
+    unit_cells,
+    write_unit,
+)
+from tests.builders import city
+from tests.helpers import registry_events
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
@@ -36,7 +47,7 @@ def test_the_sample_creates_and_updates_then_changes_nothing(db: psycopg.Connect
         " '\"zw@example.cn\"') WHERE id = 'U-WD-001'"
     )
     first = run(db, sample())
-    assert [(r.line, r.unit_id, r.outcome) for r in first] == [
+    assert [(r.line, r.id, r.outcome) for r in first] == [
         (2, "U-WD-101", "created"),
         (3, "U-WD-102", "created"),
         (4, "U-JA-101", "created"),
@@ -123,3 +134,21 @@ def test_columns_decide_what_the_import_manages(db: psycopg.Connection[Any]) -> 
         db, f"{header}\nU-WD-002,许昌市中心医院,weidu-ximajie,ordinary,hospital,multistorey\n"
     )
     assert moved.changed == ["region_id", "supervision", "building_class"]
+
+
+def test_one_unit_is_written_like_a_row_of_the_units_file(db: psycopg.Connection[Any]) -> None:
+    cells = unit_cells(db, city.UNIT)
+    assert cells is not None
+    assert (cells["category"], cells["type"], cells["responsible_phone"]) == (
+        "high_risk",
+        "commercial_complex",
+        "13800000001",
+    )
+    row = parse_row(1, {**cells, "name": "万达广场"}, street_ids(db))
+    result = write_unit(db, row, set(REQUIRED), actor="root", create=False)
+    assert (result.outcome, result.changed) == ("updated", ["name"])
+    unchanged = write_unit(db, row, set(REQUIRED), actor="root", create=False)
+    assert unchanged.outcome == "unchanged"
+    with pytest.raises(Conflict, match="exists already"):
+        write_unit(db, row, set(REQUIRED), actor="root", create=True)
+    assert registry_events(db, city.UNIT) == [("unit", "updated", "root")]

@@ -4,8 +4,9 @@ by its vendor or an admin (issue 14; docs/adr/0012-device-credentials.md).
 ``POST`` makes a new random password and answers it **once** (201): the database keeps only
 the broker's hash, and the broker has the password before the answer leaves. A 503 means the
 broker did not confirm: nothing was stored, and if the broker did apply it (only its answer
-was lost) the old password no longer works there, so retry until you get a 201 (ADR 0012). A second ``POST`` is a rotation: the old
-password stops working at once and whoever used it is disconnected. ``DELETE`` revokes: the
+was lost) the old password no longer works there, so retry until you get a 201 (ADR 0012).
+A second ``POST`` is a rotation: the old password stops working at once and whoever used it
+is disconnected. ``DELETE`` revokes: the
 broker disconnects the device and refuses it from then on (at once, or within a second by the
 broker sync). ``GET`` tells whether a credential is in force, without any secret.
 

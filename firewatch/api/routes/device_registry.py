@@ -4,7 +4,7 @@ change, decommission, and import many devices from a CSV file.
 Who may (``firewatch/core/access.py``): reading is ``device_read`` (the monitoring center,
 the fire department, a unit's manager for its unit's devices, a vendor for its own);
 writing is ``devices_write`` (an admin, and a vendor for its own devices, registering only
-into units it serves: ``storage/vendors.py``). One device outside a scoped role's scope
+into units it serves: ``storage/devices.py``). One device outside a scoped role's scope
 answers 403, also when no device has that id: the scope must not reveal which ids exist.
 
 The import takes the file itself as the request body, ``Content-Type: text/csv`` (UTF-8):
@@ -36,19 +36,18 @@ from firewatch.api.registry_schemas import (
 )
 from firewatch.api.schemas import ErrorOut
 from firewatch.core.access import Forbidden, check_device, unit_scope, vendor_scope
+from firewatch.core.csv_import import ImportFileError, decode, summarize
 from firewatch.core.device_import import (
     Conflict,
-    ImportFileError,
     NotFound,
     RegistryError,
-    decode,
     device_row,
     parse_devices_csv,
 )
 from firewatch.core.domain import DeviceKind
 from firewatch.core.people import Person
 from firewatch.storage import device_health
-from firewatch.storage import vendors as store
+from firewatch.storage import devices as store
 
 router = APIRouter(tags=["registry"])
 
@@ -219,7 +218,7 @@ def import_devices(
     )
     return ImportReportOut(
         dry_run=dry_run,
-        summary=ImportSummaryOut(**store.summarize(results)),
+        summary=ImportSummaryOut(**summarize(results)),
         rows=[ImportRowOut.model_validate(r.to_json()) for r in results],
     )
 

@@ -23,8 +23,7 @@ from firewatch.api.tier_schemas import UnitOut, contact_out
 from firewatch.core.device_import import RegistryError
 from firewatch.core.unit_import import REQUIRED, parse_row
 from firewatch.storage import regions as registry
-from firewatch.storage import vendors as store
-from firewatch.storage.units import street_ids
+from firewatch.storage.units import street_ids, unit_cells, write_unit
 
 router = APIRouter(tags=["registry"])
 
@@ -70,7 +69,7 @@ def _write(
 ) -> UnitOut:
     try:
         row = parse_row(1, cells, street_ids(conn))
-        store.write_unit(conn, row, columns, actor=actor, create=create)
+        write_unit(conn, row, columns, actor=actor, create=create)
     except RegistryError as err:
         raise refused(err) from None
     except ValueError as err:  # the units file's own checks (core/unit_import.py)
@@ -102,7 +101,7 @@ def create_unit(conn: Conn, person: RegistryWriter, body: UnitIn) -> UnitOut:
 def update_unit(conn: Conn, person: RegistryWriter, unit_id: UnitId, body: UnitPatch) -> UnitOut:
     """Change what the body gives; ``null`` clears the address, the location (give both
     coordinates) or a contact. Other contact entries and the unit's attributes are kept."""
-    stored = store.unit_cells(conn, unit_id)
+    stored = unit_cells(conn, unit_id)
     if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no unit {unit_id!r}")
     cells = {**stored, **_cells(body)}

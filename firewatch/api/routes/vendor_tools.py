@@ -19,8 +19,10 @@ from firewatch.api.deps import Conn, Context, DeadLetterReader, DeviceChecker
 from firewatch.api.schemas import ErrorOut
 from firewatch.api.vendor_schemas import ConformanceOut, DeadLetterOut
 from firewatch.core.access import Forbidden, check_device, vendor_scope
-from firewatch.core.conformance import DEAD_LETTER_REASONS, Limits, check
+from firewatch.core.conformance import check
+from firewatch.core.conformance_report import Limits
 from firewatch.core.contract import ID_PATTERN
+from firewatch.core.dead_letter_help import DEAD_LETTER_REASONS
 from firewatch.storage import conformance as store
 
 router = APIRouter(tags=["vendor tools"])

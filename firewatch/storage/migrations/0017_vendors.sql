@@ -1,7 +1,7 @@
--- Vendor onboarding (issue 14; docs/vendors.md, docs/adr/0012-device-credentials.md).
+-- Vendor onboarding (issue 14; docs/registry.md, docs/adr/0012-device-credentials.md).
 -- Vendors, the units they serve (installations), decommissioning that keeps a device's
 -- history, device credentials stored in the broker's own hash format, and the registry's
--- audit. firewatch/storage/vendors.py and firewatch/storage/credentials.py own this SQL.
+-- audit. firewatch/storage/vendors.py, devices.py and credentials.py own this SQL.
 
 -- A device maker or installer. `devices.vendor` names one (kept as text, '' = unknown, as
 -- before: a device row from before this migration may name a vendor nobody registered).
