@@ -91,7 +91,15 @@ class Device:
     paho: mqtt.Client
     connack: int | None = None
     pubacks: dict[int, int] = field(default_factory=dict)
+    subacks: dict[int, int] = field(default_factory=dict)
     disconnected: threading.Event = field(default_factory=threading.Event)
+
+    def subscribe(self, topic_: str) -> int:
+        """QoS 1; the SUBACK's reason code (1 granted QoS 1, 0x87 refused)."""
+        _rc, mid = self.paho.subscribe(topic_, qos=1)
+        assert mid is not None, "not connected"
+        wait_until(lambda: mid in self.subacks, TIMEOUT, f"SUBACK for {topic_}")
+        return self.subacks[mid]
 
     def publish(self, topic_: str, payload: bytes = b"{}") -> int:
         """QoS 1; the PUBACK's reason code (0 accepted, 0x87 refused)."""
@@ -121,8 +129,12 @@ def device(
     def on_publish(_c: Any, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
         dev.pubacks[mid] = rc.value
 
+    def on_subscribe(_c: Any, _u: Any, mid: int, rcs: list[ReasonCode], _p: Any) -> None:
+        dev.subacks[mid] = rcs[0].value
+
     paho.on_connect = on_connect
     paho.on_publish = on_publish
+    paho.on_subscribe = on_subscribe
     paho.on_disconnect = lambda *_a: dev.disconnected.set()
     paho.connect(secure.host, secure.port)
     paho.loop_start()

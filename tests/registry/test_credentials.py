@@ -69,6 +69,12 @@ def test_publishing_as_another_device_or_unit_is_refused(
         assert dev.publish(topic(WATER, unit=OTHER_UNIT), water(1)) == NOT_AUTHORIZED
     with device(secure, WATER, password) as dev:  # its own topics still work
         assert dev.publish(topic(WATER, "status"), b'{"seq":1}') in ACCEPTED
+        # It may listen to its own command topic only: not another device's, not another
+        # unit's, not everything.
+        assert dev.subscribe(topic(WATER, "command")) == 1
+        assert dev.subscribe(topic(WATER_2, "command")) == NOT_AUTHORIZED
+        assert dev.subscribe(topic(WATER, "command", unit=OTHER_UNIT)) == NOT_AUTHORIZED
+        assert dev.subscribe("firewatch/v1/#") == NOT_AUTHORIZED
     # Nor can it log in under another device's client id.
     assert connack(secure, WATER, password, client_id=WATER_2) == NOT_AUTHORIZED
 
