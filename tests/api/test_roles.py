@@ -236,6 +236,8 @@ async def test_a_vendor_sees_only_its_own_devices(
     r = await anon.get(f"/devices/{city.WATER}/rollups", headers=volt)  # an acme device
     assert r.status_code == 403
     assert "not one of volt's" in r.json()["detail"]
+    # An id nobody has: the same 403, so the scope does not reveal which ids exist.
+    assert (await anon.get("/devices/D-NOPE/rollups", headers=volt)).status_code == 403
     assert (await anon.get("/alerts", headers=volt)).status_code == 403
 
 

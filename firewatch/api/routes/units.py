@@ -25,7 +25,7 @@ from firewatch.api.tier_schemas import (
     UnitSummaryOut,
     contact_out,
 )
-from firewatch.core.access import check_device, check_unit
+from firewatch.core.access import Forbidden, check_device, check_unit, unit_scope, vendor_scope
 from firewatch.core.people import Role
 from firewatch.core.rollups import Grain
 from firewatch.storage import device_health
@@ -158,6 +158,9 @@ def device_rollups(
     hours per request."""
     owner = device_health.device_owner(conn, device_id)
     if owner is None:
+        if unit_scope(person) is not None or vendor_scope(person) is not None:
+            # The scope must not reveal which ids exist (docs/people.md): the same 403.
+            raise Forbidden("that device is outside your scope")
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r}")
     check_device(person, *owner)
     return rollups_of(conn, ctx.settings, "device", device_id, grain, start, to)
