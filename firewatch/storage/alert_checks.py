@@ -123,27 +123,39 @@ ins AS (
 SELECT id FROM ins ORDER BY id
 """
 
-_RESOLVE_BACK = f"""
+# Heard from since the alert opened, and not offline by its last will since (the same test
+# as _SILENT: a will after its last message).
+_HEARD_AGAIN = """ls.last_rx > a.first_seen
+    AND NOT coalesce(st.state = 'offline' AND st.updated_at >= ls.last_rx, false)"""
+# Taken out of service (issue 14): it will not be heard from again, and that is no fault.
+_DECOMMISSIONED = "d.decommissioned_at IS NOT NULL"
+
+# The offline and patrol alerts the system resolves, in one statement: a device heard from
+# again, or decommissioned; the note says which.
+_RESOLVE = f"""
 WITH back AS (
-    SELECT a.id, a.state FROM alerts a JOIN device_last_seen ls ON ls.device_id = a.device_id
+    SELECT a.id, a.state,
+           CASE WHEN {_HEARD_AGAIN} THEN 'device heard from again'
+                ELSE 'device decommissioned' END AS note
+    FROM alerts a
+    LEFT JOIN devices d ON d.id = a.device_id
+    LEFT JOIN device_last_seen ls ON ls.device_id = a.device_id
     LEFT JOIN device_state st ON st.device_id = a.device_id
     WHERE a.type = ANY(%(types)s) AND a.state IN {ACTIVE_SQL}
-      AND ls.last_rx > a.first_seen
-      -- not offline by its last will (the same test as _SILENT: a will after its last message)
-      AND NOT coalesce(st.state = 'offline' AND st.updated_at >= ls.last_rx, false)
+      AND (({_HEARD_AGAIN}) OR {_DECOMMISSIONED})
     FOR UPDATE OF a SKIP LOCKED
 ), upd AS (
     UPDATE alerts SET state = 'resolved', resolved_at = %(now)s, condition_active = false,
                       updated_at = now()
     FROM back WHERE alerts.id = back.id
-    RETURNING alerts.*, back.state AS from_state
+    RETURNING alerts.*, back.state AS from_state, back.note AS why
 ), audit AS (
     INSERT INTO alert_transitions (alert_id, action, from_state, to_state, actor, note, at)
-    SELECT id, 'resolve', from_state, 'resolved', '{SYSTEM}', %(note)s, %(now)s FROM upd
+    SELECT id, 'resolve', from_state, 'resolved', '{SYSTEM}', why, %(now)s FROM upd
 ), ev AS (
     INSERT INTO alert_events (alert_id, event, payload)
     SELECT id, 'resolve', jsonb_build_object('event', 'resolve',
-           'alert', to_jsonb(upd) - 'from_state', 'actor', '{SYSTEM}', 'note', %(note)s)
+           'alert', to_jsonb(upd) - 'from_state' - 'why', 'actor', '{SYSTEM}', 'note', why)
     FROM upd
 )
 SELECT id FROM upd ORDER BY id
@@ -167,7 +179,8 @@ def check_offline(
     whatever the number of devices: a device silent beyond its kind's
     ``alert_offline_after_s``, or whose last will said offline, gets a ``device_offline``
     alert; a panel not heard from within the patrol cycle (GB 50440: at most 2 h) a
-    ``patrol_failed`` alert; a device heard from again resolves both.
+    ``patrol_failed`` alert; a device heard from again resolves both, and so does its
+    decommissioning (it will not be heard from again; its other alerts stay for operators).
 
     When more than ``alert_mass_offline_fraction`` of the devices heard from (and at least
     ``alert_mass_offline_min``) are silent at once, the cause is upstream (the broker, the
@@ -229,12 +242,7 @@ def check_offline(
         resolved = [
             int(r["id"])
             for r in cur.execute(
-                _RESOLVE_BACK,
-                {
-                    "types": ["device_offline", "patrol_failed"],
-                    "now": at,
-                    "note": "device heard from again",
-                },
+                _RESOLVE, {"types": ["device_offline", "patrol_failed"], "now": at}
             ).fetchall()
         ]
         if opened or resolved:

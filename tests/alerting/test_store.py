@@ -856,6 +856,31 @@ def test_a_panel_silent_beyond_the_patrol_cycle_fails_its_patrol(
     assert len(alerts_of(db, PANEL, "patrol_failed")) == 1
 
 
+def test_a_decommissioned_device_has_its_offline_and_patrol_alerts_resolved(
+    db: psycopg.Connection[Any], settings: Settings
+) -> None:
+    cycle = settings.alert_patrol_cycle_s
+    seen(db, PANEL, T0)
+    opened = check_offline(db, settings, now=T0 + s(cycle + 1)).opened
+    assert len(opened) == 2  # offline and patrol failed
+    (fire_alert, _) = fire(db, device=PANEL)
+    db.execute(
+        "UPDATE devices SET decommissioned_at = %s WHERE id = %s", (T0 + s(cycle + 5), PANEL)
+    )
+    result = check_offline(db, settings, now=T0 + s(cycle + 10))
+    assert sorted(result.resolved) == sorted(opened)
+    assert result.opened == []
+    notes = db.execute(
+        "SELECT note FROM alert_transitions WHERE alert_id = ANY(%s) AND action = 'resolve'",
+        (opened,),
+    ).fetchall()
+    assert [n for (n,) in notes] == ["device decommissioned"] * 2
+    # A fire alarm of the device is the operators' to handle, decommissioned or not.
+    assert scalar(db, "SELECT state FROM alerts WHERE id = %s", fire_alert.id) == "open"
+    later = check_offline(db, settings, now=T0 + s(2 * cycle + 10))
+    assert later.opened == []  # never judged offline again
+
+
 def test_a_device_heard_from_again_resolves_its_offline_and_patrol_alerts(
     db: psycopg.Connection[Any], settings: Settings
 ) -> None:
