@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 
+from firewatch.cli.people import login_name
 from firewatch.core.settings import Settings
 from firewatch.runtime.postgres import resolve_database_url
 
@@ -113,6 +114,30 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    """Take the device accounts of an old dynamic-security file into the registry; exit 2
+    with one line when the file is unreadable."""
+    from firewatch.registry.credentials import import_hashes
+    from firewatch.runtime.brokerconf import BrokerConfError, read_dynsec
+
+    try:
+        doc = read_dynsec(args.file)
+    except BrokerConfError as err:
+        print(f"firewatch: {err}", file=sys.stderr)
+        return 2
+    with psycopg.connect(resolve_database_url(settings), autocommit=True) as conn:
+        done = import_hashes(conn, doc, actor=login_name(), dry_run=args.dry_run)
+    for name, ids in (("imported", done.imported), ("kept", done.kept), ("unknown", done.unknown)):
+        if ids:
+            print(f"{name:<8} {len(ids):>5}  {' '.join(ids[:20])}{' ...' if len(ids) > 20 else ''}")
+    what = (
+        f"{len(done.imported)} imported, {len(done.kept)} already had a credential (kept), "
+        f"{len(done.unknown)} not registered devices in service (skipped)"
+    )
+    print(f"dry run, nothing written: {what}" if args.dry_run else what)
+    return 0
+
+
 def _octal(text: str) -> int:
     try:
         return int(text, 8)
@@ -164,3 +189,13 @@ def add_commands(broker: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="file mode, octal (default 644: a broker container must read it)",
     )
     config.set_defaults(func=cmd_config)
+    imp = broker.add_parser(
+        "import-accounts",
+        help="keep the passwords of devices provisioned before the registry kept credentials",
+        description="Reads a dynamic-security file written by mosquitto/passwd.py (e.g. "
+        "--from-seed) and stores each registered device's hash in the registry, so the "
+        "device keeps its password when the broker starts from the registry (ADR 0012).",
+    )
+    imp.add_argument("file", type=Path, help="the old dynsec.json")
+    imp.add_argument("--dry-run", action="store_true", help="report, write nothing")
+    imp.set_defaults(func=cmd_import)

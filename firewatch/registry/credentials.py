@@ -22,12 +22,13 @@ within a second; :func:`revoke` also applies it at once when it can.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from firewatch.core.credentials import broker_hash, generate_password, matches
+from firewatch.core.credentials import BrokerHash, broker_hash, generate_password, matches
 from firewatch.runtime.brokerconf import (
     DEVICE_DESCRIPTION,
     Account,
@@ -211,3 +212,44 @@ def broker_document(
         ingest_group=ingest_group or "ingest",
         devices=store.active_logins(conn),
     )
+
+
+@dataclass(frozen=True)
+class HashImport:
+    """What :func:`import_hashes` did, by device id."""
+
+    imported: list[str]
+    kept: list[str]  # already had a credential in force: left as it is
+    unknown: list[str]  # not a registered device in service: not imported
+
+
+def import_hashes(
+    conn: psycopg.Connection[Any], doc: Mapping[str, Any], *, actor: str, dry_run: bool = False
+) -> HashImport:
+    """Take the device accounts of a dynamic-security document written before the registry
+    kept credentials (``mosquitto/passwd.py --from-seed``) into the registry, hashes as they
+    are, so those devices keep their passwords after the upgrade (ADR 0012). A device account
+    is a client described as ``firewatch device``; it is imported when its username is a
+    registered device in service without a credential in force. Nothing is pushed (the
+    broker starts from :func:`broker_document` afterwards)."""
+    imported: list[str] = []
+    kept: list[str] = []
+    unknown: list[str] = []
+    with conn.transaction() as tx:
+        for client in doc.get("clients", []):
+            if client.get("textdescription") != DEVICE_DESCRIPTION:
+                continue
+            device_id = str(client.get("username", ""))
+            found = store.lock_device(conn, device_id)
+            if found is None or found[1] is not None:
+                unknown.append(device_id)
+                continue
+            if store.hash_of(conn, device_id) is not None:
+                kept.append(device_id)
+                continue
+            pw = BrokerHash(str(client["password"]), str(client["salt"]), int(client["iterations"]))
+            store.store_hash(conn, device_id, pw, actor=actor)
+            imported.append(device_id)
+        if dry_run:
+            raise psycopg.Rollback(tx)  # leaves the block quietly, nothing written
+    return HashImport(imported, kept, unknown)
