@@ -16,41 +16,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import psycopg
-
+from firewatch.cli.migrated import Refused, migrated_db
 from firewatch.cli.output import print_import_report, write_json
 from firewatch.cli.signals import stop_on_signals
 from firewatch.core.settings import Settings
 
 
-class _Refused(Exception):
-    """An expected refusal: one line, exit 2."""
-
-
 def _fail(message: str) -> int:
     print(f"firewatch: {' '.join(message.split())}", file=sys.stderr)
     return 2
-
-
-@contextmanager
-def _db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
-    """An autocommit connection to a migrated database (:class:`_Refused` otherwise)."""
-    from firewatch.runtime.postgres import resolve_database_url
-    from firewatch.storage.migrate import is_migrated
-
-    with psycopg.connect(resolve_database_url(settings), autocommit=True) as conn:
-        if not is_migrated(conn):
-            raise _Refused(
-                f"the database {conn.info.dbname!r} has no Firewatch schema; run "
-                "`firewatch db upgrade` with the same settings first"
-            )
-        yield conn
 
 
 # -- registry import-units ----------------------------------------------------------------
@@ -64,14 +41,14 @@ def cmd_import_units(settings: Settings, args: argparse.Namespace) -> int:
     path: Path = args.file
     try:
         text = decode(path.read_bytes())
-        with _db(settings) as conn:
+        with migrated_db(settings) as conn:
             parsed = parse_units_csv(text, street_ids(conn))
             results = import_units(
                 conn, parsed.rows, parsed.columns, rejected=parsed.rejected, dry_run=args.dry_run
             )
     except ImportFileError as err:
         return _fail(f"{path}: {err}")
-    except _Refused as err:
+    except Refused as err:
         return _fail(str(err))
     return print_import_report(path, results, dry_run=args.dry_run, as_json=args.json)
 
@@ -124,10 +101,10 @@ def cmd_analysis_refresh(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{day.isoformat()}: {buckets} device-hours", flush=True)
 
     try:
-        with _db(settings) as conn:
+        with migrated_db(settings) as conn:
             rollups.load_limits(conn)
             done = rollups.refresh_since(conn, since, progress=progress)
-    except _Refused as err:
+    except Refused as err:
         return _fail(str(err))
     print(
         f"recomputed {done} device-hour buckets since {since.isoformat()} "

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import psycopg
 
 from firewatch.cli import analysis as tiers
+from firewatch.cli.migrated import Refused, migrated_db
 from firewatch.cli.output import print_import_report
 from firewatch.cli.people import login_name
 from firewatch.cli.vendor import vendor_group
@@ -35,32 +32,13 @@ from firewatch.core.settings import Settings
 Handler = Callable[[Settings, argparse.Namespace], int]
 
 
-class _Refused(Exception):
-    """An expected refusal: one line, exit 2."""
-
-
-@contextmanager
-def _db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
-    """An autocommit connection to a migrated database (:class:`_Refused` otherwise)."""
-    from firewatch.runtime.postgres import resolve_database_url
-    from firewatch.storage.migrate import is_migrated
-
-    with psycopg.connect(resolve_database_url(settings), autocommit=True) as conn:
-        if not is_migrated(conn):
-            raise _Refused(
-                f"the database {conn.info.dbname!r} has no Firewatch schema; run "
-                "`firewatch db upgrade` with the same settings first"
-            )
-        yield conn
-
-
 def _refusals(handler: Handler) -> Handler:
     """One line ``firewatch: ...`` and exit 2 for what the registry refuses."""
 
     def run(settings: Settings, args: argparse.Namespace) -> int:
         try:
             return handler(settings, args)
-        except (RegistryError, _Refused) as err:
+        except (RegistryError, Refused) as err:
             print(f"firewatch: {' '.join(str(err).split())}", file=sys.stderr)
             return 2
 
@@ -82,8 +60,8 @@ def cmd_import_devices(settings: Settings, args: argparse.Namespace) -> int:
     try:
         parsed = parse_devices_csv(decode(path.read_bytes()))
     except ImportFileError as err:
-        raise _Refused(f"{path}: {err}") from None
-    with _db(settings) as conn:
+        raise Refused(f"{path}: {err}") from None
+    with migrated_db(settings) as conn:
         results = import_devices(
             conn,
             parsed.rows,
@@ -99,7 +77,7 @@ def cmd_import_devices(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_decommission(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.storage.devices import decommission_device
 
-    with _db(settings) as conn:
+    with migrated_db(settings) as conn:
         device = decommission_device(
             conn, args.device, actor=login_name(), as_vendor=None, note=args.note
         )
@@ -118,7 +96,7 @@ def cmd_decommission(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_vendor_add(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.storage.vendors import add_vendor
 
-    with _db(settings) as conn:
+    with migrated_db(settings) as conn:
         v = add_vendor(conn, args.id, args.name, actor=login_name())
     print(f"added vendor {v['id']} ({v['name']}); give it units with `firewatch vendor install`")
     return 0
@@ -128,7 +106,7 @@ def cmd_vendor_add(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_vendor_install(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.storage.vendors import install
 
-    with _db(settings) as conn:
+    with migrated_db(settings) as conn:
         row = install(conn, args.vendor, args.unit, actor=login_name(), note=args.note)
     print(
         f"{row['vendor_id']} serves {row['unit_id']} from {row['since']:%Y-%m-%d %H:%M}"
@@ -141,7 +119,7 @@ def cmd_vendor_install(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_vendor_uninstall(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.storage.vendors import uninstall
 
-    with _db(settings) as conn:
+    with migrated_db(settings) as conn:
         row = uninstall(conn, args.vendor, args.unit, actor=login_name(), note=args.note)
     print(
         f"{row['vendor_id']} no longer serves {row['unit_id']} (installation {row['id']} ended;"
