@@ -218,7 +218,6 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.simulators.scenario import load_scenario
     from firewatch.simulators.sinks import (
         publish_mqtt,
-        read_credentials,
         write_labels,
         write_stream,
     )
@@ -256,6 +255,8 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     else:
         assert settings.mqtt_url
         try:
+            from firewatch.core.credentials import read_credentials
+
             creds = read_credentials(args.credentials) if args.credentials else None
             result = publish_mqtt(
                 sim,

@@ -18,6 +18,7 @@ import psycopg
 
 from firewatch.cli.people import login_name
 from firewatch.core.settings import Settings
+from firewatch.runtime.brokerconf import device_accounts, octal_mode
 from firewatch.runtime.postgres import resolve_database_url
 
 
@@ -105,7 +106,7 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
             f"(give {name}:PASSWORD, or {name} alone to generate one)",
             file=sys.stderr,
         )
-    devices = sum(1 for c in doc["clients"] if c.get("textdescription") == "firewatch device")
+    devices = device_accounts(doc)
     print(
         f"firewatch: wrote {args.out}: {devices} devices from the registry, "
         f"{len(accounts)} service accounts; start (or restart) the broker with it",
@@ -136,13 +137,6 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(f"dry run, nothing written: {what}" if args.dry_run else what)
     return 0
-
-
-def _octal(text: str) -> int:
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an octal file mode: {text!r}") from None
 
 
 def add_commands(broker: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -184,7 +178,7 @@ def add_commands(broker: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     config.add_argument(
         "--mode",
-        type=_octal,
+        type=octal_mode,
         default=0o644,
         help="file mode, octal (default 644: a broker container must read it)",
     )

@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Mapping
+from pathlib import Path
 from typing import NamedTuple
 
 # What the plugin itself writes (`mosquitto_ctrl dynsec init`): 12-byte salt, 101 iterations.
@@ -69,3 +71,24 @@ def matches(stored: BrokerHash, password: str) -> bool:
 def generate_password() -> str:
     """32 URL-safe characters (192 bits): no escaping needed in mqtt:// URLs or .env files."""
     return secrets.token_urlsafe(24)
+
+
+def read_credentials(path: Path) -> dict[str, str]:
+    """Device passwords from a ``DEVICE<TAB>PASSWORD`` file (what ``firewatch up`` writes for
+    its simulated city with :func:`credentials_text`, and what a vendor keeps from the
+    credentials it was shown); ``#`` lines and blank lines are skipped. ValueError names the
+    first malformed line."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        device, sep, password = line.partition("\t")
+        if not sep or not device or not password:
+            raise ValueError(f"{path}:{n}: expected DEVICE<TAB>PASSWORD")
+        out[device] = password
+    return out
+
+
+def credentials_text(passwords: Mapping[str, str], comment: str) -> str:
+    """The ``DEVICE<TAB>PASSWORD`` file :func:`read_credentials` reads, ``comment`` first."""
+    return f"# {comment}\n" + "".join(f"{d}\t{p}\n" for d, p in sorted(passwords.items()))

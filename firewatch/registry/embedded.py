@@ -25,9 +25,10 @@ from typing import Any
 
 import psycopg
 
+from firewatch.core.credentials import credentials_text, read_credentials
 from firewatch.core.settings import Settings
 from firewatch.registry.credentials import broker_document, provision
-from firewatch.runtime.brokerconf import Account, Kind, write_dynsec
+from firewatch.runtime.brokerconf import Account, Kind, device_accounts, write_dynsec
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,12 @@ class EmbeddedAccounts:
 
 
 def _read_known(path: Path) -> dict[str, str]:
-    if not path.exists():
+    """The passwords kept by an earlier run; none from a missing or damaged file (every
+    device then gets a new credential)."""
+    try:
+        return read_credentials(path)
+    except (OSError, ValueError):
         return {}
-    known: dict[str, str] = {}
-    for line in path.read_text("utf-8").splitlines():
-        device, sep, password = line.partition("\t")
-        if sep and device and password and not line.startswith("#"):
-            known[device] = password
-    return known
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -76,8 +75,9 @@ def prepare_accounts(
     passwords = provision(conn, device_ids, _read_known(creds_path), actor="firewatch up")
     _write_private(
         creds_path,
-        "# the simulated city's device passwords (firewatch up); DEVICE<TAB>PASSWORD\n"
-        + "".join(f"{d}\t{p}\n" for d, p in sorted(passwords.items())),
+        credentials_text(
+            passwords, "the simulated city's device passwords (firewatch up); DEVICE<TAB>PASSWORD"
+        ),
     )
     ingest_password = secrets.token_urlsafe(24)
     admin_password = secrets.token_urlsafe(24)
@@ -93,7 +93,7 @@ def prepare_accounts(
     write_dynsec(dynsec, doc, mode=0o600)
     log.info(
         "broker accounts: %d devices from the registry, ingest %s, admin %s",
-        sum(1 for c in doc["clients"] if c.get("textdescription") == "firewatch device"),
+        device_accounts(doc),
         settings.ingest_client_id,
         settings.mqtt_admin_username,
     )

@@ -165,6 +165,11 @@ def device_role(device_id: str) -> str:
     return DEVICE_ROLE_PREFIX + device_id
 
 
+def device_accounts(doc: Mapping[str, Any]) -> int:
+    """How many device accounts (registry-managed clients) a document holds."""
+    return sum(1 for c in doc.get("clients", []) if c.get("textdescription") == DEVICE_DESCRIPTION)
+
+
 def device_entry(device_id: str, pw: BrokerHash) -> dict[str, Any]:
     """A device's client entry of the document (as the plugin writes it)."""
     return {
@@ -356,7 +361,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, (password if sep else None)
 
 
-def _octal(text: str) -> int:
+def octal_mode(text: str) -> int:
+    """A file mode given in octal (an argparse type)."""
     try:
         return int(text, 8)
     except ValueError:
@@ -426,7 +432,7 @@ def build_parser(prog: str, default_out: Path | None) -> argparse.ArgumentParser
     )
     p.add_argument(
         "--mode",
-        type=_octal,
+        type=octal_mode,
         default=DEFAULT_MODE,
         help="file mode, octal (default 644: the broker container must read it)",
     )

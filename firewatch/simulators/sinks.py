@@ -114,20 +114,6 @@ def write_stream(sim: Simulation, out: TextIO | Path) -> SinkResult:
     return result
 
 
-def read_credentials(path: Path) -> dict[str, str]:
-    """Device passwords from a ``DEVICE<TAB>PASSWORD`` file (what ``firewatch up`` writes for
-    its simulated city, and what a vendor keeps from the credentials it was shown)."""
-    out: dict[str, str] = {}
-    for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        device, sep, password = line.partition("\t")
-        if not sep or not device or not password:
-            raise ValueError(f"{path}:{n}: expected DEVICE<TAB>PASSWORD")
-        out[device] = password
-    return out
-
-
 def read_stream(path: Path) -> Iterator[tuple[str, str, bytes]]:
     """Read an offline stream back: (simulated time ISO, topic, raw payload)."""
     with path.open("rb") as fh:
@@ -230,7 +216,8 @@ def publish_mqtt(
 ) -> SinkResult:
     """Live mode: publish the stream at ``speedup``× real time until it ends or ``stop``.
 
-    ``credentials`` (device id -> password, e.g. from :func:`read_credentials`): each of
+    ``credentials`` (device id -> password, e.g. from
+    :func:`firewatch.core.credentials.read_credentials`): each of
     those devices logs in as itself over a connection of its own, as a real device does
     against a broker with per-device accounts (username = client id = device id); the rest
     share gateway connections with the URL's login. ``ca_file``: the CA that signs the

@@ -14,12 +14,13 @@ from typing import Any
 import psycopg
 
 from firewatch.core.broker import BrokerAddress
+from firewatch.core.credentials import read_credentials
 from firewatch.core.settings import Settings
 from firewatch.registry.embedded import prepare_accounts
 from firewatch.runtime.mosquitto import Broker
 from firewatch.simulators.engine import Simulation, scenario_window
 from firewatch.simulators.scenario import load_scenario
-from firewatch.simulators.sinks import publish_mqtt, read_credentials
+from firewatch.simulators.sinks import publish_mqtt
 from firewatch.storage.seed import read_seed
 from tests.builders.city import PANEL, WATER
 from tests.helpers import ThreadedIngest, scalar, wait_until
