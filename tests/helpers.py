@@ -131,6 +131,7 @@ def ingest_subprocess(settings: Settings, log: Path, **env: str) -> subprocess.P
         FIREWATCH_BACKOFF_INITIAL_S="0.05",
         FIREWATCH_BACKOFF_MAX_S="0.5",
         FIREWATCH_INGEST_DEVICE_RATE_PER_S=str(settings.ingest_device_rate_per_s),
+        FIREWATCH_INGEST_CONSUMER=settings.ingest_consumer,
         FIREWATCH_DATA_DIR=str(settings.data_dir),
         **env,
     )

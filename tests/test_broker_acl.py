@@ -3,8 +3,8 @@ against a real Mosquitto started with it: a device credential can neither divert
 traffic (``$share`` subscription) nor take over an ingest session (client id), nor read or
 write another device's topics; ingest and the publishers get exactly what they need.
 
-Ingest is the real MQTT side of the worker (:class:`MqttConsumer`: persistent session,
-shared subscription, manual acks). Nothing sleeps to wait: every wait is a condition with a
+Ingest is the real MQTT side of the worker (``open_consumer``, both consumers: persistent
+session, shared subscription, manual acks). Nothing sleeps to wait: every wait is a condition with a
 deadline, and "received nothing" is checked behind a round trip on the same connection
 (the broker writes to one connection in order, so anything routed to it before our SUBACK
 would have arrived before it).
@@ -33,7 +33,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from firewatch.core.backoff import Backoff
 from firewatch.core.broker import BrokerAddress
 from firewatch.core.contract import ID_PATTERN, subscription
-from firewatch.ingest.consumer import Delivery, MqttConsumer
+from firewatch.ingest.consumer import Consumer, ConsumerKind, Delivery, open_consumer
 from firewatch.ingest.ingest_metrics import IngestMetrics
 from firewatch.runtime import brokerconf
 from firewatch.runtime.brokerconf import Account, Kind, build_dynsec, write_dynsec
@@ -169,26 +169,34 @@ def connect(
         client.paho.loop_stop()
 
 
+@pytest.fixture(params=["mqtt5", "paho"])
+def consumer_kind(request: pytest.FixtureRequest) -> ConsumerKind:
+    """Each test with an ingest worker runs on both consumers (ADR 0013)."""
+    kind: ConsumerKind = request.param
+    return kind
+
+
 @dataclass
 class Worker:
     """An ingest worker's MQTT side; ``received`` lists topics in arrival order."""
 
-    consumer: MqttConsumer
+    consumer: Consumer
     received: list[str]
 
 
 @contextmanager
-def ingest_worker(broker: Broker, name: str) -> Iterator[Worker]:
+def ingest_worker(broker: Broker, name: str, kind: ConsumerKind) -> Iterator[Worker]:
     """The real ingest consumer as account ``name`` (client id = name), subscribed, acking
     every message at once (the database side is not what this file tests)."""
     received: list[str] = []
-    consumer: MqttConsumer
+    consumer: Consumer
 
     def handle(messages: list[Delivery], _at: object) -> None:
         received.extend(t for t, _payload, _token in messages)
         consumer.ack([token for _t, _payload, token in messages])
 
-    consumer = MqttConsumer(
+    consumer = open_consumer(
+        kind,
         broker.url(name),
         client_id=name,
         subscription=subscription(TOPIC_ROOT, GROUP),
@@ -215,10 +223,15 @@ def city_topics(n: int) -> list[str]:
 
 
 # --- a device credential cannot divert or disturb ingest ---------------------------------------
-def test_device_cannot_divert_ingest_with_a_shared_subscription(broker: Broker) -> None:
+def test_device_cannot_divert_ingest_with_a_shared_subscription(
+    broker: Broker, consumer_kind: ConsumerKind
+) -> None:
     """The reported attack: a device joins ingest's group. Refused at SUBSCRIBE, so the
     broker keeps handing everything to ingest instead of half to the device."""
-    with ingest_worker(broker, INGEST_1) as ingest, connect(broker, DEVICE, DEVICE) as device:
+    with (
+        ingest_worker(broker, INGEST_1, consumer_kind) as ingest,
+        connect(broker, DEVICE, DEVICE) as device,
+    ):
         assert device.subscribe(subscription(TOPIC_ROOT, GROUP)) == [NOT_AUTHORIZED]
         topics = city_topics(100)
         publish_as(broker, SIMULATOR, topics)
@@ -255,8 +268,10 @@ def test_device_may_subscribe_only_to_its_own_command_topic(broker: Broker) -> N
     }
 
 
-def test_device_cannot_publish_for_another_device(broker: Broker) -> None:
-    with ingest_worker(broker, INGEST_1) as ingest:
+def test_device_cannot_publish_for_another_device(
+    broker: Broker, consumer_kind: ConsumerKind
+) -> None:
+    with ingest_worker(broker, INGEST_1, consumer_kind) as ingest:
         own = [topic(DEVICE, channel) for channel in brokerconf.DEVICE_CHANNELS]
         with connect(broker, DEVICE, DEVICE) as device:
             assert device.publish(*own) == [ACCEPTED] * 3
@@ -269,10 +284,12 @@ def test_device_cannot_publish_for_another_device(broker: Broker) -> None:
         assert ingest.received == [*own, topic("D-SENTINEL")]
 
 
-def test_no_account_can_take_over_an_ingest_session(broker: Broker) -> None:
+def test_no_account_can_take_over_an_ingest_session(
+    broker: Broker, consumer_kind: ConsumerKind
+) -> None:
     """A client id is bound to its account: a device (or the other worker) connecting with
     ingest's client id is refused at CONNACK, before the broker touches the session."""
-    with ingest_worker(broker, INGEST_1) as ingest:
+    with ingest_worker(broker, INGEST_1, consumer_kind) as ingest:
         for username in (DEVICE, INGEST_2, GATEWAY):
             with connect(broker, username, INGEST_1, persistent=True) as intruder:
                 assert intruder.connack == NOT_AUTHORIZED, username
@@ -299,8 +316,13 @@ def test_ingest_account_may_subscribe_only_to_ingests_two_filters(broker: Broker
         assert client.subscribe(subscription(TOPIC_ROOT)) == [GRANTED_QOS_1]
 
 
-def test_two_ingest_workers_split_everything_between_them(broker: Broker) -> None:
-    with ingest_worker(broker, INGEST_1) as one, ingest_worker(broker, INGEST_2) as two:
+def test_two_ingest_workers_split_everything_between_them(
+    broker: Broker, consumer_kind: ConsumerKind
+) -> None:
+    with (
+        ingest_worker(broker, INGEST_1, consumer_kind) as one,
+        ingest_worker(broker, INGEST_2, consumer_kind) as two,
+    ):
         topics = city_topics(100)
         publish_as(broker, SIMULATOR, topics)
         wait_until(lambda: len(one.received) + len(two.received) >= 100, TIMEOUT, "all 100")
@@ -309,10 +331,12 @@ def test_two_ingest_workers_split_everything_between_them(broker: Broker) -> Non
         assert two.received, "the group shares the load"
 
 
-def test_publishers_publish_for_many_devices_over_several_connections(broker: Broker) -> None:
+def test_publishers_publish_for_many_devices_over_several_connections(
+    broker: Broker, consumer_kind: ConsumerKind
+) -> None:
     """The simulator's gateways: one account, several connections with their own client
     ids, every device's topics; publishing only."""
-    with ingest_worker(broker, INGEST_1) as ingest:
+    with ingest_worker(broker, INGEST_1, consumer_kind) as ingest:
         with (
             connect(broker, SIMULATOR, "sim-gw-a") as a,
             connect(broker, SIMULATOR, "sim-gw-b") as b,

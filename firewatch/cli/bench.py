@@ -25,19 +25,33 @@ from firewatch.core.settings import Settings
 
 
 def cmd_bench_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.lab.ingest_bench import BenchConfig, format_result, run_ingest_bench
+    from firewatch.lab.ingest_bench import REFERENCE, BenchConfig, run_ingest_bench
+    from firewatch.lab.ingest_report import format_comparison, format_result
 
-    cfg = BenchConfig(
-        rate=args.rate,
-        devices=args.devices,
-        duration=args.duration,
-        workers=args.workers,
-        generators=args.generators,
-        alerts=args.alerts,
-    )
-    result = run_ingest_bench(settings, cfg, log_dir=args.logs)
-    print(format_result(result))
-    write_json(args.json, result)
+    consumers = [c.strip() for c in args.consumer.split(",") if c.strip()]
+    unknown = sorted(set(consumers) - {"mqtt5", "paho", REFERENCE})
+    if unknown or not consumers:
+        print(f"bench ingest: unknown --consumer {unknown}: mqtt5, paho, {REFERENCE}")
+        return 2
+    results = []
+    for consumer in consumers:  # one sitting: the same machine state for every consumer
+        cfg = BenchConfig(
+            rate=args.rate,
+            devices=args.devices,
+            duration=args.duration,
+            workers=args.workers,
+            generators=args.generators,
+            alerts=0 if consumer == REFERENCE else args.alerts,
+            consumer=consumer,
+        )
+        logs = args.logs / consumer if args.logs and len(consumers) > 1 else args.logs
+        results.append(run_ingest_bench(settings, cfg, log_dir=logs))
+        print(format_result(results[-1]), flush=True)
+    if len(results) > 1:
+        print(format_comparison(results))
+        write_json(args.json, {"benchmark": "ingest-consumers", "runs": results})
+    else:
+        write_json(args.json, results[0])
     return 0
 
 
@@ -141,6 +155,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default=0,
         help="also time N fire events from MQTT to the API's live stream (runs analytics, "
         "alerting and the API too)",
+    )
+    bi.add_argument(
+        "--consumer",
+        default="mqtt5",
+        help="ingest consumer: mqtt5 (default), paho, or mosquitto_sub (the broker's own C "
+        "subscriber, no ingest: the physical reference); several, comma-separated, run one "
+        "after another and are printed side by side",
     )
     bi.add_argument("--json", type=Path, help="write the result document here")
     bi.add_argument("--logs", type=Path, help="keep worker logs in this directory")

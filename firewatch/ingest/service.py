@@ -28,7 +28,7 @@ from firewatch.core.backoff import Backoff
 from firewatch.core.contract import subscription
 from firewatch.core.settings import Settings
 from firewatch.ingest.codec import DeadLetter, Decoder, Limits, Reason, Row
-from firewatch.ingest.consumer import AckToken, Delivery, MqttConsumer
+from firewatch.ingest.consumer import AckToken, Consumer, Delivery, open_consumer
 from firewatch.ingest.ingest_metrics import IngestMetrics
 from firewatch.ingest.quota import DeadLetterQuota
 from firewatch.ingest.rate_limit import DeviceRateLimiter, bucket_of
@@ -114,7 +114,7 @@ class IngestStats:
     unflushed: int = 0
     started: float = field(default_factory=time.monotonic)
 
-    def summary(self, consumer: MqttConsumer | None) -> str:
+    def summary(self, consumer: Consumer | None) -> str:
         """What ingest did, for the shutdown line (:func:`firewatch.runtime.worker.stopped`)."""
         stored = ", ".join(f"{k} {v}" for k, v in sorted(self.stored.items())) or "nothing"
         reconnect_note = ""
@@ -185,7 +185,7 @@ class IngestService:
             else None
         )
         self._last_maintenance = 0.0
-        self.consumer: MqttConsumer | None = None  # while running (tests look at it)
+        self.consumer: Consumer | None = None  # while running (tests look at it)
 
     # --- network thread ------------------------------------------------------------------
     def _decode(self, topic: str, payload: bytes, received_at: datetime) -> Row | DeadLetter:
@@ -244,7 +244,7 @@ class IngestService:
             items, arrived = self._inbox.take(room, wait)
             batch.extend(items, arrived)
 
-    def _flush(self, writer: BatchWriter, consumer: MqttConsumer, batch: WriteBatch) -> None:
+    def _flush(self, writer: BatchWriter, consumer: Consumer, batch: WriteBatch) -> None:
         unknown = {d.topic.split("/")[-2] for d in batch.dead if d.reason is Reason.UNKNOWN_DEVICE}
         found = 0
         if unknown:
@@ -309,7 +309,8 @@ class IngestService:
         )
         ours = subscription(s.topic_root, s.ingest_group or None)
         forms = {subscription(s.topic_root), subscription(s.topic_root, s.ingest_group or "ingest")}
-        consumer = MqttConsumer(
+        consumer = open_consumer(
+            s.ingest_consumer,
             self.mqtt_url,
             client_id=s.ingest_client_id,
             subscription=None if self.retire else ours,
@@ -367,7 +368,7 @@ class IngestService:
         log.info(stopped("ingest", elapsed, self.stats.summary(consumer), digits=1))
         return self.stats
 
-    def _drained(self, consumer: MqttConsumer) -> bool:
+    def _drained(self, consumer: Consumer) -> bool:
         """Retiring: unsubscribed, nothing queued here or unacknowledged, and nothing
         arrived for ``quiet_s`` (the broker sends a queued session's messages as fast as
         acknowledgements free its window, so a quiet window means the queue is empty)."""

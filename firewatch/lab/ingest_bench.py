@@ -41,6 +41,7 @@ from firewatch.lab.alert_probe import (
     watcher_token,
 )
 from firewatch.lab.load_generator import register_bench_devices
+from firewatch.lab.reference_sub import ReferenceSubscriber
 from firewatch.lab.scratch import scratch_database
 from firewatch.runtime.mosquitto import free_port, mosquitto
 from firewatch.runtime.postgres import resolve_database_url
@@ -53,6 +54,9 @@ from firewatch.storage.migrate import upgrade
 #: one process is enough for the rates we bench; fewer processes also means fewer competitors
 #: for the machine's cores.
 RATE_PER_GENERATOR = 40000.0
+
+#: ``BenchConfig.consumer`` for the physical reference (no ingest at all).
+REFERENCE = "mosquitto_sub"
 
 #: Process names whose CPU the bench reports (the broker and the database server, all of
 #: their processes together).
@@ -72,6 +76,9 @@ class BenchConfig:
     generators: int = 0  # 0 = enough for the rate
     drain_timeout: float = 60.0
     alerts: int = 0  # fire-event probes timed to the live stream (0: ingest only)
+    #: the ingest workers' FIREWATCH_INGEST_CONSUMER, or ``mosquitto_sub``: no ingest, the
+    #: broker's own C subscriber as the physical reference (``reference_sub.py``)
+    consumer: str = "mqtt5"
 
 
 def _metrics(port: int) -> dict[str, Any]:
@@ -175,47 +182,24 @@ def run_ingest_bench(
                 register_probes(conn, cfg.alerts)
         mqtt_url = settings.mqtt_url or stack.enter_context(mosquitto(tmp / "broker"))
 
-        workers: list[tuple[subprocess.Popen[bytes], int]] = []
-        for k in range(cfg.workers):
-            port = free_port()
-            env = dict(os.environ)
-            env.update(
-                FIREWATCH_DATABASE_URL=db_url,
-                FIREWATCH_MQTT_URL=mqtt_url,
-                # A group and ids of this run only, and sessions that end with the
-                # connection: a run against an external broker leaves nothing behind that
-                # would take a share of a later run's (or production's) messages.
-                FIREWATCH_INGEST_CLIENT_ID=f"bench-{run_id}-{k}",
-                FIREWATCH_INGEST_GROUP=f"bench-{run_id}" if cfg.workers > 1 else "",
-                FIREWATCH_INGEST_SESSION_EXPIRY_S="0",
-                FIREWATCH_INGEST_METRICS_PORT=str(port),
-                FIREWATCH_METRICS_HOST="127.0.0.1",
-                FIREWATCH_TOPIC_ROOT=settings.topic_root,
-                # The sweep's top rates are 30 messages/s per device: this measures ingest's
-                # throughput, not the per-device rate limit (20/s by default).
-                FIREWATCH_INGEST_DEVICE_RATE_PER_S="0",
+        reference: ReferenceSubscriber | None = None
+        if cfg.consumer == REFERENCE:
+            reference = stack.enter_context(
+                ReferenceSubscriber(
+                    mqtt_url, settings.topic_root, tmp / "reference.out", f"bench-{run_id}-sub"
+                )
             )
-            out = (logs / f"worker-{k}.log").open("wb")
-            stack.callback(out.close)
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "firewatch", "ingest"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-            stack.callback(_stop, proc)
-            workers.append((proc, port))
+            reference.wait_ready(60)
+            workers: list[tuple[subprocess.Popen[bytes], int]] = []
+        else:
+            workers = _start_workers(stack, cfg, db_url, mqtt_url, settings, run_id, logs)
         ports = [port for _, port in workers]
-        deadline = time.monotonic() + 60
-        while not all(_ready(p) for p in ports):
-            if time.monotonic() > deadline or any(w.poll() is not None for w, _ in workers):
-                raise BenchError(f"ingest workers did not become ready (logs in {logs})")
-            time.sleep(0.1)
         pipeline: list[subprocess.Popen[bytes]] = []
         watcher: StreamWatcher | None = None
         if cfg.alerts:
             pipeline, watcher = _start_pipeline(stack, db_url, logs, probe_ids(cfg.alerts))
-        procs = [psutil.Process(w.pid) for w, _ in workers]
+        pids = [reference.pid] if reference is not None else [w.pid for w, _ in workers]
+        procs = [psutil.Process(pid) for pid in pids]
         cpu0 = [p.cpu_times() for p in procs]
         servers0 = _server_cpu()
         psutil.cpu_percent(None)
@@ -271,8 +255,11 @@ def run_ingest_bench(
         with psycopg.connect(db_url, autocommit=True) as conn:
             stored, last_change, done_at = -1, time.monotonic(), time.time()
             while True:
-                row = conn.execute("SELECT count(*) FROM telemetry").fetchone()
-                now_stored = int(row[0]) if row else 0
+                if reference is not None:
+                    now_stored = reference.received()
+                else:
+                    row = conn.execute("SELECT count(*) FROM telemetry").fetchone()
+                    now_stored = int(row[0]) if row else 0
                 if now_stored != stored:
                     stored, last_change, done_at = now_stored, time.monotonic(), time.time()
                 if stored >= published or time.monotonic() - last_change > cfg.drain_timeout:
@@ -281,7 +268,11 @@ def run_ingest_bench(
             distinct_row = conn.execute(
                 "SELECT count(*) FROM (SELECT DISTINCT device_id, seq FROM telemetry) d"
             ).fetchone()
-            distinct = int(distinct_row[0]) if distinct_row else 0
+            # The reference keeps no rows: what it printed, duplicates (none at QoS 1
+            # without a reconnect) included.
+            distinct = (
+                stored if reference is not None or distinct_row is None else int(distinct_row[0])
+            )
         alert_figures: dict[str, Any] = {}
         if probe is not None and watcher is not None:
             probe.join(timeout=cfg.duration + 60)
@@ -310,15 +301,15 @@ def run_ingest_bench(
             for p in ports
         )
         per_worker = []
-        for p, c0, (w, _) in zip(procs, cpu0, workers, strict=True):
+        for p, c0, pid in zip(procs, cpu0, pids, strict=True):
             c1 = p.cpu_times()
             busy = (c1.user - c0.user) + (c1.system - c0.system)
             per_worker.append(
                 {
-                    "pid": w.pid,
+                    "pid": pid,
                     "cpu_seconds": round(busy, 2),
                     "cpu_percent": round(100 * busy / wall, 1),
-                    "peak_rss_mb": round(_peak_rss_mb(w.pid), 1),
+                    "peak_rss_mb": round(_peak_rss_mb(pid), 1),
                 }
             )
 
@@ -336,9 +327,12 @@ def run_ingest_bench(
     cpu_percent = {k: round(100 * v / wall, 1) for k, v in core_pct.items()}
     cpu_percent["named_total"] = round(100 * sum(core_pct.values()) / wall, 1)
     cpu_percent["machine"] = round(system_cpu * ncpu, 1)
+    rate_k = max(stored / stored_window, 1e-9) / 1000
+    cpu_per_k = {k: round(100 * v / wall / rate_k, 2) for k, v in core_pct.items()}
     vm = psutil.virtual_memory()
     return {
         "benchmark": "ingest",
+        "consumer": cfg.consumer,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv) if sys.argv else "",
         "offered_msgs_per_s": cfg.rate,
@@ -362,6 +356,9 @@ def run_ingest_bench(
         # all cores (at most 100 × cpu_count): it is tick-sampled, and on this VM it reads
         # well below the per-process sum under bursty partial load (equal when saturated).
         "cpu_percent": cpu_percent,
+        # The same, per 1,000 msg/s stored: percent of a core each component needs for
+        # every 1,000 messages a second (the capacity table in docs/performance.md).
+        "cpu_percent_per_1000_msgs_per_s": cpu_per_k,
         "cpu_count": os.cpu_count(),
         "memory_gb": round(vm.total / 2**30, 1),
         **alert_figures,
@@ -371,6 +368,56 @@ def run_ingest_bench(
             and stored / stored_window >= 0.95 * cfg.rate
         ),
     }
+
+
+def _start_workers(
+    stack: ExitStack,
+    cfg: BenchConfig,
+    db_url: str,
+    mqtt_url: str,
+    settings: Settings,
+    run_id: str,
+    logs: Path,
+) -> list[tuple[subprocess.Popen[bytes], int]]:
+    """K ingest worker processes on ``cfg.consumer``; returns once all are ready."""
+    workers: list[tuple[subprocess.Popen[bytes], int]] = []
+    for k in range(cfg.workers):
+        port = free_port()
+        env = dict(os.environ)
+        env.update(
+            FIREWATCH_DATABASE_URL=db_url,
+            FIREWATCH_MQTT_URL=mqtt_url,
+            # A group and ids of this run only, and sessions that end with the
+            # connection: a run against an external broker leaves nothing behind that
+            # would take a share of a later run's (or production's) messages.
+            FIREWATCH_INGEST_CLIENT_ID=f"bench-{run_id}-{k}",
+            FIREWATCH_INGEST_GROUP=f"bench-{run_id}" if cfg.workers > 1 else "",
+            FIREWATCH_INGEST_SESSION_EXPIRY_S="0",
+            FIREWATCH_INGEST_METRICS_PORT=str(port),
+            FIREWATCH_METRICS_HOST="127.0.0.1",
+            FIREWATCH_TOPIC_ROOT=settings.topic_root,
+            # The sweep's top rates are 30 messages/s per device: this measures ingest's
+            # throughput, not the per-device rate limit (20/s by default).
+            FIREWATCH_INGEST_DEVICE_RATE_PER_S="0",
+            FIREWATCH_INGEST_CONSUMER=cfg.consumer,
+        )
+        out = (logs / f"worker-{k}.log").open("wb")
+        stack.callback(out.close)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "firewatch", "ingest"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        stack.callback(_stop, proc)
+        workers.append((proc, port))
+    ports = [port for _, port in workers]
+    deadline = time.monotonic() + 60
+    while not all(_ready(p) for p in ports):
+        if time.monotonic() > deadline or any(w.poll() is not None for w, _ in workers):
+            raise BenchError(f"ingest workers did not become ready (logs in {logs})")
+        time.sleep(0.1)
+    return workers
 
 
 def _start_pipeline(
@@ -447,33 +494,3 @@ def _ready(port: int) -> bool:
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     stop_process(proc, 30, "ingest worker")
-
-
-def format_result(r: dict[str, Any]) -> str:
-    """A short human summary of one run."""
-    lat = r["latency_ms"]
-    alerts = ""
-    if "alert_latency_ms" in r:
-        a = r["alert_latency_ms"]
-        legs = r.get("alert_latency_legs_median_ms", {})
-        alerts = (
-            f"; alerts seen {r['alerts_seen']}/{r['alerts_expected']}, MQTT → live stream "
-            f"p50 {a['p50']} ms p95 {a['p95']} ms p99 {a['p99']} ms (median legs: "
-            + ", ".join(f"{k} {v} ms" for k, v in legs.items())
-            + ")"
-        )
-    cpu = ", ".join(f"{w['cpu_percent']}% CPU / {w['peak_rss_mb']} MB" for w in r["per_worker"])
-    return (
-        f"offered {r['offered_msgs_per_s']:.0f} msg/s, achieved {r['achieved_msgs_per_s']:.0f}, "
-        f"stored {r['stored_rows_per_s']:.0f} rows/s; published {r['published']}, stored "
-        f"{r['stored']}, lost {r['lost']}, duplicated {r['duplicated']}; latency p50 "
-        f"{lat['p50']} ms p95 {lat['p95']} ms p99 {lat['p99']} ms; workers {r['workers']} "
-        f"({cpu}); {'keeps up' if r['keeps_up'] else 'DOES NOT keep up'}{alerts}"
-        + (
-            "; CPU % of a core: "
-            + ", ".join(f"{k} {v}" for k, v in r["cpu_percent"].items())
-            + f" (of {100 * r['cpu_count']})"
-            if "cpu_percent" in r
-            else ""
-        )
-    )

@@ -18,8 +18,9 @@ from prometheus_client import CollectorRegistry, Histogram
 from firewatch.core.backoff import Backoff
 from firewatch.core.domain import DeviceKind
 from firewatch.ingest.codec import DeadLetter, Decoder, DeviceInfo, Limits, decode
-from firewatch.ingest.consumer import MqttConsumer, ack_token
+from firewatch.ingest.consumer import ack_token
 from firewatch.ingest.ingest_metrics import LAG_BUCKETS, IngestMetrics
+from firewatch.ingest.paho_consumer import PahoConsumer
 from firewatch.ingest.registry import DeviceRegistry
 from firewatch.ingest.service import Inbox
 from firewatch.runtime.metrics import BulkHistogram
@@ -127,9 +128,9 @@ def test_bulk_histogram_exposes_what_prometheus_histogram_would() -> None:
 
 
 # --- acks belong to their connection ---------------------------------------------------------
-def test_acks_of_an_earlier_connection_are_dropped_not_sent() -> None:
+def test_paho_acks_of_an_earlier_connection_are_dropped_not_sent() -> None:
     metrics = IngestMetrics()
-    consumer = MqttConsumer(
+    consumer = PahoConsumer(
         "mqtt://127.0.0.1:1",
         client_id="t",
         subscription="s/#",
