@@ -153,6 +153,7 @@ class Mqtt5Consumer:
         self.acks_sent = 0
         self.acks_dropped = 0
         self.ignored_after_close = 0
+        self.pongs = 0  # PINGRESPs received: keepalive at work
         self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -382,6 +383,7 @@ class Mqtt5Consumer:
                     qos1 += 1
             elif isinstance(p, mqtt5.PingRespPacket):
                 pong = True
+                self.pongs += 1
             elif isinstance(p, mqtt5.SubAckPacket):
                 self._on_suback(p)
             elif isinstance(p, mqtt5.UnsubAckPacket):

@@ -28,8 +28,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from firewatch import cli
+from firewatch.core.backoff import Backoff
 from firewatch.core.broker import BrokerAddress, BrokerUrlError
 from firewatch.core.settings import Settings
+from firewatch.ingest.ingest_metrics import IngestMetrics
+from firewatch.ingest.mqtt5_consumer import Mqtt5Consumer
 from firewatch.runtime import certs
 from firewatch.runtime.mosquitto import Broker, TlsFiles
 from firewatch.runtime.mqtt_tls import apply_tls
@@ -239,6 +242,39 @@ def test_a_client_trusting_another_ca_refuses_the_broker(
         client.connect()
 
 
+def test_the_ingest_consumer_refuses_a_broker_it_does_not_trust(
+    tmp_path: Path, tls_broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The mqtt5 consumer wraps its own socket (runtime/mqtt_tls.client_context): a broker
+    whose certificate does not chain to the configured CA gets no CONNECT, attempt after
+    attempt."""
+    assert tls_broker.tls_url is not None
+    other = certs.make_certs(tmp_path / "other-ca")
+    metrics = IngestMetrics()
+    consumer = Mqtt5Consumer(
+        tls_broker.tls_url,
+        client_id="ingest-untrusting",
+        subscription="firewatch/v1/#",
+        handler=lambda _m, _at: None,
+        metrics=metrics,
+        backoff=Backoff(0.02, 0.05),
+        session_expiry_s=0,
+        receive_maximum=10,
+        ca_file=other.ca_cert,
+    )
+
+    def attempts() -> float:
+        value = metrics.registry.get_sample_value(
+            "firewatch_ingest_reconnects_total", {"target": "mqtt"}
+        )
+        return value or 0.0
+
+    with consumer:
+        wait_until(lambda: attempts() >= 3, TIMEOUT, "three refused attempts")
+        assert not consumer.connected.is_set()
+    assert "certificate verify failed" in caplog.text
+
+
 def test_the_host_name_is_verified(tmp_path: Path, cert_dir: Path) -> None:
     """127.0.0.2 is loopback too, but not a name in the certificate: refused, until the
     certificate is made for it (and the CA stays what clients trust)."""
@@ -289,14 +325,19 @@ def test_other_schemes_are_refused() -> None:
 
 # --- Firewatch's clients over TLS, end to end ------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.parametrize("consumer", ["mqtt5", "paho"])
 def test_the_simulator_and_ingest_run_over_mqtts(
-    settings: Settings, tls_broker: Broker, cert_dir: Path
+    settings: Settings, tls_broker: Broker, cert_dir: Path, consumer: str
 ) -> None:
-    """The simulator publishes over TLS, the ingest worker consumes over TLS (both with the
-    CA from the settings), and the rows are in the database."""
+    """The simulator publishes over TLS, the ingest worker (either consumer) consumes over
+    TLS (both with the CA from the settings), and the rows are in the database."""
     assert settings.database_url
     tls_settings = settings.model_copy(
-        update={"mqtt_url": tls_broker.tls_url, "mqtt_ca_file": cert_dir / certs.CA_CERT}
+        update={
+            "mqtt_url": tls_broker.tls_url,
+            "mqtt_ca_file": cert_dir / certs.CA_CERT,
+            "ingest_consumer": consumer,
+        }
     )
     sc = Scenario(
         name="tls",
