@@ -1,6 +1,6 @@
 """``firewatch bench ...``: the benchmarks (CONTRIBUTING.md, "Benchmark"; results under
-benchmarks/). ``ingest``, ``storage``, ``broker``, ``analytics``, ``api``, ``credentials``
-and ``decoders`` are here; ``draws`` (``cli/supervise.py``), ``rollups``
+benchmarks/). ``ingest``, ``mqtt-clients``, ``storage``, ``broker``, ``analytics``, ``api``,
+``credentials`` and ``decoders`` are here; ``draws`` (``cli/supervise.py``), ``rollups``
 (``cli/analysis.py``) and ``risk-quality`` (``cli/risk.py``) are added to the group by their
 areas' modules.
 
@@ -126,6 +126,18 @@ def cmd_bench_credentials(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_mqtt_clients(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.lab.client_bench import CLIENTS, run_client_bench
+
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    if not clients or set(clients) - set(CLIENTS):
+        print(f"bench mqtt-clients: --clients from {', '.join(CLIENTS)}", file=sys.stderr)
+        return 2
+    result = run_client_bench(clients, args.rate, args.duration, args.devices)
+    write_json(args.json, result)
+    return 0
+
+
 def cmd_bench_decoders(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.lab.fuzzdecode import format_result, run_decoder_fuzz
 
@@ -218,6 +230,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     bcred.add_argument("--json", type=Path, help="write the result here")
     bcred.set_defaults(func=cmd_bench_credentials)
+    bcli = bench.add_parser(
+        "mqtt-clients", help="CPU per received QoS 1 message of each MQTT client library"
+    )
+    bcli.add_argument("--clients", default="mosquitto_sub,mqtt5,paho,gmqtt")
+    bcli.add_argument("--rate", type=float, default=5000, help="offered messages/s")
+    bcli.add_argument("--duration", type=float, default=16, help="seconds of load")
+    bcli.add_argument("--devices", type=int, default=1000)
+    bcli.add_argument("--json", type=Path, help="write the result document here")
+    bcli.set_defaults(func=cmd_bench_mqtt_clients)
     bdec = bench.add_parser(
         "decoders", help="fuzz ingest's decoders: every message a row or a dead letter"
     )

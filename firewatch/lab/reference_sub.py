@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 import paho.mqtt.client as mqtt
-import paho.mqtt.publish as publish
+from paho.mqtt.enums import CallbackAPIVersion
 
 from firewatch.core.broker import BrokerAddress
 from firewatch.runtime.process import stop_process
@@ -79,20 +79,21 @@ class ReferenceSubscriber:
                 return
             if time.monotonic() > deadline or (self._proc and self._proc.poll() is not None):
                 raise TimeoutError(f"mosquitto_sub did not subscribe ({self._out})")
-            publish.single(
-                self._probe_topic,
-                b"ready",
-                qos=1,
-                hostname=self._addr.host,
-                port=self._addr.port,
-                auth=(
-                    {"username": self._addr.username, "password": self._addr.password or ""}
-                    if self._addr.username
-                    else None
-                ),
-                protocol=mqtt.MQTTv5,
-            )
+            self._send_probe()
             time.sleep(0.2)
+
+    def _send_probe(self) -> None:
+        """One QoS 1 probe, acknowledged by the broker before this returns."""
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        if self._addr.username:
+            client.username_pw_set(self._addr.username, self._addr.password)
+        client.connect(self._addr.host, self._addr.port)
+        client.loop_start()
+        try:
+            client.publish(self._probe_topic, b"ready", qos=1).wait_for_publish(5)
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
     def received(self) -> int:
         """The benchmark's messages printed so far (probes not counted)."""

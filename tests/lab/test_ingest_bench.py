@@ -22,8 +22,14 @@ def test_quantile_interpolates_within_buckets() -> None:
 
 
 @pytest.mark.slow
-def test_a_short_bench_run_reports_every_key_and_loses_nothing(mqtt_settings: Settings) -> None:
-    r = run_ingest_bench(mqtt_settings, BenchConfig(rate=500, devices=50, duration=2))
+@pytest.mark.parametrize("consumer", ["mqtt5", "paho"])
+def test_a_short_bench_run_reports_every_key_and_loses_nothing(
+    mqtt_settings: Settings, consumer: str
+) -> None:
+    r = run_ingest_bench(
+        mqtt_settings, BenchConfig(rate=500, devices=50, duration=2, consumer=consumer)
+    )
+    assert r["consumer"] == consumer
     for key in (
         "offered_msgs_per_s",
         "achieved_msgs_per_s",
@@ -43,6 +49,28 @@ def test_a_short_bench_run_reports_every_key_and_loses_nothing(mqtt_settings: Se
     assert r["duplicated"] == 0
     assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p99"]
     assert r["per_worker"][0]["peak_rss_mb"] > 0
+    per_k = r["cpu_percent_per_1000_msgs_per_s"]
+    assert per_k["workers"] > 0
+    assert per_k["mosquitto"] > 0
+
+
+@pytest.mark.slow
+def test_the_reference_run_counts_what_mosquitto_sub_received(mqtt_settings: Settings) -> None:
+    """``--consumer mosquitto_sub``: no ingest, no rows; the broker's own subscriber got
+    every acknowledged message, and the side-by-side table has a row for each run."""
+    from firewatch.lab.ingest_report import format_comparison
+
+    ref = run_ingest_bench(
+        mqtt_settings, BenchConfig(rate=500, devices=50, duration=2, consumer="mosquitto_sub")
+    )
+    assert ref["published"] == 1000
+    assert ref["stored"] == 1000
+    assert ref["lost"] == 0
+    assert ref["latency_ms"]["p99"] is None
+    assert ref["per_worker"][0]["cpu_seconds"] > 0
+    table = format_comparison([ref, {**ref, "consumer": "mqtt5"}]).splitlines()
+    assert len(table) == 3
+    assert table[1].split()[0] == "mosquitto_sub"
 
 
 @pytest.mark.slow
