@@ -4,6 +4,9 @@ Each payload's ``ts`` is the wall-clock time of its publish, so ingest's commit-
 measures publish → committed. Runs in its own process (``python -m
 firewatch.lab.load_generator``, JSON result on stdout) so that several generators can use
 both cores without sharing a GIL with each other or with the consumers.
+
+The MQTT 5 wire format is the ``mqtt5`` codec's, as in the ingest consumer
+(:mod:`firewatch.ingest.mqtt5_consumer`); this module owns only the socket and the pacing.
 """
 
 from __future__ import annotations
@@ -13,19 +16,19 @@ import contextlib
 import json
 import math
 import socket
-import struct
 import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import mqtt5
 import psycopg
 
 from firewatch.core.broker import BrokerAddress
 from firewatch.core.contract import topic_for
 from firewatch.core.domain import Channel
-from firewatch.lab import mqtt_writer as mqtt5
+from firewatch.ingest.mqtt5_consumer import decode
 
 BENCH_UNIT = "U-BENCH"
 
@@ -73,39 +76,43 @@ MAX_INFLIGHT = 1000
 #: Longest sleep between pacing ticks; shorter ticks cost CPU, longer ones add burstiness.
 TICK_S = 0.002
 
+_PINGREQ = mqtt5.PingReqPacket().write()
+_DISCONNECT = mqtt5.DisconnectPacket().write()  # reason Normal
+
 
 def _connect(addr: BrokerAddress, client_id: str, keepalive: int) -> tuple[socket.socket, int]:
     """Open an MQTT 5 connection (clean session); return the socket and the broker's
     Receive Maximum."""
     sock = socket.create_connection((addr.host, addr.port), timeout=10)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(
-        mqtt5.connect_packet(
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connect = mqtt5.ConnectPacket(
             client_id,
-            keepalive=keepalive,
-            clean_start=True,
             username=addr.username,
-            password=addr.password,
+            password=addr.password.encode() if addr.password is not None else None,
+            clean_start=True,
+            keep_alive=keepalive,
         )
-    )
-    reader = mqtt5.PacketReader()
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            raise ConnectionError("broker closed the connection before CONNACK")
-        packets = reader.feed(data)
-        if packets:
-            break
-    first = packets[0]
-    if not isinstance(first, mqtt5.Packet) or first.kind != mqtt5.CONNACK:
-        raise ConnectionError("broker did not answer CONNECT with CONNACK")
-    if first.body[1] >= 0x80:
-        raise ConnectionError(f"broker refused the connection (reason 0x{first.body[1]:02x})")
-    props, _ = mqtt5.parse_properties(first.body, 2)
-    receive_max = props.get(mqtt5.RECEIVE_MAXIMUM, 65535)
-    assert isinstance(receive_max, int)
+        sock.sendall(connect.write())
+        buf = b""
+        packets: list[mqtt5.Packet] = []
+        while not packets:
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("broker closed the connection before CONNACK")
+            buf += data
+            packets, _ = decode(buf)
+        first = packets[0]
+        if not isinstance(first, mqtt5.ConnAckPacket):
+            raise ConnectionError("broker did not answer CONNECT with CONNACK")
+        # The codec's reason codes are Rust enums, not IntEnums: compare their ``value``.
+        if first.reason_code.value >= 0x80:
+            raise ConnectionError(f"broker refused the connection ({first.reason_code.name})")
+    except BaseException:
+        sock.close()
+        raise
     sock.setblocking(False)
-    return sock, receive_max
+    return sock, first.receive_max  # 65535 when the broker does not say
 
 
 def run_load(
@@ -113,21 +120,20 @@ def run_load(
 ) -> LoadResult:
     """Publish ``rate × duration`` messages round-robin over ``devices``, paced evenly.
 
-    QoS 1 over one MQTT 5 connection, written directly on the socket (paho's per-publish
-    cost made the generator use about as much CPU as the consumer it measures; see
-    docs/performance.md). Payloads are what devices send (``ts`` the publish time, RFC 3339
-    with offset, shared by the messages of one pacing tick). Raises ``OSError`` if the
-    broker is unreachable. Waits (bounded) for every PUBACK.
+    QoS 1 over one MQTT 5 connection, encoded by ``mqtt5`` into one buffer per pacing tick
+    and written directly on the socket (paho's per-publish cost made the generator use about
+    as much CPU as the consumer it measures; see docs/performance.md). Payloads are what
+    devices send (``ts`` the publish time, RFC 3339 with offset, shared by the messages of
+    one pacing tick). Raises ``OSError`` if the broker is unreachable. Waits (bounded) for
+    every PUBACK.
     """
     addr = BrokerAddress.parse(url)
     keepalive = 60
     sock, receive_max = _connect(addr, client_id, keepalive)
     window = max(1, min(MAX_INFLIGHT, receive_max))
-    reader = mqtt5.PacketReader()
-    heads = [
-        struct.pack(">H", len(t)) + t
-        for t in (topic_for(root, BENCH_UNIT, d, Channel.TELEMETRY).encode() for d in devices)
-    ]
+    pending = b""  # the start of a packet cut by the last read
+    topics = [topic_for(root, BENCH_UNIT, d, Channel.TELEMETRY) for d in devices]
+    publish, qos1 = mqtt5.PublishPacket, mqtt5.QoS.AT_LEAST_ONCE
     total = int(rate * duration)
     n = len(devices)
     inflight: set[int] = set()
@@ -159,15 +165,9 @@ def run_load(
                         while next_mid in inflight:  # never reuse an unacknowledged id
                             next_mid = next_mid % 0xFFFF + 1
                         inflight.add(next_mid)
-                        head = heads[sent % n]
-                        length = len(head) + 3 + len(payload)  # + packet id, no properties
-                        out += b"\x32%b%b%c%c\x00%b" % (
-                            mqtt5.varint(length),
-                            head,
-                            next_mid >> 8,
-                            next_mid & 0xFF,
-                            payload,
-                        )
+                        out += publish(
+                            topics[sent % n], payload, qos=qos1, packet_id=next_mid
+                        ).write()
                         sent += 1
                     if sent == total:
                         done_publishing = time.monotonic()
@@ -175,7 +175,7 @@ def run_load(
             elif not inflight or now > deadline:
                 break
             if not out and now - last_sent > keepalive / 2:
-                out += mqtt5.PINGREQ_PACKET
+                out += _PINGREQ
             if out:
                 with contextlib.suppress(BlockingIOError):
                     del out[: sock.send(out)]
@@ -189,20 +189,25 @@ def run_load(
                     break
                 if not data:
                     raise ConnectionError("broker closed the connection")
-                for pkt in reader.feed(data):
-                    if not isinstance(pkt, mqtt5.Packet):
-                        raise ConnectionError("broker sent a PUBLISH to the load generator")
-                    if pkt.kind == mqtt5.PUBACK:
-                        mid = (pkt.body[0] << 8) | pkt.body[1]
+                buf = pending + data if pending else data
+                packets, used = decode(buf)
+                pending = buf[used:]
+                for pkt in packets:
+                    if isinstance(pkt, mqtt5.PubAckPacket):
+                        mid = pkt.packet_id
                         if mid in inflight:
                             inflight.discard(mid)
-                            if len(pkt.body) > 2 and pkt.body[2] >= 0x80:
+                            if pkt.reason_code.value >= 0x80:
                                 refused += 1
                             else:
                                 acked += 1
                             last_ack = time.monotonic()
-                    elif pkt.kind == mqtt5.DISCONNECT:
-                        raise ConnectionError("broker disconnected the load generator")
+                    elif isinstance(pkt, mqtt5.PublishPacket):
+                        raise ConnectionError("broker sent a PUBLISH to the load generator")
+                    elif isinstance(pkt, mqtt5.DisconnectPacket):
+                        raise ConnectionError(
+                            f"broker disconnected the load generator ({pkt.reason_code.name})"
+                        )
             next_tick = max(next_tick + TICK_S, time.monotonic() - TICK_S)
             delay = next_tick - time.monotonic()
             if delay > 0:
@@ -211,7 +216,7 @@ def run_load(
     finally:
         with contextlib.suppress(OSError):
             sock.setblocking(True)
-            sock.sendall(bytes(out) + mqtt5.disconnect_packet())
+            sock.sendall(bytes(out) + _DISCONNECT)
         sock.close()
     return LoadResult(
         rate,

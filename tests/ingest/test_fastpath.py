@@ -1,7 +1,7 @@
 """Unit tests of ingest's fast paths: the cached decoder (which must give exactly
 :func:`decode`'s answers), the bulk histogram and the connection-bound acks. The end-to-end
 behaviour over a real broker is in test_service.py and test_faults.py; the load generator's
-MQTT 5 wire format in tests/lab/test_mqtt_writer.py."""
+MQTT 5 wire format in tests/lab/test_load_generator_wire.py."""
 
 from __future__ import annotations
 
