@@ -4,8 +4,10 @@
 Ingest's writer (:mod:`firewatch.ingest.writer`) keeps the batching, retries, poison
 isolation and acknowledgements; the SQL of one batch is here. Per connection,
 :func:`create_staging` makes a temporary staging table per stream table. Per batch,
-:func:`write_batch`, in the caller's transaction: one binary ``COPY`` per table into its
-staging table, then ``INSERT … SELECT … ON CONFLICT DO NOTHING`` into the real table, so a
+:func:`write_batch`, in the caller's transaction: for telemetry and events first one binary
+``COPY`` straight into the table in a savepoint, which is all a batch without redeliveries
+needs; otherwise (and for device status) one binary ``COPY`` per table into its staging
+table, then ``INSERT … SELECT … ON CONFLICT DO NOTHING`` into the real table, so a
 redelivered message (same device, ts, seq) adds nothing; the dead letters and last-seen
 times by ``unnest`` of column arrays; and a ``NOTIFY`` on
 :data:`~firewatch.storage.channels.INGEST` (delivered at commit) for the committed-row feed.
@@ -109,6 +111,10 @@ _INSERT = {
     for t, c in _COLLIST.items()
 }
 _TYPES = {table: list(types) for table, (_cols, types) in STREAM_COLUMNS.items()}
+#: Tables whose batches are first tried by one COPY into the table itself (``_copy_direct``);
+#: device_status is not: its insert also moves device_state, by what was really inserted.
+_DIRECT = ("telemetry", "events")
+_COPY_DIRECT = {t: f"COPY {t} ({_COLLIST[t]}) FROM STDIN (FORMAT BINARY)" for t in _DIRECT}
 
 _TELEMETRY_SCAN = (
     f"SELECT {', '.join(TelemetryRow._fields)} FROM telemetry WHERE ts >= %s AND ts < %s"
@@ -160,8 +166,9 @@ def write_batch(
     row stored once however often it is written; ``dead`` with at most ``payload_cap``
     of their raw bytes; the devices' ``last_seen`` receive times (a time never moves
     back); and the ingest notification, delivered at commit. One round trip per
-    statement: per non-empty table a ``COPY`` and an ``INSERT``, then one statement each
-    for last-seen times, dead letters and the notification."""
+    statement: per non-empty table a ``COPY`` in a savepoint (telemetry and events), or if
+    that met a row already stored, a ``COPY`` into staging and an ``INSERT``; then one
+    statement each for last-seen times, dead letters and the notification."""
     if conn.info.transaction_status != TransactionStatus.INTRANS:
         raise RuntimeError("write_batch() must run inside the caller's transaction")
     stored: dict[str, int] = {}
@@ -170,6 +177,9 @@ def write_batch(
     with conn.cursor() as cur:
         for table, table_rows in rows.items():
             if not table_rows:
+                continue
+            if table in _DIRECT and _copy_direct(conn, cur, table, table_rows):
+                stored[table], dups[table] = len(table_rows), 0
                 continue
             with cur.copy(_COPY[table]) as copy:
                 copy.set_types(_TYPES[table])
@@ -201,6 +211,28 @@ def write_batch(
             new_dead = cur.rowcount
         cur.execute(_NOTIFY, (channels.INGEST,))  # delivered at COMMIT
     return WriteCounts(stored, dups, new_dead)
+
+
+def _copy_direct(
+    conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], table: str, rows: Sequence[Row]
+) -> bool:
+    """``COPY`` ``rows`` straight into ``table``, in a savepoint; False (and nothing
+    written) if one of them is already stored, for the staging path to sort out.
+
+    Redeliveries are rare (they follow a reconnect), so most batches have none, and for
+    those one pass over the rows is enough: the staging path writes every row twice (into
+    the temporary table, then into the real one with ``ON CONFLICT``), which is most of
+    PostgreSQL's work per message (docs/performance.md). Other errors propagate as from
+    the staging path (the writer isolates the offending row)."""
+    try:
+        # A savepoint: a duplicate undoes this COPY only.
+        with conn.transaction(), cur.copy(_COPY_DIRECT[table]) as copy:
+            copy.set_types(_TYPES[table])
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
 
 
 def telemetry_between(

@@ -50,6 +50,32 @@ def test_a_batch_is_stored_once_and_redeliveries_are_counted(connect: Connect) -
     assert stored == [(b"\x00" * 4, 10, "bad\\x00detail")]  # capped, sized, storable
 
 
+def test_a_batch_with_some_rows_already_stored_adds_only_the_new_ones(connect: Connect) -> None:
+    """The direct COPY meets the stored rows and is undone; the staging path stores the
+    rest, counts the redeliveries, and the rows carry the batch's own transaction id (the
+    feed cuts by it, docs/adr/0004) whichever path stored them."""
+    conn = connect()
+    create_staging(conn)
+    with conn.transaction():
+        write_batch(
+            conn, {"telemetry": [water_reading(s, T0 + timedelta(seconds=s)) for s in (1, 2)]}
+        )
+    mixed = [water_reading(s, T0 + timedelta(seconds=s)) for s in (2, 3, 3, 4)]
+    with conn.transaction():
+        counts = write_batch(conn, {"telemetry": mixed})
+        xid = scalar(conn, "SELECT pg_current_xact_id()::text")
+    assert counts.stored == {"telemetry": 2}
+    assert counts.duplicates == {"telemetry": 2}  # seq 2 stored before, seq 3 twice in it
+    assert scalar(conn, "SELECT array_agg(seq ORDER BY seq) FROM telemetry") == [1, 2, 3, 4]
+    assert scalar(conn, "SELECT count(*) FROM telemetry WHERE ingest_xid::text = %s", xid) == 2
+    # A fresh batch goes in by the direct COPY, still under its transaction's id.
+    with conn.transaction():
+        counts = write_batch(conn, {"telemetry": [water_reading(5, T0 + timedelta(seconds=5))]})
+        xid = scalar(conn, "SELECT pg_current_xact_id()::text")
+    assert (counts.stored, counts.duplicates) == ({"telemetry": 1}, {"telemetry": 0})
+    assert scalar(conn, "SELECT seq FROM telemetry WHERE ingest_xid::text = %s", xid) == 5
+
+
 def test_a_batch_write_needs_the_callers_transaction(connect: Connect) -> None:
     """Outside one, the staging tables would empty between the COPY and the INSERT."""
     conn = connect()
