@@ -43,6 +43,7 @@ def cmd_bench_ingest(settings: Settings, args: argparse.Namespace) -> int:
             generators=args.generators,
             alerts=0 if consumer == REFERENCE else args.alerts,
             consumer=consumer,
+            broker_options=tuple(args.broker_option),
         )
         logs = args.logs / consumer if args.logs and len(consumers) > 1 else args.logs
         results.append(run_ingest_bench(settings, cfg, log_dir=logs))
@@ -93,7 +94,11 @@ def cmd_bench_analytics(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.lab.detector_bench import format_bench, run_analytics_bench
 
     result = run_analytics_bench(
-        settings, units=args.units, duration_s=args.duration, batch_s=args.batch
+        settings,
+        units=args.units or [2000, 30],
+        duration_s=args.duration,
+        batch_s=args.batch,
+        repeat=args.repeat,
     )
     print(format_bench(result))
     write_json(args.json, result)
@@ -175,6 +180,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "subscriber, no ingest: the physical reference); several, comma-separated, run one "
         "after another and are printed side by side",
     )
+    bi.add_argument(
+        "--broker-option",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="a Mosquitto config line added for this run's broker (repeatable), e.g. "
+        "'set_tcp_nodelay true'",
+    )
     bi.add_argument("--json", type=Path, help="write the result document here")
     bi.add_argument("--logs", type=Path, help="keep worker logs in this directory")
     bi.set_defaults(func=cmd_bench_ingest)
@@ -202,14 +215,25 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     bb.add_argument("--seed", type=int, default=1, help="draws the crash points")
     bb.add_argument("--json", type=Path, help="write the result document here")
     bb.set_defaults(func=cmd_bench_broker)
-    ba = bench.add_parser("analytics", help="detector throughput (points/s) on a simulated city")
-    ba.add_argument("--units", type=int, default=2000, help="units in the generated city")
+    ba = bench.add_parser(
+        "analytics", help="detector throughput (points/s per core) on simulated cities"
+    )
+    ba.add_argument(
+        "--units",
+        type=int,
+        action="append",
+        help="units in a generated city (repeat for several; default 2000 and 30)",
+    )
     ba.add_argument("--duration", type=duration, default=1800.0, help="simulated span")
     ba.add_argument(
         "--batch",
         type=duration,
         action="append",
-        help="simulated seconds per batch (repeat for several; default 1, 10, 60)",
+        help="simulated seconds per batch (repeat for several; default: one ingest flush, "
+        "0.05 s, then 1, 10 and 60)",
+    )
+    ba.add_argument(
+        "--repeat", type=int, default=1, help="time each run this often, keep the fastest"
     )
     ba.add_argument("--json", type=Path, help="write the result document here")
     ba.set_defaults(func=cmd_bench_analytics)

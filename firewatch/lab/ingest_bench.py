@@ -41,9 +41,10 @@ from firewatch.lab.alert_probe import (
     watcher_token,
 )
 from firewatch.lab.load_generator import register_bench_devices
+from firewatch.lab.process_cpu import peak_rss_mb, server_cpu, server_cpu_delta
 from firewatch.lab.reference_sub import ReferenceSubscriber
 from firewatch.lab.scratch import scratch_database
-from firewatch.runtime.mosquitto import free_port, mosquitto
+from firewatch.runtime.mosquitto import Broker, free_port
 from firewatch.runtime.postgres import resolve_database_url
 from firewatch.runtime.process import stop_process
 from firewatch.storage.maintenance import maintain
@@ -57,10 +58,6 @@ RATE_PER_GENERATOR = 40000.0
 
 #: ``BenchConfig.consumer`` for the physical reference (no ingest at all).
 REFERENCE = "mosquitto_sub"
-
-#: Process names whose CPU the bench reports (the broker and the database server, all of
-#: their processes together).
-SERVER_PROCESSES = {"mosquitto": "mosquitto", "postgres": "postgres"}
 
 
 class BenchError(Exception):
@@ -79,6 +76,9 @@ class BenchConfig:
     #: the ingest workers' FIREWATCH_INGEST_CONSUMER, or ``mosquitto_sub``: no ingest, the
     #: broker's own C subscriber as the physical reference (``reference_sub.py``)
     consumer: str = "mqtt5"
+    #: Mosquitto config lines added to the project's for this run's broker (e.g.
+    #: ``set_tcp_nodelay true``), to compare a setting in one sitting
+    broker_options: tuple[str, ...] = ()
 
 
 def _metrics(port: int) -> dict[str, Any]:
@@ -125,44 +125,6 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
     return prev_le
 
 
-def _peak_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _server_cpu() -> dict[str, dict[int, float]]:
-    """CPU seconds so far of every process named in SERVER_PROCESSES, by pid, including
-    their reaped children (PostgreSQL backends that ended)."""
-    out: dict[str, dict[int, float]] = {key: {} for key in SERVER_PROCESSES}
-    names = {v: k for k, v in SERVER_PROCESSES.items()}
-    for proc in psutil.process_iter(["name"]):
-        key = names.get(proc.info["name"] or "")
-        if key is None:
-            continue
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        out[key][proc.pid] = t.user + t.system + t.children_user + t.children_system
-    return out
-
-
-def _server_cpu_delta(
-    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
-) -> dict[str, float]:
-    """CPU seconds per server between two :func:`_server_cpu` snapshots (a process that
-    started in between counts in full; one that ended is in its parent's children times)."""
-    return {
-        key: sum(t - before.get(key, {}).get(pid, 0.0) for pid, t in pids.items())
-        for key, pids in after.items()
-    }
-
-
 def run_ingest_bench(
     settings: Settings, cfg: BenchConfig, log_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -180,7 +142,10 @@ def run_ingest_bench(
             register_bench_devices(conn, cfg.devices)
             if cfg.alerts:
                 register_probes(conn, cfg.alerts)
-        mqtt_url = settings.mqtt_url or stack.enter_context(mosquitto(tmp / "broker"))
+        mqtt_url = (
+            settings.mqtt_url
+            or stack.enter_context(Broker(tmp / "broker", extra="\n".join(cfg.broker_options))).url
+        )
 
         reference: ReferenceSubscriber | None = None
         if cfg.consumer == REFERENCE:
@@ -201,7 +166,7 @@ def run_ingest_bench(
         pids = [reference.pid] if reference is not None else [w.pid for w, _ in workers]
         procs = [psutil.Process(pid) for pid in pids]
         cpu0 = [p.cpu_times() for p in procs]
-        servers0 = _server_cpu()
+        servers0 = server_cpu()
         psutil.cpu_percent(None)
         wall0 = time.time()
 
@@ -289,7 +254,7 @@ def run_ingest_bench(
             alert_figures = summarize(probe.sent, watcher.seen, watcher.alerts, found)
         wall = time.time() - wall0
         system_cpu = psutil.cpu_percent(None)
-        servers = _server_cpu_delta(servers0, _server_cpu())
+        servers = server_cpu_delta(servers0, server_cpu())
         buckets = _lag_buckets(ports)
         absorbed = sum(
             _sample(
@@ -309,7 +274,7 @@ def run_ingest_bench(
                     "pid": pid,
                     "cpu_seconds": round(busy, 2),
                     "cpu_percent": round(100 * busy / wall, 1),
-                    "peak_rss_mb": round(_peak_rss_mb(pid), 1),
+                    "peak_rss_mb": round(peak_rss_mb(pid), 1),
                 }
             )
 
@@ -333,6 +298,7 @@ def run_ingest_bench(
     return {
         "benchmark": "ingest",
         "consumer": cfg.consumer,
+        "broker_options": list(cfg.broker_options),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv) if sys.argv else "",
         "offered_msgs_per_s": cfg.rate,

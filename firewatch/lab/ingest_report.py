@@ -39,7 +39,7 @@ def format_result(r: dict[str, Any]) -> str:
 
 #: Columns of the side-by-side table: (heading, how to read it from one result).
 _COLUMNS: list[tuple[str, Any]] = [
-    ("consumer", lambda r: r["consumer"]),
+    ("consumer", lambda r: " + ".join([r["consumer"], *r.get("broker_options", [])])),
     ("offered/s", lambda r: f"{r['offered_msgs_per_s']:.0f}"),
     ("stored/s", lambda r: f"{r['stored_rows_per_s']:.0f}"),
     ("lost", lambda r: r["lost"]),

@@ -60,9 +60,18 @@ def test_the_reference_run_counts_what_mosquitto_sub_received(mqtt_settings: Set
     every acknowledged message, and the side-by-side table has a row for each run."""
     from firewatch.lab.ingest_report import format_comparison
 
+    own_broker = mqtt_settings.model_copy(update={"mqtt_url": None})
     ref = run_ingest_bench(
-        mqtt_settings, BenchConfig(rate=500, devices=50, duration=2, consumer="mosquitto_sub")
+        own_broker,
+        BenchConfig(
+            rate=500,
+            devices=50,
+            duration=2,
+            consumer="mosquitto_sub",
+            broker_options=("set_tcp_nodelay true",),
+        ),
     )
+    assert ref["broker_options"] == ["set_tcp_nodelay true"]
     assert ref["published"] == 1000
     assert ref["stored"] == 1000
     assert ref["lost"] == 0
@@ -70,7 +79,7 @@ def test_the_reference_run_counts_what_mosquitto_sub_received(mqtt_settings: Set
     assert ref["per_worker"][0]["cpu_seconds"] > 0
     table = format_comparison([ref, {**ref, "consumer": "mqtt5"}]).splitlines()
     assert len(table) == 3
-    assert table[1].split()[0] == "mosquitto_sub"
+    assert table[1].split()[:3] == ["mosquitto_sub", "+", "set_tcp_nodelay"]
 
 
 @pytest.mark.slow
