@@ -25,14 +25,20 @@ Both keep the same guarantees, and the same tests run against both (tests/ingest
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Self
 
 from firewatch.core.backoff import Backoff
+from firewatch.core.broker import BrokerAddress
 from firewatch.ingest.ingest_metrics import IngestMetrics
+
+log = logging.getLogger(__name__)
 
 #: Which implementation runs (Settings.ingest_consumer).
 ConsumerKind = Literal["mqtt5", "paho"]
@@ -52,45 +58,117 @@ Delivery = tuple[str, bytes, AckToken | None]
 Handler = Callable[[list[Delivery], datetime], None]
 
 
-class Consumer(Protocol):
-    """Context manager owning one MQTT connection and its network thread.
+class Consumer:
+    """Context manager owning one MQTT connection and its network thread: what both
+    consumers share (their settings, the ack queue, the lifecycle, the counters). A
+    subclass supplies :meth:`_setup` (its own state) and :meth:`_run` (the network
+    thread's loop).
 
     ``handler(messages, received_at)`` runs on the network thread while intake is open. It
     may block (that is backpressure towards the broker) but must not raise.
     """
 
-    connected: threading.Event
-    subscribed: threading.Event
-    unsubscribed: threading.Event
-    #: bumped on every lost connection; the high bits of this connection's ack tokens
-    generation: int
-    session_present: bool | None
-    #: ``time.monotonic()`` of the last read that carried messages
-    last_message_at: float
-    acks_sent: int
-    acks_dropped: int
-    ignored_after_close: int
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_id: str,
+        subscription: str | None,
+        handler: Handler,
+        metrics: IngestMetrics,
+        backoff: Backoff,
+        session_expiry_s: int,
+        receive_maximum: int,
+        keepalive: int = 30,
+        unsubscribe: Sequence[str] = (),
+        ca_file: Path | None = None,
+    ) -> None:
+        self._addr = BrokerAddress.parse(url, ca_file=ca_file)  # ca_file: for mqtts:// only
+        self._client_id = client_id
+        self._subscription = subscription
+        self._unsubscribe = list(unsubscribe)
+        self._handler = handler
+        self._metrics = metrics
+        self._backoff = backoff
+        self._keepalive = keepalive
+        self._session_expiry_s = session_expiry_s
+        self._receive_maximum = receive_maximum
+        #: the session expiry stated at the final DISCONNECT (0: the broker drops the
+        #: session and whatever is queued for it; see :meth:`end_session`)
+        self.final_session_expiry_s = session_expiry_s
+        self._acks: deque[AckToken] = deque()
+        self._stop = threading.Event()
+        self._intake_open = True
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.unsubscribed = threading.Event()
+        #: bumped on every lost connection; the high bits of this connection's ack tokens
+        self.generation = 0
+        self.session_present: bool | None = None
+        #: ``time.monotonic()`` of the last read that carried messages
+        self.last_message_at = time.monotonic()
+        self.acks_sent = 0
+        self.acks_dropped = 0
+        self.ignored_after_close = 0
+        self._setup()
+        self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
 
-    def __enter__(self) -> Consumer: ...
+    def _setup(self) -> None:
+        """The subclass's own state, made with the settings above (before any thread)."""
 
-    def __exit__(self, *exc: object) -> None: ...
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _wake(self) -> None:
+        """Tell the network thread there is work (acks, shutdown); a polling loop need not."""
+
+    def _release(self) -> None:
+        """After the network thread ended: free what the subclass holds besides it."""
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close_intake(self) -> None:
         """Stop taking messages: later arrivals are neither handed over nor acknowledged,
         so the broker redelivers them to the next session. The connection stays up."""
+        self._intake_open = False
+        self._metrics.ready.set(0)
 
     def end_session(self) -> None:
         """At :meth:`close`, ask the broker to delete this client's session (and anything
         still queued for it) instead of keeping it: retiring a worker for good."""
+        self.final_session_expiry_s = 0
 
     def close(self, timeout: float = 5.0) -> None:
-        """Send pending acks (up to ``timeout``), disconnect, join the network thread."""
+        """Send pending acks (up to ``timeout``), disconnect (keeping the session unless
+        :meth:`end_session`), join the network thread."""
+        self.close_intake()
+        deadline = time.monotonic() + timeout
+        while self._acks and self.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self._stop.set()
+        self._wake()
+        self._thread.join(timeout=timeout + 5)
+        self._release()
 
     def ack(self, tokens: Sequence[AckToken | None]) -> None:
         """Queue acknowledgements (thread-safe); sent in order by the network thread."""
+        self._acks.extend(t for t in tokens if t is not None)
+        self._wake()
 
     def pending_acks(self) -> int:
         """Acknowledgements queued and not yet handed to the socket."""
+        return len(self._acks)
+
+    def _retry_wait(self, why: str) -> None:
+        self._metrics.reconnects.labels("mqtt").inc()
+        delay = self._backoff.next()
+        log.warning("%s; retrying in %.2fs", why, delay)
+        self._stop.wait(delay)
 
 
 def open_consumer(
@@ -110,10 +188,15 @@ def open_consumer(
 ) -> Consumer:
     """The consumer of ``kind`` (not yet started: use it as a context manager)."""
     # Imported here so that a worker loads only the implementation it runs.
+    cls: type[Consumer]
     if kind == "paho":
-        from firewatch.ingest.paho_consumer import PahoConsumer as cls
+        from firewatch.ingest.paho_consumer import PahoConsumer
+
+        cls = PahoConsumer
     else:
-        from firewatch.ingest.mqtt5_consumer import Mqtt5Consumer as cls  # type: ignore[assignment]
+        from firewatch.ingest.mqtt5_consumer import Mqtt5Consumer
+
+        cls = Mqtt5Consumer
     return cls(
         url,
         client_id=client_id,

@@ -32,19 +32,12 @@ import logging
 import select
 import socket
 import ssl
-import threading
 import time
-from collections import deque
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import mqtt5
 
-from firewatch.core.backoff import Backoff
-from firewatch.core.broker import BrokerAddress
-from firewatch.ingest.consumer import AckToken, Delivery, Handler
-from firewatch.ingest.ingest_metrics import IngestMetrics
+from firewatch.ingest.consumer import Consumer, Delivery
 from firewatch.runtime.mqtt_tls import client_context
 
 log = logging.getLogger(__name__)
@@ -99,102 +92,30 @@ def decode(buffer: bytes) -> tuple[list[mqtt5.Packet], int]:
     return packets, pos
 
 
-class Mqtt5Consumer:
+class Mqtt5Consumer(Consumer):
     """A :class:`~firewatch.ingest.consumer.Consumer` on the ``mqtt5`` codec."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        client_id: str,
-        subscription: str | None,
-        handler: Handler,
-        metrics: IngestMetrics,
-        backoff: Backoff,
-        session_expiry_s: int,
-        receive_maximum: int,
-        keepalive: int = 30,
-        unsubscribe: Sequence[str] = (),
-        ca_file: Path | None = None,
-    ) -> None:
-        self._addr = BrokerAddress.parse(url, ca_file=ca_file)  # ca_file: for mqtts:// only
+    def _setup(self) -> None:
         # Made here, so that a bad CA file fails at start, not at the first connect.
         self._tls = client_context(self._addr) if self._addr.tls else None
-        self._client_id = client_id
-        self._subscription = subscription
-        self._unsubscribe = list(unsubscribe)
-        self._handler = handler
-        self._metrics = metrics
-        self._backoff = backoff
-        self._keepalive = keepalive
-        self._session_expiry_s = session_expiry_s
-        self._receive_maximum = receive_maximum
-        #: the session expiry stated at the final DISCONNECT (0: the broker drops the
-        #: session and whatever is queued for it; see :meth:`end_session`)
-        self.final_session_expiry_s = session_expiry_s
-        self._acks: deque[AckToken] = deque()
-        self._stop = threading.Event()
-        self._intake_open = True
         self._sock: socket.socket | None = None
         self._out = bytearray()
         self._pending = b""  # the start of a packet still arriving
         self._unacked = 0  # QoS 1 messages of this connection not yet acknowledged
         self._over_receive_maximum = False  # said once per connection
-        self._live_keepalive = keepalive
+        self._live_keepalive = self._keepalive
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self.generation = 0
-        self.session_present: bool | None = None
-        self.last_message_at = time.monotonic()
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
-        self.unsubscribed = threading.Event()
-        self.acks_sent = 0
-        self.acks_dropped = 0
-        self.ignored_after_close = 0
         self.pongs = 0  # PINGRESPs received: keepalive at work
-        self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
-
-    # --- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> Mqtt5Consumer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close_intake(self) -> None:
-        self._intake_open = False
-        self._metrics.ready.set(0)
-
-    def end_session(self) -> None:
-        self.final_session_expiry_s = 0
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Send pending acks (up to ``timeout``), disconnect (keeping the session unless
-        :meth:`end_session`), join the network thread."""
-        self.close_intake()
-        deadline = time.monotonic() + timeout
-        while self._acks and self.connected.is_set() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        self._stop.set()
-        self._wake()
-        self._thread.join(timeout=timeout + 5)
-        self._wake_r.close()
-        self._wake_w.close()
-
-    # --- acknowledgements --------------------------------------------------------------------
-    def ack(self, tokens: Sequence[AckToken | None]) -> None:
-        self._acks.extend(t for t in tokens if t is not None)
-        self._wake()
-
-    def pending_acks(self) -> int:
-        return len(self._acks)
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # full (already woken) or closed
             self._wake_w.send(b"\0")
+
+    def _release(self) -> None:
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _take_acks(self) -> None:
         """Move the queued acks of this connection into the output buffer, in order, as
@@ -471,9 +392,3 @@ class Mqtt5Consumer:
         self._metrics.ready.set(0)
         self.generation += 1
         self._take_acks()  # all of them belong to the old connection now
-
-    def _retry_wait(self, why: str) -> None:
-        self._metrics.reconnects.labels("mqtt").inc()
-        delay = self._backoff.next()
-        log.warning("%s; retrying in %.2fs", why, delay)
-        self._stop.wait(delay)

@@ -12,12 +12,8 @@ receive time (docs/performance.md: per-message hand-offs cost more than the work
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import deque
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, cast
 
 import paho.mqtt.client as mqtt
@@ -26,10 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from firewatch.core.backoff import Backoff
-from firewatch.core.broker import BrokerAddress
-from firewatch.ingest.consumer import AckToken, Delivery, Handler, ack_token
-from firewatch.ingest.ingest_metrics import IngestMetrics
+from firewatch.ingest.consumer import Consumer, Delivery, ack_token
 from firewatch.runtime.mqtt_tls import apply_tls
 
 log = logging.getLogger(__name__)
@@ -46,57 +39,19 @@ def _properties(packet_type: int, **values: int) -> Properties:
     return props
 
 
-class PahoConsumer:
+class PahoConsumer(Consumer):
     """A :class:`~firewatch.ingest.consumer.Consumer` on paho-mqtt."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        client_id: str,
-        subscription: str | None,
-        handler: Handler,
-        metrics: IngestMetrics,
-        backoff: Backoff,
-        session_expiry_s: int,
-        receive_maximum: int,
-        keepalive: int = 30,
-        unsubscribe: Sequence[str] = (),
-        ca_file: Path | None = None,
-    ) -> None:
-        self._addr = BrokerAddress.parse(url, ca_file=ca_file)  # ca_file: for mqtts:// only
-        self._subscription = subscription
-        self._unsubscribe = list(unsubscribe)
-        self._client_id = client_id
-        #: the session expiry stated at the final DISCONNECT (0: the broker drops the
-        #: session and whatever is queued for it; see :meth:`end_session`)
-        self.final_session_expiry_s = session_expiry_s
-        self.session_present: bool | None = None
-        self.unsubscribed = threading.Event()
-        self.last_message_at = time.monotonic()
-        self._handler = handler
-        self._metrics = metrics
-        self._backoff = backoff
-        self._keepalive = keepalive
-        self._session_expiry_s = session_expiry_s
-        self._acks: deque[AckToken] = deque()
+    def _setup(self) -> None:
         self._arrived: list[Delivery] = []
-        self._stop = threading.Event()
-        self._intake_open = True
-        self.generation = 0
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
-        self.acks_sent = 0
-        self.acks_dropped = 0
-        self.ignored_after_close = 0
         self._props = _properties(
             PacketTypes.CONNECT,
-            SessionExpiryInterval=session_expiry_s,
-            ReceiveMaximum=receive_maximum,
+            SessionExpiryInterval=self._session_expiry_s,
+            ReceiveMaximum=self._receive_maximum,
         )
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=client_id,
+            client_id=self._client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
@@ -109,44 +64,8 @@ class PahoConsumer:
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         self._client = client
-        self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
 
-    # --- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> PahoConsumer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close_intake(self) -> None:
-        """Stop taking messages: later arrivals are neither queued nor acknowledged, so the
-        broker redelivers them to the next session. The connection stays up for acks."""
-        self._intake_open = False
-        self._metrics.ready.set(0)
-
-    def end_session(self) -> None:
-        """At :meth:`close`, ask the broker to delete this client's session (and anything
-        still queued for it) instead of keeping it: retiring a worker for good."""
-        self.final_session_expiry_s = 0
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Send pending acks (up to ``timeout``), disconnect keeping the session, join."""
-        self.close_intake()
-        deadline = time.monotonic() + timeout
-        while self._acks and self.connected.is_set() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        self._stop.set()
-        self._thread.join(timeout=timeout + 5)
-
-    # --- acknowledgements --------------------------------------------------------------------
-    def ack(self, tokens: Sequence[AckToken | None]) -> None:
-        """Queue acknowledgements (thread-safe); sent in order by the network thread."""
-        self._acks.extend(t for t in tokens if t is not None)
-
-    def pending_acks(self) -> int:
-        return len(self._acks)
-
+    # --- acknowledgements (sent at the next turn of paho's loop) ---------------------------
     def _send_acks(self) -> None:
         """PUBACK the queued tokens of this connection, in order; drop those of an earlier
         connection (the broker redelivers those messages)."""
@@ -221,12 +140,6 @@ class PahoConsumer:
         self.subscribed.clear()
         self._metrics.ready.set(0)
         self.generation += 1
-
-    def _retry_wait(self, why: str) -> None:
-        self._metrics.reconnects.labels("mqtt").inc()
-        delay = self._backoff.next()
-        log.warning("%s; retrying in %.2fs", why, delay)
-        self._stop.wait(delay)
 
     # --- paho callbacks (network thread) ---------------------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:

@@ -52,6 +52,8 @@ _COLUMNS: list[tuple[str, Any]] = [
     ("loadgen %", lambda r: r["cpu_percent"].get("load_generators")),
     ("all %", lambda r: r["cpu_percent"].get("named_total")),
     ("consumer %/1k", lambda r: r["cpu_percent_per_1000_msgs_per_s"].get("workers")),
+    ("alert p50 ms", lambda r: r.get("alert_latency_ms", {}).get("p50")),
+    ("alert p99 ms", lambda r: r.get("alert_latency_ms", {}).get("p99")),
     ("keeps up", lambda r: "yes" if r["keeps_up"] else "NO"),
 ]
 
