@@ -82,13 +82,15 @@ class EpisodeTracker:
         self,
         sids: I64,
         cond: B,
-        score: F64,
+        score: F64 | Callable[[], F64],
         t: F64,
         rx: F64,
         describe: Describe,
     ) -> list[Anomaly]:
         """Advance the episodes of the series ``sids`` (each at most once) by one point;
-        return the anomalies that opened, changed or closed (new revisions)."""
+        return the anomalies that opened, changed or closed (new revisions). ``score``
+        may be a function giving the scores: it is called only when ``cond`` holds
+        somewhere (mostly it holds nowhere, and no score is needed)."""
         tb = self.table
         hits, misses, first = tb[self._h], tb[self._m], tb[self._f]
         active, emitted = tb[self._a], tb[self._e]
@@ -96,6 +98,15 @@ class EpisodeTracker:
             hits[sids] = 0.0
             if not self.open:
                 return []
+            # misses count on; no episode opens or continues, open ones may close
+            ms = misses[sids] + 1
+            misses[sids] = ms
+            closing = (active[sids] > 0) & (ms >= self.spec.clear_hits)
+            if not closing.any():
+                return []
+            return [self._close(int(sids[j]), float(t[j])) for j in closing.nonzero()[0]]
+        if callable(score):
+            score = score()
         h_old = hits[sids]
         hs = np.where(cond, h_old + 1, 0.0)
         ms = np.where(cond, 0.0, misses[sids] + 1)
@@ -106,7 +117,7 @@ class EpisodeTracker:
         opening = ~act & cond & (hs >= spec.min_hits) & (t - fs >= spec.min_duration_s)
         closing = act & ~cond & (ms >= spec.clear_hits)
         cont = act & cond
-        touched = np.flatnonzero(opening | closing | cont)
+        touched = (opening | closing | cont).nonzero()[0]
         if len(touched) == 0:
             return []
         out: list[Anomaly] = []
@@ -116,11 +127,7 @@ class EpisodeTracker:
                 out.append(self._open(sid, j, float(fs[j]), t, rx, score, describe))
                 active[sid], emitted[sid] = 1.0, rx[j]
             elif closing[j]:
-                a = self.open.pop(sid)
-                a.ended_at = float(t[j])
-                a.revision += 1
-                active[sid] = 0.0
-                out.append(dataclasses.replace(a))
+                out.append(self._close(sid, float(t[j])))
             else:
                 a = self.open[sid]
                 a.last_at = float(t[j])
@@ -136,6 +143,13 @@ class EpisodeTracker:
                     emitted[sid] = rx[j]
                     out.append(dataclasses.replace(a))
         return out
+
+    def _close(self, sid: int, t: float) -> Anomaly:
+        a = self.open.pop(sid)
+        a.ended_at = t
+        a.revision += 1
+        self.table[self._a][sid] = 0.0
+        return dataclasses.replace(a)
 
     def _open(
         self, sid: int, j: int, start: float, t: F64, rx: F64, score: F64, describe: Describe

@@ -43,59 +43,39 @@ import numpy.typing as npt
 
 from firewatch.analytics.frames import TelemetryFrame
 from firewatch.analytics.profiles import DeviceProfile
+from firewatch.analytics.series import DEVICES
+from firewatch.analytics.window_math import FEATURES as FEATURES
+from firewatch.analytics.window_math import KINDS as KINDS
+from firewatch.analytics.window_math import MAX_AT as _MX
+from firewatch.analytics.window_math import MAXED as _MAX
+from firewatch.analytics.window_math import MIN_AT as _MN
+from firewatch.analytics.window_math import (
+    MIN_POINTS,
+    P_REF_FLOOR_KPA,
+    Segments,
+    columns,
+    feature_matrices,
+    grow,
+    mean_cols,
+    ratio,
+    regression,
+)
+from firewatch.analytics.window_math import MINNED as _MIN
+from firewatch.analytics.window_math import SUM_AT as _S
+from firewatch.analytics.window_math import SUMMED as _SUM
 from firewatch.core.domain import DeviceKind
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-#: Feature names per kind, in the order of :attr:`FeatureWindow.features`.
-FEATURES: dict[DeviceKind, tuple[str, ...]] = {
-    DeviceKind.WATER: (
-        "pressure_mean_rel",  # mean / reference
-        "pressure_std_rel",  # std / reference
-        "pressure_range_rel",  # (max − min) / reference
-        "pressure_slope_rel_per_h",  # least-squares slope per hour / reference
-        "jockey_duty",  # fraction of points with the jockey pump running
-        "jockey_starts_per_h",  # off → on transitions per hour
-        "pump_duty",  # fraction of points with the main pump running
-        "level_slope_m_per_h",  # tank level slope (0 without a tank)
-        "room_temp_dev_c",  # pump-room temperature − its reference (0 without)
-        "coverage",  # points / points expected at the device's median interval
-    ),
-    DeviceKind.EBIKE_SHED: (
-        "port_over_ambient_max_c",  # max over ports and points of port temp − ambient
-        "port_temp_slope_max_c_per_min",  # max over ports of the temperature slope
-        "current_max_rel",  # max port current / port rating
-        "charging_fraction",  # mean fraction of ports charging
-        "port_over_median_max_c",  # max of port temp − the shed's median port temp
-        "smoke_fraction",  # fraction of points with smoke
-        "ambient_slope_c_per_h",  # ambient temperature slope
-        "coverage",
-    ),
-}
-KINDS: tuple[DeviceKind, ...] = (DeviceKind.WATER, DeviceKind.EBIKE_SHED)
 
-MIN_POINTS = 3  # a window with fewer points is not emitted
 REF_TAU_S = 86_400.0  # time constant of the slow pressure / room references
-P_REF_FLOOR_KPA = 10.0  # references below this (an empty main) would blow ratios up
 P_REF_CLIP = 0.1  # a window moves the pressure reference by at most α · 10 % of it
 ROOM_REF_CLIP_C = 5.0  # and the room reference by at most α · 5 °C
 GAP_RING = 16  # windows of mean gaps behind the median sampling interval
-FEATURE_LIMIT = 1e6  # features are clipped to ±this (no inf reaches the model)
 _PORT_KEY = 2048  # port numbers are 1..1024 (contract): key = slot * 2048 + port
 _NEVER = np.iinfo(np.int64).min  # open-window index of a slot without an open window
 
-# Accumulator columns: summed, min-reduced, max-reduced (per device and open window).
-_SUM = (
-    "n", "p_n", "p_t", "p_tt", "p_y", "p_ty", "p_yy", "j_n", "j_y", "j_starts", "u_n", "u_y",
-    "l_n", "l_t", "l_tt", "l_y", "l_ty", "r_n", "r_y", "a_n", "a_t", "a_tt", "a_y", "a_ty",
-    "s_n", "s_y", "c_n", "c_y",
-)  # fmt: skip
-_MIN = ("t_min", "p_min")
-_MAX = ("t_max", "p_max", "d_amb", "i_max", "d_med")
-_S = {name: i for i, name in enumerate(_SUM)}
-_MN = {name: i for i, name in enumerate(_MIN)}
-_MX = {name: i for i, name in enumerate(_MAX)}
 _KIND_CODE = {DeviceKind.WATER: 0, DeviceKind.EBIKE_SHED: 1}
 
 
@@ -116,51 +96,6 @@ class FeatureWindow:
     context: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Segments:
-    """Statistics of (device, window) segments: rows of parallel arrays."""
-
-    dev: I64
-    w: I64
-    sums: F64  # (m, len(_SUM))
-    mins: F64  # (m, len(_MIN))
-    maxs: F64  # (m, len(_MAX))
-    ports: F64  # (m, P, 5): n, Σt, Σt², Σy, Σty of each port's temperature
-
-
-def _regression(t: F64, y: F64) -> list[F64]:
-    """Columns n, Σt, Σt², Σy, Σty of the valid (non-NaN) points, per row."""
-    ok = ~np.isnan(y)
-    tz = np.where(ok, t, 0.0)
-    yz = np.where(ok, y, 0.0)
-    return [ok.astype(np.float64), tz, tz * tz, yz, tz * yz]
-
-
-def _mean_cols(y: F64) -> list[F64]:
-    """Columns n, Σy of the valid (non-NaN) points, per row."""
-    ok = ~np.isnan(y)
-    return [ok.astype(np.float64), np.where(ok, y, 0.0)]
-
-
-def _slope(n: F64, st: F64, stt: F64, sy: F64, sty: F64) -> F64:
-    """Least-squares slope per second (NaN with fewer than two distinct times)."""
-    den = n * stt - st * st
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = (n * sty - st * sy) / den
-    return np.where((n >= 2) & (den > 1e-9 * np.maximum(n * stt, 1.0)), out, np.nan)
-
-
-def _ratio(a: F64, b: F64) -> F64:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b > 0, a / b, np.nan)
-
-
-def _grow(a: npt.NDArray[Any], rows: int, fill: Any) -> npt.NDArray[Any]:
-    out = np.full((rows, *a.shape[1:]), fill, dtype=a.dtype)
-    out[: len(a)] = a
-    return out
-
-
 class WindowFeaturizer:
     """Streaming window features per device (see the module docstring)."""
 
@@ -172,6 +107,7 @@ class WindowFeaturizer:
         self.alpha = 1.0 - float(np.exp(-self.window_s / REF_TAU_S))
         self._index: dict[str, int] = {}
         self._ids: list[str] = []
+        self._by_code = np.full(0, -2, np.int64)  # shared device code -> _slot (-2: ask)
         self._init_arrays(0, 1)
 
     # -- state arrays ------------------------------------------------------------------
@@ -198,20 +134,20 @@ class WindowFeaturizer:
     def _ensure(self, cap: int, nport: int) -> None:
         if cap > len(self._kind):
             new = max(cap, 2 * len(self._kind))
-            self._kind = _grow(self._kind, new, -1)
-            self._rating = _grow(self._rating, new, np.nan)
-            self._open_w = _grow(self._open_w, new, _NEVER)
-            self._sums = _grow(self._sums, new, 0.0)
-            self._mins = _grow(self._mins, new, np.nan)
-            self._maxs = _grow(self._maxs, new, np.nan)
-            self._ports = _grow(self._ports, new, 0.0)
-            self._last_j = _grow(self._last_j, new, np.nan)
-            self._p_ref = _grow(self._p_ref, new, np.nan)
-            self._r_ref = _grow(self._r_ref, new, np.nan)
-            self._warm = _grow(self._warm, new, False)
-            self._gaps = _grow(self._gaps, new, np.nan)
-            self._gap_n = _grow(self._gap_n, new, 0)
-            self._nports = _grow(self._nports, new, 0)
+            self._kind = grow(self._kind, new, -1)
+            self._rating = grow(self._rating, new, np.nan)
+            self._open_w = grow(self._open_w, new, _NEVER)
+            self._sums = grow(self._sums, new, 0.0)
+            self._mins = grow(self._mins, new, np.nan)
+            self._maxs = grow(self._maxs, new, np.nan)
+            self._ports = grow(self._ports, new, 0.0)
+            self._last_j = grow(self._last_j, new, np.nan)
+            self._p_ref = grow(self._p_ref, new, np.nan)
+            self._r_ref = grow(self._r_ref, new, np.nan)
+            self._warm = grow(self._warm, new, False)
+            self._gaps = grow(self._gaps, new, np.nan)
+            self._gap_n = grow(self._gap_n, new, 0)
+            self._nports = grow(self._nports, new, 0)
         if nport > self._ports.shape[1]:
             new_p = max(nport, 2 * self._ports.shape[1])
             ports = np.zeros((len(self._ports), new_p, 5))
@@ -219,10 +155,18 @@ class WindowFeaturizer:
             self._ports = ports
 
     def _slots(self, devices: list[str]) -> I64:
-        """Slot per row (-1: not featurized). One dict lookup per distinct device."""
-        uniq = list(dict.fromkeys(devices))
-        code = {d: self._slot(d) for d in uniq}
-        return np.fromiter(map(code.__getitem__, devices), np.int64, len(devices))
+        """Slot per row (-1: not featurized), through the shared device codes (kept until
+        the profiles change); devices new to it are looked up in order of appearance."""
+        codes = DEVICES.codes(devices)
+        if len(self._by_code) < len(DEVICES):
+            self._by_code = grow(self._by_code, 2 * len(DEVICES), -2)
+        slots = self._by_code[codes]
+        if len(slots) and slots.min() == -2:
+            for c in codes[slots == -2].tolist():
+                if self._by_code[c] == -2:
+                    self._by_code[c] = self._slot(DEVICES.name(c))
+            slots = self._by_code[codes]
+        return slots
 
     def _slot(self, device_id: str) -> int:
         slot = self._index.get(device_id)
@@ -273,14 +217,14 @@ class WindowFeaturizer:
         w = np.zeros(len(frame), np.int64)
         w[ok] = np.floor(frame.ts[ok] / ws).astype(np.int64)
         ok &= w >= self._open_w[np.maximum(slots, 0)]  # late points are dropped
-        rows = np.flatnonzero(ok)
+        rows = ok.nonzero()[0]
         if not len(rows):
             return []
         order = rows[np.lexsort((frame.ts[rows], slots[rows]))]
         seg = self._segment(frame, order, slots[order], w[order])
         return self._close(seg)
 
-    def _segment(self, f: TelemetryFrame, order: I64, dev: I64, w: I64) -> _Segments:
+    def _segment(self, f: TelemetryFrame, order: I64, dev: I64, w: I64) -> Segments:
         """Merge a sorted batch into the open windows; return the windows it closed."""
         n = len(order)
         ts = f.ts[order]
@@ -300,12 +244,13 @@ class WindowFeaturizer:
         starts = (valid_j & (jockey == 1.0) & (prev == 0.0)).astype(np.float64)
         last_of_dev = np.ones(n, np.bool_)
         last_of_dev[:-1] = dev[1:] != dev[:-1]
-        ends = np.flatnonzero(last_of_dev)
+        ends = last_of_dev.nonzero()[0]
         has_j = last_valid[ends] >= dev_start[ends]
         self._last_j[dev[ends[has_j]]] = jockey[last_valid[ends[has_j]]]
 
         # ports of the sorted rows, in CSR order (as TelemetryFrame.take does)
-        counts = np.diff(f.port_offsets)[order]
+        po = f.port_offsets
+        counts = (po[1:] - po[:-1])[order]
         offs = np.zeros(n + 1, np.int64)
         np.cumsum(counts, out=offs[1:])
         pidx = np.repeat(f.port_offsets[:-1][order] - offs[:-1], counts) + np.arange(offs[-1])
@@ -331,39 +276,42 @@ class WindowFeaturizer:
         level, room, pump = f.level[order], f.room_temp[order], f.pump[order]
         smoke = f.smoke[order]
         p_ok = ~np.isnan(pressure)
-        cols = [np.ones(n), *_regression(t, pressure), np.where(p_ok, pressure**2, 0.0)]
+        cols = [np.ones(n), *regression(t, pressure), np.where(p_ok, pressure**2, 0.0)]
         cols += [valid_j.astype(np.float64), np.where(valid_j, jockey, 0.0), starts]
-        cols += [*_mean_cols(pump), *_regression(t, level), *_mean_cols(room)]
-        cols += [*_regression(t, ambient), *_mean_cols(smoke), *_mean_cols(c_frac)]
-        vsum = np.column_stack(cols)
-        vmin = np.column_stack([ts, pressure])
-        vmax = np.column_stack([ts, pressure, d_amb, i_max, d_med])
+        cols += [*mean_cols(pump), *regression(t, level), *mean_cols(room)]
+        cols += [*regression(t, ambient), *mean_cols(smoke), *mean_cols(c_frac)]
+        vsum = columns(cols)
+        vmin = columns([ts, pressure])
+        vmax = columns([ts, pressure, d_amb, i_max, d_med])
 
         # (device, window) segments of the sorted rows
         cut = np.ones(n, np.bool_)
         cut[1:] = (dev[1:] != dev[:-1]) | (w[1:] != w[:-1])
-        at = np.flatnonzero(cut)
+        at = cut.nonzero()[0]
         seg_of_row = np.cumsum(cut) - 1
         m = len(at)
         sdev, sw = dev[at], w[at]
-        sums = np.add.reduceat(vsum, at, axis=0)
-        mins = np.fmin.reduceat(vmin, at, axis=0)
-        maxs = np.fmax.reduceat(vmax, at, axis=0)
+        if m == n:  # a row per segment (small batches): the reductions are the rows
+            sums, mins, maxs = vsum, vmin, vmax
+        else:
+            sums = np.add.reduceat(vsum, at, axis=0)
+            mins = np.fmin.reduceat(vmin, at, axis=0)
+            maxs = np.fmax.reduceat(vmax, at, axis=0)
         nport = self._ports.shape[1]
         if len(pidx):
             ppos = self._port_positions(dev[prow], f.port_no[pidx])
             nport = self._ports.shape[1]
             flat = seg_of_row[prow] * nport + ppos
-            pcols = _regression(t[prow], ptemp)
+            pcols = regression(t[prow], ptemp)
             binned = [np.bincount(flat, weights=c, minlength=m * nport) for c in pcols]
-            ports = np.stack(binned, axis=-1).astype(np.float64).reshape(m, nport, 5)
+            ports = columns(binned).reshape(m, nport, 5)
         else:
             ports = np.zeros((m, nport, 5))
 
         # merge first segments into the open windows they continue; close the others
         first = np.ones(m, np.bool_)
         first[1:] = sdev[1:] != sdev[:-1]
-        fi = np.flatnonzero(first)
+        fi = first.nonzero()[0]
         fdev = sdev[fi]
         cont = sw[fi] == self._open_w[fdev]
         j, d = fi[cont], fdev[cont]
@@ -374,8 +322,8 @@ class WindowFeaturizer:
         old = fdev[~cont & (self._open_w[fdev] != _NEVER)]  # open windows closed as a whole
         last = np.ones(m, np.bool_)
         last[:-1] = sdev[1:] != sdev[:-1]
-        li = np.flatnonzero(last)
-        closed = _Segments(
+        li = last.nonzero()[0]
+        closed = Segments(
             dev=np.concatenate([old, sdev[~last]]),
             w=np.concatenate([self._open_w[old], sw[~last]]),
             sums=np.concatenate([self._sums[old], sums[~last]]),
@@ -389,18 +337,18 @@ class WindowFeaturizer:
         self._ports[ld] = ports[li]
         return closed
 
-    def _close(self, c: _Segments) -> list[FeatureWindow]:
+    def _close(self, c: Segments) -> list[FeatureWindow]:
         """Features of closed windows; advance the slow references (a loop per window)."""
         m = len(c.dev)
         if not m:
             return []
         o = np.lexsort((c.w, c.dev))
-        c = _Segments(c.dev[o], c.w[o], c.sums[o], c.mins[o], c.maxs[o], c.ports[o])
+        c = Segments(c.dev[o], c.w[o], c.sums[o], c.mins[o], c.maxs[o], c.ports[o])
         S, MN, MX = c.sums, c.mins, c.maxs
-        p_mean = _ratio(S[:, _S["p_y"]], S[:, _S["p_n"]])
-        r_mean = _ratio(S[:, _S["r_y"]], S[:, _S["r_n"]])
+        p_mean = ratio(S[:, _S["p_y"]], S[:, _S["p_n"]])
+        r_mean = ratio(S[:, _S["r_y"]], S[:, _S["r_n"]])
         npts = S[:, _S["n"]]
-        gap = _ratio(MX[:, _MX["t_max"]] - MN[:, _MN["t_min"]], npts - 1)
+        gap = ratio(MX[:, _MX["t_max"]] - MN[:, _MN["t_min"]], npts - 1)
         p_ref, r_ref, iv = np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan)
         emit = np.zeros(m, np.bool_)
         a = self.alpha
@@ -435,8 +383,18 @@ class WindowFeaturizer:
                 self._gap_n[d] += 1
         if not emit.any():
             return []
-        sel = np.flatnonzero(emit)
-        X = self._features(c, sel, p_mean[sel], r_mean[sel], p_ref[sel], r_ref[sel], iv[sel])
+        sel = emit.nonzero()[0]
+        X = feature_matrices(
+            c,
+            sel,
+            p_mean[sel],
+            r_mean[sel],
+            p_ref[sel],
+            r_ref[sel],
+            iv[sel],
+            self.window_s,
+            self._rating[c.dev[sel]],
+        )
         out: list[FeatureWindow] = []
         ws = self.window_s
         for row, i in enumerate(sel.tolist()):
@@ -454,57 +412,6 @@ class WindowFeaturizer:
             )
         out.sort(key=lambda fw: (fw.start, fw.device_id))
         return out
-
-    def _features(
-        self, c: _Segments, sel: I64, p_mean: F64, r_mean: F64, p_ref: F64, r_ref: F64, iv: F64
-    ) -> dict[DeviceKind, F64]:
-        """Feature matrices of the selected closed windows (rows as in ``sel``), per kind
-        (each matrix has a row per selected window; callers take the rows of their kind)."""
-        S, MN, MX, P = c.sums[sel], c.mins[sel], c.maxs[sel], c.ports[sel]
-        hours = self.window_s / 3600.0
-
-        def s(name: str) -> F64:
-            return S[:, _S[name]]
-
-        def slope(prefix: str) -> F64:
-            return _slope(*(s(prefix + x) for x in ("_n", "_t", "_tt", "_y", "_ty")))
-
-        ref = np.maximum(np.nan_to_num(p_ref, nan=P_REF_FLOOR_KPA), P_REF_FLOOR_KPA)
-        var = np.maximum(_ratio(s("p_yy"), s("p_n")) - p_mean**2, 0.0)
-        coverage = s("n") * iv / self.window_s
-        water = np.column_stack(
-            [
-                np.nan_to_num(p_mean / ref, nan=1.0),
-                np.sqrt(var) / ref,
-                (MX[:, _MX["p_max"]] - MN[:, _MN["p_min"]]) / ref,
-                slope("p") * 3600.0 / ref,
-                _ratio(s("j_y"), s("j_n")),
-                s("j_starts") / hours,
-                _ratio(s("u_y"), s("u_n")),
-                slope("l") * 3600.0,
-                r_mean - r_ref,
-                coverage,
-            ]
-        )
-        pslope = _slope(P[..., 0], P[..., 1], P[..., 2], P[..., 3], P[..., 4]) * 60.0
-        pslope = np.where((P[..., 0] >= MIN_POINTS) & ~np.isnan(pslope), pslope, -np.inf)
-        pmax = pslope.max(axis=1) if P.shape[1] else np.full(len(sel), -np.inf)
-        shed = np.column_stack(
-            [
-                MX[:, _MX["d_amb"]],
-                np.where(np.isfinite(pmax), pmax, np.nan),
-                MX[:, _MX["i_max"]] / self._rating[c.dev[sel]],
-                _ratio(s("c_y"), s("c_n")),
-                MX[:, _MX["d_med"]],
-                _ratio(s("s_y"), s("s_n")),
-                slope("a") * 3600.0,
-                coverage,
-            ]
-        )
-        return {
-            kind: np.clip(np.nan_to_num(x, nan=0.0), -FEATURE_LIMIT, FEATURE_LIMIT)
-            for kind, x in ((DeviceKind.WATER, water), (DeviceKind.EBIKE_SHED, shed))
-        }
 
     # -- checkpoint ----------------------------------------------------------------------
 
@@ -572,6 +479,7 @@ class WindowFeaturizer:
         self._refresh()
 
     def _refresh(self) -> None:
+        self._by_code[:] = -2
         for i, d in enumerate(self._ids):  # current profiles decide kind and rating
             prof = self.profiles.get(d)
             if prof is None or prof.kind not in _KIND_CODE:

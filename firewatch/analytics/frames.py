@@ -65,8 +65,8 @@ class TelemetryFrame:
 
     def points(self) -> int:
         """Readings in the frame (each present value counts once): the benchmark's unit."""
-        scalar = sum(
-            int(np.count_nonzero(~np.isnan(col)))
+        scalar = 7 * len(self.device) - sum(
+            int(np.count_nonzero(np.isnan(col)))
             for col in (
                 self.pressure,
                 self.level,

@@ -52,6 +52,7 @@ from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]
 from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
 from sklearn.preprocessing import RobustScaler  # type: ignore[import-untyped]
 
+from firewatch.analytics import iforest
 from firewatch.analytics.episodes import anomaly_from_json, anomaly_to_json
 from firewatch.analytics.features import FEATURES, KINDS, FeatureWindow, WindowFeaturizer
 from firewatch.analytics.frames import TelemetryFrame
@@ -108,13 +109,12 @@ class TrainedModel:
 
     def score_samples(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
         """IsolationForest scores (lower is more unusual) of feature rows ``x``."""
-        return np.asarray(self.pipeline.score_samples(x), np.float64)
+        return iforest.scores(self.pipeline, x)[0]
 
     def assess(self, x: np.ndarray[Any, Any]) -> tuple[F64, F64, F64]:
         """(IsolationForest scores, robust-scaled features, margins) of feature rows ``x``;
         a row is an outlier when its margin is > 0 (see the module docstring)."""
-        s = self.score_samples(x)
-        z = np.asarray(self.pipeline[:-1].transform(x), np.float64)
+        s, z = iforest.scores(self.pipeline, x)  # (firewatch/analytics/iforest.py)
         return s, z, _margins(s, z, self.threshold, self.spread, self.metrics)
 
 

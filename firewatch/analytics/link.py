@@ -31,7 +31,7 @@ from firewatch.analytics.episodes import (
 )
 from firewatch.analytics.frames import Batch
 from firewatch.analytics.profiles import DeviceProfile
-from firewatch.analytics.series import F64, I64, SeriesTable, nz, rounds
+from firewatch.analytics.series import DEVICES, F64, I64, SeriesTable, clip, nz, rounds
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity
 from firewatch.core.rows import Reason
@@ -95,50 +95,58 @@ class LinkDetectors:
         self.dropout: dict[str, Anomaly] = {}
         self.malformed: dict[str, deque[float]] = {}
         self.malformed_open: dict[str, Anomaly] = {}
+        self._due = np.full(0, np.inf)  # per series, see _set_due
+        self._wake = -np.inf  # the earliest of them: tick's next full comparison
 
     def set_profiles(self, profiles: Mapping[str, DeviceProfile]) -> None:
         self.profiles = profiles
+        self._wake = -np.inf  # a device may have gained a profile: the next tick looks
 
     def process(self, batch: Batch) -> list[Anomaly]:
         """Arrivals, statuses and dead letters of one batch; return changes."""
         out: list[Anomaly] = []
         f = batch.telemetry
-        devices = list(f.device)
-        rx = [f.received]
-        skew = [f.ts - f.received]
-        for ev in batch.events:
-            devices.append(ev.device_id)
-        for st in batch.statuses:
-            devices.append(st.device_id)
-        ev_rx = [e.received_at.timestamp() for e in batch.events]
-        ev_sk = [e.ts.timestamp() - r for e, r in zip(batch.events, ev_rx, strict=True)]
-        st_rx = [s.received_at.timestamp() for s in batch.statuses]
-        # a last will (seq 0) carries its connection's start time: no clock evidence
-        st_sk = [
-            np.nan if s.seq == 0 else s.ts.timestamp() - r
-            for s, r in zip(batch.statuses, st_rx, strict=True)
-        ]
-        wills = [s.seq == 0 and s.state == "offline" for s in batch.statuses]
-        is_will = np.concatenate(
-            [np.zeros(len(f) + len(ev_rx), np.bool_), np.array(wills, np.bool_)]
-        )
-        rx.append(np.asarray(ev_rx, np.float64))
-        rx.append(np.asarray(st_rx, np.float64))
-        skew.append(np.asarray(ev_sk, np.float64))
-        skew.append(np.asarray(st_sk, np.float64))
-        refused = self._refused(batch, devices, rx, skew)
-        all_rx, all_skew = np.concatenate(rx), np.concatenate(skew)
-        is_will = np.concatenate([is_will, np.zeros(refused, np.bool_)])
+        if batch.events or batch.statuses or batch.dead_letters:
+            extra = [ev.device_id for ev in batch.events]
+            extra += [st.device_id for st in batch.statuses]
+            rx = [f.received]
+            skew = [f.ts - f.received]
+            ev_rx = [e.received_at.timestamp() for e in batch.events]
+            ev_sk = [e.ts.timestamp() - r for e, r in zip(batch.events, ev_rx, strict=True)]
+            st_rx = [s.received_at.timestamp() for s in batch.statuses]
+            # a last will (seq 0) carries its connection's start time: no clock evidence
+            st_sk = [
+                np.nan if s.seq == 0 else s.ts.timestamp() - r
+                for s, r in zip(batch.statuses, st_rx, strict=True)
+            ]
+            wills = [s.seq == 0 and s.state == "offline" for s in batch.statuses]
+            is_will = np.concatenate(
+                [np.zeros(len(f) + len(ev_rx), np.bool_), np.array(wills, np.bool_)]
+            )
+            rx.append(np.asarray(ev_rx, np.float64))
+            rx.append(np.asarray(st_rx, np.float64))
+            skew.append(np.asarray(ev_sk, np.float64))
+            skew.append(np.asarray(st_sk, np.float64))
+            refused = self._refused(batch, extra, rx, skew)
+            all_rx, all_skew = np.concatenate(rx), np.concatenate(skew)
+            is_will = np.concatenate([is_will, np.zeros(refused, np.bool_)])
+            shared = np.concatenate([DEVICES.codes(f.device), DEVICES.codes(extra)])
+        else:  # telemetry only (the common batch)
+            refused = 0
+            all_rx, all_skew = f.received, f.ts - f.received
+            is_will = np.zeros(len(f), np.bool_)
+            shared = DEVICES.codes(f.device)
         # statuses first: a will closes nothing, an online status or data closes offline
         out += self._statuses(batch)
-        if len(devices):
-            sids = self.table.ids(devices)
-            accepted = np.arange(len(devices)) < len(devices) - refused
+        n = len(shared)
+        if n:
+            sids = self.table.ids_of(shared)
+            accepted = np.arange(n) < n - refused
             # Clock skew is judged once per device and batch, on its newest message with a
             # clock reading, once the batch's extremes are in: the old messages of a
             # store-and-forward backlog must not be judged before its current newest one.
-            judge = np.zeros(len(devices), np.bool_)
-            clocked = np.flatnonzero(~np.isnan(all_skew))
+            judge = np.zeros(n, np.bool_)
+            clocked = (~np.isnan(all_skew)).nonzero()[0]
             if len(clocked):
                 order = clocked[np.lexsort((all_rx[clocked], sids[clocked]))]
                 judge[order[np.append(sids[order][1:] != sids[order][:-1], True)]] = True
@@ -175,11 +183,13 @@ class LinkDetectors:
         # usual gap between accepted messages; bursts (< 1 s apart) say nothing about it
         g = tb["gap"][s]
         upd = acc & (since >= 1.0)
-        tb["gap"][s] = np.where(upd, np.where(np.isnan(g), since, g + 0.05 * (since - g)), g)
-        tb["last_rx"][s] = np.where(acc, np.fmax(last, rx), last)
-        tb["n"][s] += acc
+        gap = np.where(upd, np.where(np.isnan(g), since, g + 0.05 * (since - g)), g)
+        last = np.where(acc, np.fmax(last, rx), last)
+        n = tb["n"][s] + acc
+        tb["gap"][s], tb["last_rx"][s], tb["n"][s] = gap, last, n
+        self._set_due(s, gap, last, n)
         # recent extremes of the clock offset, forgetting at 1 s per second
-        dt = nz(rx - tb["skew_rx"][s], 0.0).clip(0.0)
+        dt = np.maximum(nz(rx - tb["skew_rx"][s], 0.0), 0.0)
         ok = ~np.isnan(skew)
         hi = np.where(ok, np.fmax(skew, tb["hi"][s] - dt), tb["hi"][s])
         lo = np.where(ok, np.fmin(skew, tb["lo"][s] + dt), tb["lo"][s])
@@ -189,7 +199,7 @@ class LinkDetectors:
         behind = hi < -self.skew_limit
         cond = ok & (ahead | behind)
         off = np.where(ahead, lo, np.where(behind, hi, 0.0))
-        score = np.clip(np.abs(off) / (4 * self.skew_limit), 0.3, 1.0)
+        score = clip(np.abs(off) / (4 * self.skew_limit), 0.3, 1.0)
 
         def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
             o = float(off[j])
@@ -204,17 +214,38 @@ class LinkDetectors:
                 )
             return text, {"offset_s": round(o, 1)}, Severity.LOW
 
-        jx = np.flatnonzero(judge)
+        jx = judge.nonzero()[0]
         if len(jx):
             off = off[jx]
             out += self.skew.update(s[jx], cond[jx], score[jx], rx[jx], rx[jx], describe)
-        for j in np.flatnonzero(acc).tolist():  # data closes offline and dropout episodes
-            dev, t = self.table.keys[int(s[j])][0], float(rx[j])
-            for store in (self.dropout, self.offline):
-                a = store.get(dev)
-                if a is not None and t > a.detected_at:
-                    out += self._close(store, dev, t, "data again")
+        if self.dropout or self.offline:  # data closes offline and dropout episodes
+            index = tb.index
+            held = [
+                index[d, 0] for st in (self.dropout, self.offline) for d in st if (d, 0) in index
+            ]
+            flagged = np.zeros(len(tb), np.bool_)
+            flagged[held] = True
+            for j in (acc & flagged[s]).nonzero()[0].tolist():
+                dev, t = tb.keys[int(s[j])][0], float(rx[j])
+                for store in (self.dropout, self.offline):
+                    a = store.get(dev)
+                    if a is not None and t > a.detected_at:
+                        out += self._close(store, dev, t, "data again")
         return out
+
+    def _set_due(self, s: I64, gap: F64, last: F64, n: F64) -> None:
+        """When each series of ``s`` could count as silent at the earliest, less a second
+        (far more than the rounding of ``now - last``): :meth:`tick` compares every series
+        only once ``now`` reaches the earliest of these."""
+        limit = np.maximum(self.factor * nz(gap, np.inf), self.min_silence)
+        due = np.where((n >= 5) & ~np.isnan(last), last + limit - 1.0, np.inf)
+        if len(self._due) < len(self.table):
+            grown = np.full(2 * len(self.table), np.inf)
+            grown[: len(self._due)] = self._due
+            self._due = grown
+        self._due[s] = due
+        if len(due):
+            self._wake = min(self._wake, float(due.min()))
 
     def _statuses(self, batch: Batch) -> list[Anomaly]:
         out: list[Anomaly] = []
@@ -287,10 +318,10 @@ class LinkDetectors:
         out: list[Anomaly] = []
         tb = self.table
         n = len(tb)
-        if n:
+        if n and now >= self._wake:  # else no series can be silent yet (see _set_due)
             last, gap = tb["last_rx"][:n], tb["gap"][:n]
             limit = np.maximum(self.factor * nz(gap, np.inf), self.min_silence)
-            silent = np.flatnonzero((tb["n"][:n] >= 5) & (now - last > limit))
+            silent = ((tb["n"][:n] >= 5) & (now - last > limit)).nonzero()[0]
             for sid in silent.tolist():
                 dev = tb.keys[sid][0]
                 if dev in self.dropout or dev in self.offline or dev not in self.profiles:
@@ -313,6 +344,11 @@ class LinkDetectors:
                 )
                 self.dropout[dev] = a
                 out.append(dataclasses.replace(a))
+            # the silent stay silent (and reported, or skipped) until they send again,
+            # which sets their due time anew, or the profiles change
+            due = self._due[:n].copy()
+            due[silent] = np.inf
+            self._wake = float(due.min())
         for dev in list(self.malformed_open):
             times = self.malformed.get(dev, deque())
             while times and times[0] <= now - HOUR_S:
@@ -373,6 +409,10 @@ class LinkDetectors:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.table.restore(state["table"])
+        tb, n = self.table, len(self.table)
+        self._due, self._wake = np.full(n, np.inf), -np.inf
+        self._set_due(np.arange(n), tb["gap"][:n], tb["last_rx"][:n], tb["n"][:n])
+        self._wake = -np.inf
         self.skew.restore(state["skew"])
         self.offline = {d: anomaly_from_json(a) for d, a in state["offline"].items()}
         self.dropout = {d: anomaly_from_json(a) for d, a in state["dropout"].items()}

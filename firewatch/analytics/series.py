@@ -12,11 +12,17 @@ keys (:meth:`SeriesTable.state`), which is what the checkpoint stores.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+try:  # the ufunc np.clip ends in, without its Python-level wrapper (numpy >= 2)
+    from numpy._core.umath import clip as _clip  # type: ignore[attr-defined,unused-ignore]
+except ImportError:  # numpy 1.26
+    from numpy.core.umath import clip as _clip  # type: ignore[attr-defined,no-redef,unused-ignore]
 
 if TYPE_CHECKING:  # episodes.py imports this module
     from firewatch.analytics.episodes import EpisodeTracker
@@ -33,14 +39,55 @@ class _Codes(dict[str, int]):
     """Device id -> small integer, assigning the next one to an unknown id (so a whole
     column of ids maps through ``__getitem__`` at C speed)."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.names = names
+        self.names: list[str] = []
+        self._lock = threading.Lock()
 
     def __missing__(self, device: str) -> int:
-        code = self[device] = len(self.names)
-        self.names.append(device)
-        return code
+        with self._lock:  # engines in two threads must not hand out one code twice
+            code = self.get(device)
+            if code is None:
+                code = self[device] = len(self.names)
+                self.names.append(device)
+            return code
+
+
+class DeviceCodes:
+    """Process-wide codes of device ids, shared by every :class:`SeriesTable`.
+
+    Every table of a batch maps the same column of device ids (the frame's), so the codes
+    of the last two lists asked for are kept: a batch's string lookups are done once,
+    not once per table. A list handed to the detectors is not changed afterwards (frames
+    are built once); a list of another length is never taken for the cached one.
+    """
+
+    def __init__(self) -> None:
+        self.index = _Codes()
+        self._recent: tuple[tuple[Sequence[str], I64], ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.index.names)
+
+    def code(self, device: str) -> int:
+        return self.index[device]
+
+    def name(self, code: int) -> str:
+        return self.index.names[code]
+
+    def codes(self, devices: Sequence[str]) -> I64:
+        """The code of every id in ``devices``, in order."""
+        recent = self._recent
+        for seen, codes in recent:
+            if seen is devices and len(codes) == len(devices):
+                return codes
+        codes = np.fromiter(map(self.index.__getitem__, devices), np.int64, len(devices))
+        self._recent = ((devices, codes), *recent[:1])
+        return codes
+
+
+#: the codes every table uses (see :class:`DeviceCodes`)
+DEVICES = DeviceCodes()
 
 
 class SeriesTable:
@@ -61,8 +108,12 @@ class SeriesTable:
         self._wide_init = dict(wide or {})
         self.keys: list[SeriesKey] = []
         self.index: dict[SeriesKey, int] = {}
+        # Device codes of this table, in the order the table first saw each device (new
+        # series of one call get their ids in that order): ``_rank`` maps a shared code
+        # (:data:`DEVICES`) to it, ``_names`` back to the id.
         self._names: list[str] = []
-        self._dev_codes = _Codes(self._names)
+        self._rank = np.full(0, -1, np.int64)
+        self._sid0 = np.full(0, -1, np.int64)  # table code -> id of its (device, 0) series
         self._int_keys: list[int] = []
         self._sorted_keys = np.zeros(0, np.int64)
         self._sorted_sids = np.zeros(0, np.int64)
@@ -83,37 +134,85 @@ class SeriesTable:
         devices: Sequence[str],
         components: Sequence[int] | I64 | None = None,
         rows: I64 | None = None,
+        *,
+        only_rows: bool = False,
     ) -> I64:
         """Series ids for points, creating new series as needed.
 
         Point ``i`` belongs to device ``devices[rows[i]]`` (``rows`` None: ``devices[i]``)
-        and component ``components[i]`` (None: 0). Costs one dict lookup per distinct
-        device and a vectorised search per point; only new series go through Python.
+        and component ``components[i]`` (None: 0). The table learns every device of
+        ``devices`` (``only_rows``: only those of ``rows``) in order; new series of one call
+        get ids in that order. Costs the device list's string lookups once per batch (they
+        are shared, :class:`DeviceCodes`) and a few vectorised steps; only new series go
+        through Python.
         """
-        per_row = np.fromiter(map(self._dev_codes.__getitem__, devices), np.int64, len(devices))
-        codes = per_row if rows is None else per_row[rows]
-        comps = (
-            np.zeros(len(codes), np.int64)
-            if components is None
-            else np.asarray(components, np.int64)
-        )
-        keys = codes * _COMP_SPAN + comps
-        found = self._lookup(keys)
-        missing = found < 0
-        if missing.any():
-            for key in np.unique(keys[missing]).tolist():
-                self._add((self._names[key // _COMP_SPAN], int(key % _COMP_SPAN)))
-            self._reindex()
+        return self.ids_of(DEVICES.codes(devices), components, rows, only_rows=only_rows)
+
+    def ids_of(
+        self,
+        shared: I64,
+        components: Sequence[int] | I64 | None = None,
+        rows: I64 | None = None,
+        *,
+        only_rows: bool = False,
+    ) -> I64:
+        """:meth:`ids` for devices given by their shared codes (:data:`DEVICES`)."""
+        if rows is None:
+            codes = self._codes(shared)
+        elif only_rows:
+            codes = self._codes(shared[rows])
+        else:
+            codes = self._codes(shared)[rows]
+        if components is None:
+            found = self._sid0[codes]
+            keys = None
+        else:
+            keys = codes * _COMP_SPAN + np.asarray(components, np.int64)
             found = self._lookup(keys)
+        if len(found) and found.min() < 0:
+            if keys is None:
+                keys = codes * _COMP_SPAN
+            for key in np.unique(keys[found < 0]).tolist():
+                self._add((self._names[key // _COMP_SPAN], key % _COMP_SPAN))
+            self._reindex()
+            found = self._sid0[codes] if components is None else self._lookup(keys)
         return found
+
+    def _codes(self, shared: I64) -> I64:
+        """This table's codes for shared codes, learning new devices in order."""
+        if len(self._rank) < len(DEVICES):
+            self._rank = _extend(self._rank, 2 * len(DEVICES), -1)
+        codes = self._rank[shared]
+        if len(codes) and codes.min() < 0:
+            for code in shared[codes < 0].tolist():
+                if self._rank[code] < 0:
+                    self._learn(code)
+            codes = self._rank[shared]
+        return codes
+
+    def _learn(self, shared: int) -> int:
+        code = len(self._names)
+        self._rank[shared] = code
+        self._names.append(DEVICES.name(shared))
+        if len(self._sid0) <= code:
+            self._sid0 = _extend(self._sid0, 2 * code + 16, -1)
+        return code
+
+    def _code(self, device: str) -> int:
+        shared = DEVICES.code(device)
+        if len(self._rank) <= shared:
+            self._rank = _extend(self._rank, 2 * len(DEVICES), -1)
+        code = int(self._rank[shared])
+        return code if code >= 0 else self._learn(shared)
 
     def _lookup(self, keys: I64) -> I64:
         """Series id per key, -1 where unknown (binary search in the sorted keys)."""
-        if len(self._sorted_keys) == 0:
+        sk = self._sorted_keys
+        if len(sk) == 0:
             return np.full(len(keys), -1, np.int64)
-        i = np.searchsorted(self._sorted_keys, keys).clip(0, len(self._sorted_keys) - 1)
-        hit = self._sorted_keys[i] == keys
-        return np.where(hit, self._sorted_sids[i], -1)
+        i = np.searchsorted(sk, keys)
+        np.minimum(i, len(sk) - 1, out=i)
+        return np.where(sk[i] == keys, self._sorted_sids[i], -1)
 
     def _reindex(self) -> None:
         keys = np.asarray(self._int_keys, np.int64)
@@ -126,7 +225,10 @@ class SeriesTable:
             self._grow(2 * self._cap)
         self.keys.append(key)
         self.index[key] = sid
-        self._int_keys.append(self._dev_codes[key[0]] * _COMP_SPAN + key[1])
+        code = self._code(key[0])
+        self._int_keys.append(code * _COMP_SPAN + key[1])
+        if key[1] == 0:
+            self._sid0[code] = sid
         return sid
 
     def _grow(self, cap: int) -> None:
@@ -155,6 +257,7 @@ class SeriesTable:
         checkpoint from an older release still loads)."""
         keys = [(str(d), int(c)) for d, c in state["keys"]]
         self.keys, self.index, self._int_keys = [], {}, []
+        self._sid0[:] = -1
         self._cap = max(64, len(keys))
         self.cols = {k: np.full(self._cap, v) for k, v in self._init.items()}
         self.wide = {k: np.full((self._cap, w), v) for k, (w, v) in self._wide_init.items()}
@@ -168,6 +271,12 @@ class SeriesTable:
         for k, v in state.get("wide", {}).items():
             if k in self.wide and v.shape == (n, self.wide[k].shape[1]):
                 self.wide[k][:n] = v
+
+
+def _extend(a: I64, size: int, fill: int) -> I64:
+    out = np.full(size, fill, np.int64)
+    out[: len(a)] = a
+    return out
 
 
 class Checkpointable(Protocol):
@@ -213,6 +322,9 @@ def rounds(sids: I64, t: F64) -> Iterator[I64]:
         return
     order = np.lexsort((t, sids))
     s = sids[order]
+    if len(s) == 1 or (s[1:] != s[:-1]).all():  # the common case: one point per series
+        yield order
+        return
     starts = run_starts(s)
     run = np.repeat(starts, np.diff(np.append(starts, len(s))))
     rank = np.arange(len(s)) - run
@@ -224,6 +336,13 @@ def rounds(sids: I64, t: F64) -> Iterator[I64]:
     bounds = np.searchsorted(rank[by_rank], np.arange(top + 2))
     for r in range(top + 1):
         yield order[by_rank[bounds[r] : bounds[r + 1]]]
+
+
+def clip(x: F64, lo: float | F64, hi: float | F64) -> F64:
+    """``np.clip(x, lo, hi)`` of a float array: the same ufunc, so the same values, without
+    the Python-level wrapper (which costs more than the clipping on a round's few points)."""
+    out: F64 = _clip(x, lo, hi)
+    return out
 
 
 def nz(x: F64, value: float) -> F64:
@@ -240,7 +359,7 @@ def run_starts(sorted_ids: npt.NDArray[Any]) -> I64:
     change = np.empty(len(sorted_ids), np.bool_)
     change[0] = True
     np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=change[1:])
-    return np.flatnonzero(change)
+    return change.nonzero()[0]
 
 
 def ewma(old: F64, new: F64, alpha: F64 | float) -> F64:

@@ -19,12 +19,12 @@ time to act, so the useful warning is the slow heating before it. Per charging p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from firewatch.analytics.episodes import EpisodeSpec
+from firewatch.analytics.episodes import EpisodeSpec, EpisodeTracker, tracker_columns
 from firewatch.analytics.frames import TelemetryFrame
 from firewatch.analytics.profiles import DeviceProfile
 from firewatch.analytics.series import (
@@ -32,12 +32,15 @@ from firewatch.analytics.series import (
     I64,
     Checkpointable,
     Composite,
+    SeriesTable,
+    TrackedTable,
+    clip,
     ewma,
     nz,
+    rounds,
     run_starts,
 )
 from firewatch.analytics.statistical import (
-    FlagSeries,
     MeasuredSeries,
     MetricSpec,
     Rule,
@@ -129,14 +132,16 @@ def group_median(groups: I64, x: F64) -> tuple[F64, I64]:
     n = len(x)
     med = np.full(n, np.nan)
     size = np.zeros(n, np.int64)
-    ok = np.flatnonzero(~np.isnan(x))
+    ok = (~np.isnan(x)).nonzero()[0]
     if len(ok) == 0:
         return med, size
     g, v = groups[ok], x[ok]
     order = np.lexsort((v, g))
     gs, vs = g[order], v[order]
     starts = run_starts(gs)
-    sizes = np.diff(np.append(starts, len(gs)))
+    sizes = np.empty_like(starts)
+    sizes[:-1] = starts[1:] - starts[:-1]
+    sizes[-1] = len(gs) - starts[-1]
     lo = vs[starts + (sizes - 1) // 2]
     hi = vs[starts + sizes // 2]
     gmed = 0.5 * (lo + hi)
@@ -144,6 +149,15 @@ def group_median(groups: I64, x: F64) -> tuple[F64, I64]:
     med[ok[order]] = gmed[run]
     size[ok[order]] = sizes[run]
     return med, size
+
+
+def _median(x: F64, empty: float) -> float:
+    """``np.median`` of NaN-free values (the middle one, or the mean of the middle two),
+    without its generic machinery; ``empty`` for no values."""
+    if len(x) == 0:
+        return empty
+    v, m = np.sort(x), len(x) // 2
+    return float(v[m]) if len(x) % 2 else (float(v[m - 1]) + float(v[m])) / 2
 
 
 class PortTemperatures(MeasuredSeries):
@@ -183,19 +197,23 @@ class PortTemperatures(MeasuredSeries):
         tb = self.table
         last_t, last_x = tb["last_t"][s], tb["last_x"][s]
         fresh = np.isnan(last_t) | (t > last_t)
-        keep = np.flatnonzero(fresh)
-        s, t, rx, x = s[keep], t[keep], rx[keep], x[keep]
-        cur, amb, row = ctx["current"][keep], ctx["ambient"][keep], ctx["row"][keep]
-        last_t, last_x = last_t[keep], last_x[keep]
-        if len(s) == 0:
-            return []
-        dt_min = np.clip(nz(t - last_t, 1.0), 1.0, None) / 60.0
+        cur, amb, row = ctx["current"], ctx["ambient"], ctx["row"]
+        if not fresh.all():
+            keep = fresh.nonzero()[0]
+            s, t, rx, x = s[keep], t[keep], rx[keep], x[keep]
+            cur, amb, row = cur[keep], amb[keep], row[keep]
+            last_t, last_x = last_t[keep], last_x[keep]
+            if len(s) == 0:
+                return []
+        dt_min = np.maximum(nz(t - last_t, 1.0), 1.0) / 60.0
         inst = np.where(np.isnan(last_x), 0.0, (x - last_x) / dt_min)
-        rate = tb["rate"][s] + 0.5 * (inst - tb["rate"][s])  # °C/min, a few samples' memory
+        rate_old = tb["rate"][s]
+        rate = rate_old + 0.5 * (inst - rate_old)  # °C/min, a few samples' memory
         k = tb["k"][s]
-        learned = k[~np.isnan(k)]
-        k_fallback = float(np.median(learned)) if len(learned) else _K_DEFAULT
-        k_use = np.where(np.isnan(k), k_fallback, k)
+        k_use = k
+        unknown = np.isnan(k)
+        if unknown.any():
+            k_use = np.where(unknown, _median(k[~unknown], _K_DEFAULT), k)
         # no ambient reading: excess is NaN and the excess/peer conditions stay false
         # the temperature the current explains, through the port's thermal lag: after the
         # current falls, a port cools over minutes, and that is not excess heat
@@ -213,27 +231,41 @@ class PortTemperatures(MeasuredSeries):
         prev_cur = tb["cur"][s]
         # a session that just started or stepped its current up explains a fast rise
         ramping = np.isnan(prev_cur) | (cur > nz(prev_cur, 0.0) + 0.2)
-        tb["steady"][s] = np.where(ramping, 0.0, tb["steady"][s] + 1)
+        steady = np.where(ramping, 0.0, tb["steady"][s] + 1)
+        tb["steady"][s] = steady
         out = super().step(s, t, rx, x, {"reference": amb})
+        anomalous = tb["anomalous"][s] > 0  # (as the generic detectors left it)
 
         heating = rate > -0.05  # a port that is cooling is not running away
         cond = warm & (excess > EXCESS_C) & heating
-        score = np.clip(0.5 + excess / (4 * EXCESS_C), 0.0, 1.0)
         out += self.detectors["stat.port_excess"].update(
-            s, cond, score, t, rx, self._describe_heat(x, amb, cur, excess, rate, "excess")
+            s,
+            cond,
+            lambda: clip(0.5 + excess / (4 * EXCESS_C), 0.0, 1.0),
+            t,
+            rx,
+            self._describe_heat(x, amb, cur, excess, rate, "excess"),
         )
         peer0 = nz(peer, 0.0)
         # "much hotter than its peers" is a warning while it is getting hotter
         cond = warm & (peer0 > PEER_C) & (rate > 0.1)
-        score = np.clip(0.5 + peer0 / (4 * PEER_C), 0.0, 1.0)
         out += self.detectors["stat.port_peers"].update(
-            s, cond, score, t, rx, self._describe_heat(x, amb, cur, peer, rate, "peers")
+            s,
+            cond,
+            lambda: clip(0.5 + peer0 / (4 * PEER_C), 0.0, 1.0),
+            t,
+            rx,
+            self._describe_heat(x, amb, cur, peer, rate, "peers"),
         )
         runaway = rate > RUNAWAY_C_PER_MIN
-        cond = warm & (runaway | ((rate > RISE_C_PER_MIN) & (tb["steady"][s] >= 10) & (excess > 0)))
-        score = np.clip(rate / RUNAWAY_C_PER_MIN, 0.5, 1.0)
+        cond = warm & (runaway | ((rate > RISE_C_PER_MIN) & (steady >= 10) & (excess > 0)))
         out += self.detectors["stat.temp_rise"].update(
-            s, cond, score, t, rx, self._describe_heat(x, amb, cur, excess, rate, "rise")
+            s,
+            cond,
+            lambda: clip(rate / RUNAWAY_C_PER_MIN, 0.5, 1.0),
+            t,
+            rx,
+            self._describe_heat(x, amb, cur, excess, rate, "rise"),
         )
         # An idle port that has cooled to its shed's temperature reads the shed's temperature:
         # a persistent offset there is a drifting or miscalibrated sensor.
@@ -241,23 +273,27 @@ class PortTemperatures(MeasuredSeries):
         tb["idle_n"][s] = idle_n
         # (an hour and a half idle: five thermal time constants after a charging session)
         settled = (idle_n >= 90) & ~np.isnan(amb)
-        off = np.clip(nz(x - amb, 0.0), -20, 20)
+        off = clip(nz(x - amb, 0.0), -20, 20)
         xe_old = tb["xe"][s]
         xe = np.where(settled, xe_old + 0.05 * (off - xe_old), xe_old)
         xspread = tb["xspread"][s]
         limit = np.maximum(8.0 * nz(xspread, 1.0), OFFSET_C)
         cond = warm & settled & (np.abs(xe) > limit) & (tb["n"][s] >= 240)
-        score = np.clip(np.abs(xe) / (2 * limit), 0.3, 1.0)
         out += self.detectors["stat.port_offset"].update(
-            s, cond, score, t, rx, self._describe_offset(x, amb, xe)
+            s,
+            cond,
+            lambda: clip(np.abs(xe) / (2 * limit), 0.3, 1.0),
+            t,
+            rx,
+            self._describe_offset(x, amb, xe),
         )
-        upd = settled & ~cond & ~(tb["anomalous"][s] > 0)
+        upd = settled & ~cond & ~anomalous
         tb["xe"][s] = xe
         tb["xspread"][s] = np.where(upd, ewma(xspread, np.abs(xe), 0.003), xspread)
         # learn k from steady charging: current held, temperature settled
-        settle = (cur > 1.0) & (tb["steady"][s] >= 20) & (np.abs(rate) < 0.05)
-        settle &= ~(tb["anomalous"][s] > 0)
-        k_obs = np.clip((x - amb) / np.maximum(cur, 1e-6) ** 2, 0.0, 20.0)
+        settle = (cur > 1.0) & (steady >= 20) & (np.abs(rate) < 0.05)
+        settle &= ~anomalous
+        k_obs = clip((x - amb) / np.maximum(cur, 1e-6) ** 2, 0.0, 20.0)
         tb["k"][s] = np.where(settle & ~np.isnan(amb), ewma(k, k_obs, 0.05), k)
         tb["rate"][s], tb["cur"][s] = rate, cur
         del row
@@ -343,9 +379,39 @@ class PortCurrents(MeasuredSeries):
             ev = {"current_a": float(x[j]), "local_hour": round(float(h[j]), 2)}
             return text, ev, Severity.LOW
 
-        score = np.full(len(s), 0.6)
-        out = self.detectors[HOURS.detector].update(s, cond, score, t, rx, describe)
+        out = self.detectors[HOURS.detector].update(
+            s, cond, lambda: np.full(len(s), 0.6), t, rx, describe
+        )
         return out + super().step(s, t, rx, x, {})
+
+
+class FlagSeries(TrackedTable):
+    """A condition a device reports as a boolean (the shed's smoke detector): an episode
+    while the flag is set, per device."""
+
+    def __init__(
+        self, spec: EpisodeSpec, text: str, severity: Severity, unit_of: Callable[[str], str]
+    ) -> None:
+        self.text, self.severity = text, severity
+        self.table = SeriesTable(tracker_columns(spec.detector))
+        self.tracker = EpisodeTracker(spec, self.table, unit_of)
+
+    def process(self, devices: Sequence[str], t: F64, rx: F64, flag: F64) -> list[Anomaly]:
+        idx = (~np.isnan(flag)).nonzero()[0]
+        if len(idx) == 0:
+            return []
+        sids = self.table.ids(devices, rows=idx, only_rows=True)
+        t, rx, on = t[idx], rx[idx], flag[idx] > 0.5
+        out: list[Anomaly] = []
+
+        def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
+            return self.text, {}, self.severity
+
+        for pos in rounds(sids, t):
+            out += self.tracker.update(
+                sids[pos], on[pos], np.ones(len(pos)), t[pos], rx[pos], describe
+            )
+        return out
 
 
 class ShedDetectors(Composite):

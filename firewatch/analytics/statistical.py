@@ -41,7 +41,7 @@ from firewatch.analytics.series import (
     I64,
     B,
     SeriesTable,
-    TrackedTable,
+    clip,
     ewma,
     hour_weights,
     nz,
@@ -171,6 +171,8 @@ class MeasuredSeries:
         self.table = SeriesTable(cols, wide)
         for s in specs:
             self.detectors[s.detector] = EpisodeTracker(s, self.table, unit_of)
+        self._rules = [(r, f"thr.{r.name}", self.detectors[f"rule.{r.name}"]) for r in spec.rules]
+        self._active = [f"{d}.active" for d in self.detectors]
 
     # -- profiles -----------------------------------------------------------------------
 
@@ -210,7 +212,7 @@ class MeasuredSeries:
         ``components[i]`` (None: the device itself)."""
         ok = ~np.isnan(x)
         if not ok.all():
-            idx = np.flatnonzero(ok)
+            idx = ok.nonzero()[0]
             rows = idx if rows is None else rows[idx]
             components = components[idx] if components is not None else None
             t, rx, x = t[idx], rx[idx], x[idx]
@@ -230,129 +232,141 @@ class MeasuredSeries:
 
     def step(self, s: I64, t: F64, rx: F64, x: F64, ctx: Mapping[str, F64]) -> list[Anomaly]:
         """One round (each series at most once). Subclasses add detectors around it."""
-        spec, tb = self.spec, self.table
+        spec, c = self.spec, self.table.cols
         # Points older than the series' newest are out of order (a device clock jumped
         # back): they must not move the state backwards.
-        last_t = tb["last_t"][s]
+        last_t = c["last_t"][s]
         fresh = np.isnan(last_t) | (t > last_t)
         if not fresh.all():
-            keep = np.flatnonzero(fresh)
+            keep = fresh.nonzero()[0]
             s, t, rx, x = s[keep], t[keep], rx[keep], x[keep]
             ctx = {k: v[keep] for k, v in ctx.items()}
             if len(s) == 0:
                 return []
         out: list[Anomaly] = []
-        n = tb["n"][s]
+        n = c["n"][s]
         warm = n >= spec.warmup
-        learn = tb["anomalous"][s] == 0
-        level = tb["lvl"][s]
+        learn = c["anomalous"][s] == 0
+        level = c["lvl"][s]
+        last_x, dabs = c["last_x"][s], c["dabs"][s]
         scale_floor = np.maximum(spec.resolution, spec.rel_floor * np.abs(nz(level, 0.0)))
 
-        for r in spec.rules:
-            thr = tb[f"thr.{r.name}"][s]
+        for r, thr_col, tracker in self._rules:
+            thr = c[thr_col][s]
             cond = (x < thr) if r.low else (x >= thr) if r.at_or_above else (x > thr)
             cond &= ~np.isnan(thr)
-            gap = np.where(r.low, thr - x, x - thr)
-            score = np.clip(0.6 + 0.4 * gap / np.maximum(np.abs(thr), 1e-9), 0.0, 1.0)
-            out += self.detectors[f"rule.{r.name}"].update(
-                s, cond, score, t, rx, self._describe_rule(r, s, t, x, thr)
+            out += tracker.update(
+                s, cond, _rule_score(r, x, thr), t, rx, self._describe_rule(r, s, t, x, thr)
             )
 
         # seasonal baseline (or a plain one: a single bucket reused for every hour)
         if spec.seasonal:
-            lo, hi, w = hour_weights(local_hours(t, tb["utc"][s]))
-            mu_t, dev_t = tb["mu"], tb["dev"]
+            lo, hi, w = hour_weights(local_hours(t, c["utc"][s]))
+            mu_t, dev_t = self.table.wide["mu"], self.table.wide["dev"]
             mu = (1 - w) * mu_t[s, lo] + w * mu_t[s, hi]
             dev = (1 - w) * dev_t[s, lo] + w * dev_t[s, hi]
         else:
-            mu, dev = level, tb["dabs"][s] * 4.0
+            mu, dev = level, dabs * 4.0
         scale = np.maximum(nz(dev, 0.0) * 1.25, scale_floor)
         z = np.where(np.isnan(mu), 0.0, (x - mu) / scale)
 
         if spec.shift_limit is not None:
-            zc = np.clip(z, -4.0, 4.0)
-            e = tb["e"][s] + _SHIFT_ALPHA * (zc - tb["e"][s])
-            spread = tb["espread"][s]
+            zc = clip(z, -4.0, 4.0)
+            e_old, es_old = c["e"][s], c["es"][s]
+            e = e_old + _SHIFT_ALPHA * (zc - e_old)
+            spread = c["espread"][s]
             stat = e / np.maximum(nz(spread, 0.25), 0.05)
             # the same on a ten times longer memory: a slow drift clears its (smaller) spread
             # hours before it clears the fast one's
-            es = tb["es"][s] + _SLOW_ALPHA * (zc - tb["es"][s])
-            sspread = tb["esspread"][s]
+            es = es_old + _SLOW_ALPHA * (zc - es_old)
+            sspread = c["esspread"][s]
             sstat = es / np.maximum(nz(sspread, 0.25), 0.02)
-            slow_warm = tb["n"][s] >= spec.warmup * 4
+            slow_warm = n >= spec.warmup * 4
             stat = np.where(slow_warm & (np.abs(sstat) > np.abs(stat)), sstat, stat)
-            cond = warm & (np.abs(stat) > spec.shift_limit)
-            score = np.clip(np.abs(stat) / (2 * spec.shift_limit), 0.0, 1.0)
+            astat = np.abs(stat)
+            cond = warm & (astat > spec.shift_limit)
+            limit = spec.shift_limit
             out += self.detectors["stat.shift"].update(
-                s, cond, score, t, rx, self._describe_shift(s, t, x, mu, stat)
+                s,
+                cond,
+                lambda: clip(astat / (2 * limit), 0.0, 1.0),
+                t,
+                rx,
+                self._describe_shift(s, t, x, mu, stat),
             )
-            tb["e"][s], tb["es"][s] = e, es
+            c["e"][s], c["es"][s] = e, es
             # Spreads learn from clearly normal states only (a drift must not teach the
             # detector that drifting is normal), as a running mean at first, then slowly.
-            nsp = tb["nsp"][s] + 1
+            nsp = c["nsp"][s] + 1
             alpha = np.maximum(1.0 / nsp, _SPREAD_ALPHA)
-            upd = learn & ~cond & ((np.abs(stat) < spec.shift_limit / 2) | (nsp < spec.warmup))
-            tb["nsp"][s] = np.where(upd, nsp, nsp - 1)
-            tb["espread"][s] = np.where(upd, ewma(spread, np.abs(e), alpha), spread)
-            tb["esspread"][s] = np.where(upd, ewma(sspread, np.abs(es), alpha), sspread)
+            upd = learn & ~cond & ((astat < spec.shift_limit / 2) | (nsp < spec.warmup))
+            c["nsp"][s] = np.where(upd, nsp, nsp - 1)
+            c["espread"][s] = np.where(upd, ewma(spread, np.abs(e), alpha), spread)
+            c["esspread"][s] = np.where(upd, ewma(sspread, np.abs(es), alpha), sspread)
 
         if spec.drop_frac is not None:
-            dabs = tb["dabs"][s]
             drop = level - x
             cond = warm & (drop > spec.drop_frac * np.abs(level)) & (drop > 10 * dabs)
-            score = np.clip(drop / np.maximum(np.abs(level), 1e-9), 0.0, 1.0)
             out += self.detectors["stat.drop"].update(
-                s, cond, score, t, rx, self._describe_drop(s, x, level)
+                s,
+                cond,
+                lambda: clip(drop / np.maximum(np.abs(level), 1e-9), 0.0, 1.0),
+                t,
+                rx,
+                self._describe_drop(s, x, level),
             )
 
         if spec.stuck:
-            same = x == tb["last_x"][s]
+            same = x == last_x
             idle = np.abs(x) < spec.stuck_min_abs
-            run = np.where(same, tb["run"][s] + 1, 0.0)
-            prep = tb["prep"][s]
-            log10p = run * np.log10(np.clip(prep, 0.02, 0.98))
+            run = np.where(same, c["run"][s] + 1, 0.0)
+            prep = c["prep"][s]
+            log10p = run * np.log10(clip(prep, 0.02, 0.98))
             cond = warm & (run >= 5) & (log10p < _STUCK_LOG10) & ~idle
             ref = ctx.get("reference")
             if spec.stuck_ref_delta is not None and ref is not None:
-                ref0 = np.where(run == 0, ref, tb["ref0"][s])
-                tb["ref0"][s] = ref0
+                ref0 = np.where(run == 0, ref, c["ref0"][s])
+                c["ref0"][s] = ref0
                 moved = np.abs(ref - ref0) >= spec.stuck_ref_delta
                 cond |= warm & (run >= 20) & moved & ~idle
                 log10p = np.where(moved & (run >= 20), np.minimum(log10p, -9.0), log10p)
-            score = np.clip(-log10p / 18.0, 0.0, 1.0)
             out += self.detectors["stat.stuck"].update(
-                s, cond, score, t, rx, self._describe_stuck(s, t, x, run)
+                s,
+                cond,
+                lambda: clip(-log10p / 18.0, 0.0, 1.0),
+                t,
+                rx,
+                self._describe_stuck(s, t, x, run),
             )
-            tb["run"][s] = run
+            c["run"][s] = run
             upd = learn & ~cond & ~idle
-            tb["prep"][s] = np.where(upd, prep + 0.01 * (same - prep), prep)
+            c["prep"][s] = np.where(upd, prep + 0.01 * (same - prep), prep)
 
         # learn: only from points outside any open episode of this series
         anomalous = np.zeros(len(s), np.bool_)
-        for tr in self.detectors.values():
-            anomalous |= tb[f"{tr.spec.detector}.active"][s] > 0
-        tb["anomalous"][s] = anomalous
+        for col in self._active:
+            anomalous |= c[col][s] > 0
+        c["anomalous"][s] = anomalous
         learn = ~anomalous
         if spec.seasonal:
             self._learn_seasonal(s, lo, hi, w, x, scale_floor, learn)
-        dx = np.abs(x - tb["last_x"][s])
-        tb["dabs"][s] = np.where(
-            learn & ~np.isnan(dx), ewma(tb["dabs"][s], dx, 0.02), tb["dabs"][s]
-        )
+        dx = np.abs(x - last_x)
+        c["dabs"][s] = np.where(learn & ~np.isnan(dx), ewma(dabs, dx, 0.02), dabs)
         # the recent level follows every point: a drop is judged against the last few
         # readings, whatever their state (a slow decline is the shift detector's)
-        tb["lvl"][s] = ewma(level, x, 0.3)
-        tb["last_x"][s], tb["last_t"][s] = x, t
-        tb["n"][s] = n + 1
+        c["lvl"][s] = ewma(level, x, 0.3)
+        c["last_x"][s], c["last_t"][s] = x, t
+        c["n"][s] = n + 1
         return out
 
     def _learn_seasonal(
         self, s: I64, lo: I64, hi: I64, w: F64, x: F64, floor: F64, learn: B
     ) -> None:
-        tb = self.table
-        mu_t, dev_t, cnt_t = tb["mu"], tb["dev"], tb["cnt"]
-        idx = np.flatnonzero(learn)
-        s, lo, hi, w, x, floor = s[idx], lo[idx], hi[idx], w[idx], x[idx], floor[idx]
+        wide = self.table.wide
+        mu_t, dev_t, cnt_t = wide["mu"], wide["dev"], wide["cnt"]
+        if not learn.all():
+            idx = learn.nonzero()[0]
+            s, lo, hi, w, x, floor = s[idx], lo[idx], hi[idx], w[idx], x[idx], floor[idx]
         for b, wt in ((lo, 1 - w), (hi, w)):
             cnt = cnt_t[s, b] + wt
             alpha = np.maximum(wt / np.maximum(cnt, 1e-9), wt * _ALPHA_MIN)
@@ -365,7 +379,7 @@ class MeasuredSeries:
             lim = np.where(
                 np.isnan(d_old) | (cnt < 10), np.inf, 4 * np.maximum(1.25 * d_old, floor)
             )
-            r = np.clip(resid, -lim, lim)
+            r = clip(resid, -lim, lim)
             mu_t[s, b] = np.where(fresh, x, old + alpha * r)
             dev_t[s, b] = np.where(np.isnan(d_old), 0.0, d_old + alpha * (np.abs(r) - d_old))
             cnt_t[s, b] = cnt
@@ -456,6 +470,16 @@ class MeasuredSeries:
         self._fill(range(len(self.table)))
 
 
+def _rule_score(r: Rule, x: F64, thr: F64) -> Callable[[], F64]:
+    """The score of a rule's points (when one is wanted): 0.6, more the further past."""
+
+    def score() -> F64:
+        gap = (thr - x) if r.low else (x - thr)
+        return clip(0.6 + 0.4 * gap / np.maximum(np.abs(thr), 1e-9), 0.0, 1.0)
+
+    return score
+
+
 def _dur(seconds: float) -> str:
     """'45 s', '3 min', '2.5 h'."""
     if seconds < 90:
@@ -463,32 +487,3 @@ def _dur(seconds: float) -> str:
     if seconds < 5400:
         return f"{math.floor(seconds / 60 + 0.5):.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-class FlagSeries(TrackedTable):
-    """A condition a device reports as a boolean (the shed's smoke detector): an episode
-    while the flag is set, per device."""
-
-    def __init__(
-        self, spec: EpisodeSpec, text: str, severity: Severity, unit_of: Callable[[str], str]
-    ) -> None:
-        self.text, self.severity = text, severity
-        self.table = SeriesTable(tracker_columns(spec.detector))
-        self.tracker = EpisodeTracker(spec, self.table, unit_of)
-
-    def process(self, devices: Sequence[str], t: F64, rx: F64, flag: F64) -> list[Anomaly]:
-        idx = np.flatnonzero(~np.isnan(flag))
-        if len(idx) == 0:
-            return []
-        sids = self.table.ids([devices[i] for i in idx.tolist()])
-        t, rx, on = t[idx], rx[idx], flag[idx] > 0.5
-        out: list[Anomaly] = []
-
-        def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
-            return self.text, {}, self.severity
-
-        for pos in rounds(sids, t):
-            out += self.tracker.update(
-                sids[pos], on[pos], np.ones(len(pos)), t[pos], rx[pos], describe
-            )
-        return out

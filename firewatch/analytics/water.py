@@ -26,6 +26,7 @@ from firewatch.analytics.series import (
     Composite,
     SeriesTable,
     TrackedTable,
+    clip,
     nz,
     rounds,
 )
@@ -139,10 +140,10 @@ class JockeyCycling(TrackedTable):
 
     def process(self, devices: Sequence[str], t: F64, rx: F64, on: F64) -> list[Anomaly]:
         ok = ~np.isnan(on)
-        idx = np.flatnonzero(ok)
+        idx = ok.nonzero()[0]
         if len(idx) == 0:
             return []
-        sids = self.table.ids([devices[i] for i in idx.tolist()])
+        sids = self.table.ids(devices, rows=idx, only_rows=True)
         t, rx, on = t[idx], rx[idx], on[idx]
         out: list[Anomaly] = []
         for pos in rounds(sids, t):
@@ -152,20 +153,22 @@ class JockeyCycling(TrackedTable):
     def _step(self, s: I64, t: F64, rx: F64, on: F64) -> list[Anomaly]:
         tb = self.table
         last_t = tb["last_t"][s]
-        keep = np.flatnonzero(np.isnan(last_t) | (t > last_t))
-        s, t, rx, on = s[keep], t[keep], rx[keep], on[keep]
-        if len(s) == 0:
-            return []
-        dt_h = np.clip(nz(t - tb["last_t"][s], 60.0), 1.0, 3600.0) / 3600.0
+        fresh = np.isnan(last_t) | (t > last_t)
+        if not fresh.all():
+            keep = fresh.nonzero()[0]
+            s, t, rx, on, last_t = s[keep], t[keep], rx[keep], on[keep], last_t[keep]
+            if len(s) == 0:
+                return []
+        dt_h = clip(nz(t - last_t, 60.0), 1.0, 3600.0) / 3600.0
         start = (on > 0.5) & (tb["last"][s] < 0.5)
         inst = start / dt_h  # starts per hour at this sample
-        fast = np.where(np.isnan(tb["fast"][s]), 0.0, tb["fast"][s])
+        fast = tb["fast"][s]
+        fast = np.where(np.isnan(fast), 0.0, fast)
         fast = fast + _JOCKEY_FAST * (inst - fast)
         slow = tb["slow"][s]
         usual = nz(slow, 0.0)
         warm = tb["n"][s] >= self.warmup
         cond = warm & (fast > self.factor * usual) & (fast > self.min_per_h)
-        score = np.clip(fast / np.maximum(self.factor * usual, 1e-9) / 2, 0.0, 1.0)
 
         def describe(j: int, a: Anomaly | None) -> tuple[str, dict[str, Any], Severity]:
             f, u = float(fast[j]), float(usual[j])
@@ -174,6 +177,9 @@ class JockeyCycling(TrackedTable):
                 f"{u:.1f}: possible leak or failing check valve"
             )
             return text, {"starts_per_h": round(f, 2), "usual_per_h": round(u, 2)}, Severity.MEDIUM
+
+        def score() -> F64:
+            return clip(fast / np.maximum(self.factor * usual, 1e-9) / 2, 0.0, 1.0)
 
         out = self.tracker.update(s, cond, score, t, rx, describe)
         learn = tb["stat.jockey_cycling.active"][s] == 0
