@@ -227,8 +227,9 @@ def _versions() -> dict[str, str]:
             continue
     sub = shutil.which("mosquitto_sub")
     if sub:
-        first = subprocess.run([sub, "--help"], capture_output=True, text=True).stdout
-        out["mosquitto_sub"] = first.splitlines()[0] if first else "?"
+        text = subprocess.run([sub, "--help"], capture_output=True, text=True).stdout
+        named = [line for line in text.splitlines() if " version " in line]
+        out["mosquitto_sub"] = named[0].strip() if named else "?"
     return out
 
 
