@@ -3,9 +3,9 @@ against a real Mosquitto started with it: a device credential can neither divert
 traffic (``$share`` subscription) nor take over an ingest session (client id), nor read or
 write another device's topics; ingest and the publishers get exactly what they need.
 
-Ingest is the real MQTT side of the worker (``open_consumer``, both consumers: persistent
-session, shared subscription, manual acks). Nothing sleeps to wait: every wait is a condition with a
-deadline, and "received nothing" is checked behind a round trip on the same connection
+Ingest is the real MQTT side of the worker (``consumer_class``, both consumers: persistent
+session, shared subscription, manual acks). Nothing sleeps to wait: every wait is a condition
+with a deadline, and "received nothing" is checked behind a round trip on the same connection
 (the broker writes to one connection in order, so anything routed to it before our SUBACK
 would have arrived before it).
 """
@@ -33,7 +33,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from firewatch.core.backoff import Backoff
 from firewatch.core.broker import BrokerAddress
 from firewatch.core.contract import ID_PATTERN, subscription
-from firewatch.ingest.consumer import Consumer, ConsumerKind, Delivery, open_consumer
+from firewatch.ingest.consumer import Consumer, ConsumerKind, Delivery, consumer_class
 from firewatch.ingest.ingest_metrics import IngestMetrics
 from firewatch.runtime import brokerconf
 from firewatch.runtime.brokerconf import Account, Kind, build_dynsec, write_dynsec
@@ -195,8 +195,7 @@ def ingest_worker(broker: Broker, name: str, kind: ConsumerKind) -> Iterator[Wor
         received.extend(t for t, _payload, _token in messages)
         consumer.ack([token for _t, _payload, token in messages])
 
-    consumer = open_consumer(
-        kind,
+    consumer = consumer_class(kind)(
         broker.url(name),
         client_id=name,
         subscription=subscription(TOPIC_ROOT, GROUP),

@@ -171,42 +171,14 @@ class Consumer:
         self._stop.wait(delay)
 
 
-def open_consumer(
-    kind: ConsumerKind,
-    url: str,
-    *,
-    client_id: str,
-    subscription: str | None,
-    handler: Handler,
-    metrics: IngestMetrics,
-    backoff: Backoff,
-    session_expiry_s: int,
-    receive_maximum: int,
-    keepalive: int = 30,
-    unsubscribe: Sequence[str] = (),
-    ca_file: Path | None = None,
-) -> Consumer:
-    """The consumer of ``kind`` (not yet started: use it as a context manager)."""
+def consumer_class(kind: ConsumerKind) -> type[Consumer]:
+    """The consumer implementation of ``kind``; make one with :class:`Consumer`'s
+    arguments and use it as a context manager."""
     # Imported here so that a worker loads only the implementation it runs.
-    cls: type[Consumer]
     if kind == "paho":
         from firewatch.ingest.paho_consumer import PahoConsumer
 
-        cls = PahoConsumer
-    else:
-        from firewatch.ingest.mqtt5_consumer import Mqtt5Consumer
+        return PahoConsumer
+    from firewatch.ingest.mqtt5_consumer import Mqtt5Consumer
 
-        cls = Mqtt5Consumer
-    return cls(
-        url,
-        client_id=client_id,
-        subscription=subscription,
-        handler=handler,
-        metrics=metrics,
-        backoff=backoff,
-        session_expiry_s=session_expiry_s,
-        receive_maximum=receive_maximum,
-        keepalive=keepalive,
-        unsubscribe=unsubscribe,
-        ca_file=ca_file,
-    )
+    return Mqtt5Consumer

@@ -28,7 +28,7 @@ from firewatch.core.backoff import Backoff
 from firewatch.core.contract import subscription
 from firewatch.core.settings import Settings
 from firewatch.ingest.codec import DeadLetter, Decoder, Limits, Reason, Row
-from firewatch.ingest.consumer import AckToken, Consumer, Delivery, open_consumer
+from firewatch.ingest.consumer import AckToken, Consumer, Delivery, consumer_class
 from firewatch.ingest.ingest_metrics import IngestMetrics
 from firewatch.ingest.quota import DeadLetterQuota
 from firewatch.ingest.rate_limit import DeviceRateLimiter, bucket_of
@@ -309,8 +309,7 @@ class IngestService:
         )
         ours = subscription(s.topic_root, s.ingest_group or None)
         forms = {subscription(s.topic_root), subscription(s.topic_root, s.ingest_group or "ingest")}
-        consumer = open_consumer(
-            s.ingest_consumer,
+        consumer = consumer_class(s.ingest_consumer)(
             self.mqtt_url,
             client_id=s.ingest_client_id,
             subscription=None if self.retire else ours,

@@ -48,7 +48,7 @@ ROOT = "clientbench"
 
 def _consumer_client(kind: str, url: str, count: int) -> dict[str, float]:
     """One of Firewatch's consumers, acking every read's messages at once."""
-    from firewatch.ingest.consumer import Delivery, open_consumer
+    from firewatch.ingest.consumer import Delivery, consumer_class
     from firewatch.ingest.ingest_metrics import IngestMetrics
 
     done = threading.Event()
@@ -61,8 +61,7 @@ def _consumer_client(kind: str, url: str, count: int) -> dict[str, float]:
         if received >= count:
             done.set()
 
-    consumer = open_consumer(
-        "paho" if kind == "paho" else "mqtt5",
+    consumer = consumer_class("paho" if kind == "paho" else "mqtt5")(
         url,
         client_id=f"clientbench-{kind}-{uuid.uuid4().hex[:6]}",
         subscription=f"{ROOT}/#",
