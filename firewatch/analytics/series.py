@@ -21,8 +21,11 @@ import numpy.typing as npt
 
 try:  # the ufunc np.clip ends in, without its Python-level wrapper (numpy >= 2)
     from numpy._core.umath import clip as _clip  # type: ignore[attr-defined,unused-ignore]
-except ImportError:  # numpy 1.26
-    from numpy.core.umath import clip as _clip  # type: ignore[attr-defined,no-redef,unused-ignore]
+except ImportError:
+    try:  # numpy 1.26
+        from numpy.core.umath import clip as _clip  # type: ignore[attr-defined,no-redef,unused-ignore]
+    except ImportError:  # a numpy that moved it again: the public wrapper, same values
+        _clip = np.clip
 
 if TYPE_CHECKING:  # episodes.py imports this module
     from firewatch.analytics.episodes import EpisodeTracker

@@ -142,6 +142,10 @@ def run_ingest_bench(
             register_bench_devices(conn, cfg.devices)
             if cfg.alerts:
                 register_probes(conn, cfg.alerts)
+        if settings.mqtt_url and cfg.broker_options:
+            raise BenchError(
+                "--broker-option needs the bench's own broker: unset FIREWATCH_MQTT_URL"
+            )
         mqtt_url = (
             settings.mqtt_url
             or stack.enter_context(Broker(tmp / "broker", extra="\n".join(cfg.broker_options))).url

@@ -181,10 +181,7 @@ def write_batch(
             if table in _DIRECT and _copy_direct(conn, cur, table, table_rows):
                 stored[table], dups[table] = len(table_rows), 0
                 continue
-            with cur.copy(_COPY[table]) as copy:
-                copy.set_types(_TYPES[table])
-                for row in table_rows:
-                    copy.write_row(row)
+            _copy_rows(cur, _COPY[table], table, table_rows)
             if table == "device_status":
                 counted = cur.execute(_INSERT[table]).fetchone()
                 inserted = int(counted[0]) if counted else 0
@@ -213,6 +210,14 @@ def write_batch(
     return WriteCounts(stored, dups, new_dead)
 
 
+def _copy_rows(cur: psycopg.Cursor[Any], statement: str, table: str, rows: Sequence[Row]) -> None:
+    """One binary ``COPY`` (``statement``) of ``rows``, typed as ``table``'s columns."""
+    with cur.copy(statement) as copy:
+        copy.set_types(_TYPES[table])
+        for row in rows:
+            copy.write_row(row)
+
+
 def _copy_direct(
     conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], table: str, rows: Sequence[Row]
 ) -> bool:
@@ -225,11 +230,8 @@ def _copy_direct(
     PostgreSQL's work per message (docs/performance.md). Other errors propagate as from
     the staging path (the writer isolates the offending row)."""
     try:
-        # A savepoint: a duplicate undoes this COPY only.
-        with conn.transaction(), cur.copy(_COPY_DIRECT[table]) as copy:
-            copy.set_types(_TYPES[table])
-            for row in rows:
-                copy.write_row(row)
+        with conn.transaction():  # a savepoint: a duplicate undoes this COPY only
+            _copy_rows(cur, _COPY_DIRECT[table], table, rows)
     except psycopg.errors.UniqueViolation:
         return False
     return True
