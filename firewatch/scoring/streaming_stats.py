@@ -128,7 +128,8 @@ class TailCalibrator:
     ``delay`` holds new values back for that many further ``add`` calls before they join the
     reference window, so an anomaly that develops over a while (a drift, a stuck sensor) is
     judged against the history before it rather than against itself. While the window is
-    shorter than ``delay`` the delay is the window's length, so calibration starts early.
+    shorter than ``3 * delay`` the delay is a third of the window's length, so calibration
+    starts early.
     Surprises are multiplied by ``n / (n + shrink)`` for a window of ``n`` values: a tail fitted
     to little history is trusted less. ``max_shape`` caps the fitted tail shape; 0 forces the
     exponential tail, right for statistics whose null tail is known to be exponential (CUSUMs,
@@ -210,8 +211,9 @@ class TailCalibrator:
         if self._delay:
             pending = self._pending
             pending.append(a)
-            # early on the delay is at most the window's length, so the window still fills
-            if len(pending) <= (self._delay if self._delay < n else n):
+            # early on the delay is at most a third of the window's length, so the window
+            # fills at three quarters of the rate of the series (short series need it)
+            if len(pending) <= (self._delay if 3 * self._delay < n else n // 3):
                 return
             a = pending.popleft()
         fifo.append(a)
