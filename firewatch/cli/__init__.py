@@ -30,7 +30,17 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from firewatch.cli import analysis as tiers
-from firewatch.cli import bench, broker, people, registry, risk, roster, supervise, vendor
+from firewatch.cli import (
+    bench,
+    broker,
+    people,
+    registry,
+    risk,
+    roster,
+    scoring,
+    supervise,
+    vendor,
+)
 from firewatch.cli.arguments import duration
 from firewatch.cli.output import write_json
 from firewatch.cli.signals import stop_on_signals
@@ -279,20 +289,6 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     return run_up(settings, stop=stop_on_signals(), simulate=not args.no_simulate)
 
 
-def cmd_analytics_score(_settings: Settings, args: argparse.Namespace) -> int:
-    from firewatch.scoring.scorer import SeriesFileError, score_csv
-
-    if not 0.0 < args.threshold <= 1.0:
-        print("analytics score: --threshold must be in (0, 1]", file=sys.stderr)
-        return 2
-    try:
-        print(score_csv(args.input, args.output, threshold=args.threshold))
-    except SeriesFileError as err:
-        print(f"analytics score: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def cmd_analytics_run(settings: Settings, _args: argparse.Namespace) -> int:
     from firewatch.analytics.service import AnalyticsService
 
@@ -467,13 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--to", help="end (ISO time with offset); default now")
     tr.add_argument("--seed", type=int, default=0)
     tr.set_defaults(func=cmd_analytics_train)
-    asc = analytics.add_parser(
-        "score", help="streaming anomaly scores for a timestamp,value CSV (no look-ahead)"
-    )
-    asc.add_argument("--input", type=Path, required=True, help="CSV with timestamp,value")
-    asc.add_argument("--output", type=Path, required=True, help="CSV with scores and flags")
-    asc.add_argument("--threshold", type=float, default=0.5, help="alert level on the score")
-    asc.set_defaults(func=cmd_analytics_score)
+    scoring.add_commands(analytics)  # firewatch analytics score, score-eval
 
     up = sub.add_parser("up", help="everything together on embedded defaults")
     up.add_argument("--no-simulate", action="store_true", help="do not start the simulator")
