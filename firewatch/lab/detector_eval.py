@@ -14,7 +14,9 @@ broker and no database:
 3. at the end of the warm-up, one IsolationForest per device kind trained on the
    warm-up's feature windows (as ``firewatch analytics train`` does from stored history);
 4. the final revision of every anomaly episode detected in the scored span, matched with
-   the labels by :func:`~firewatch.lab.eval_metrics.evaluate_detections`, plus the
+   the labels by :func:`~firewatch.lab.eval_metrics.evaluate_detections` — alerts in a
+   planned maintenance window (scenarios with ``[realism]``) counted apart, and figures
+   per detector over the device-hours of the kinds each can see — plus the
    two domain targets: thermal-runaway precursors flagged before the port reaches 65 °C,
    leaks flagged before pressure falls below the building's minimum.
 """
@@ -258,6 +260,7 @@ def evaluate_scenario(
             scenario, start=start - warmup_s, end=end, seed=seed, root=settings.topic_root
         )
         sim.faults, sim.labels = scored.faults, scored.labels  # same faults, same times
+        sim.maintenance = scored.maintenance  # planned work only in the scored span
     profiles = profiles_from_city(sim.city, settings)
     engine = DetectorEngine(settings, profiles)
     targets = _Targets(scored.labels, profiles)
@@ -285,6 +288,8 @@ def evaluate_scenario(
     anomalies = sorted(final.values(), key=lambda a: (a.detected_at, a.device_id))
     kinds = {d.kind for d in sim.devices}
     n_devices = len(sim.devices)
+    hours = (end - start) / 3600.0
+    by_kind = {k.value: hours * sum(d.kind is k for d in sim.devices) for k in kinds}
     config = config or MatchConfig()
 
     def score(cfg: MatchConfig) -> EvaluationReport:
@@ -295,6 +300,8 @@ def evaluate_scenario(
             window=(start, end),
             expected_kinds=EXPECTED_KINDS,
             config=cfg,
+            maintenance=scored.maintenance,
+            device_hours_by_kind=by_kind,
         )
 
     report = score(config)
@@ -308,6 +315,9 @@ def evaluate_scenario(
         "batch_s": batch_s,
         "devices": n_devices,
         "device_kinds": sorted(k.value for k in kinds),
+        "device_hours_by_kind": {k: round(v, 3) for k, v in sorted(by_kind.items())},
+        "realism": scenario.realism is not None,
+        "maintenance": [m.to_json() for m in scored.maintenance],
         "messages": messages,
         "points": points,
         "wall_seconds": round(wall, 2),

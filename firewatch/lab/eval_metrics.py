@@ -38,9 +38,16 @@ False alerts and reported conditions
     strict figure) and ``reported_unlabelled`` is 0. Reported anomalies that are assigned to
     a label count as matches like any other.
 
+Maintenance
+    An evaluated anomaly assigned to no label whose device is in a planned maintenance
+    window (``maintenance`` labels, same tolerance and grace as a fault) is counted as
+    ``during_maintenance``: neither a match nor a false alert — an operator expects it
+    suppressed or explained, and the report shows how many there were. Checked before the
+    ``reported`` rule.
+
 Overall figures
     ``anomalies`` = evaluated anomalies = ``matched_anomalies + false_alerts +
-    reported_unlabelled``.
+    reported_unlabelled + during_maintenance``.
     ``precision = matched_anomalies / (matched_anomalies + false_alerts)``, 1.0 when that
     denominator is 0 (no anomaly claimed anything). ``recall = detected / labels``, 1.0 when
     there are no labels (nothing could be missed). ``f1 = 2PR / (P + R)``, 0.0 when
@@ -67,7 +74,10 @@ Delay summary
 
 Per detector and per kind
     For each ``Anomaly.detector`` and each ``Anomaly.kind`` among the evaluated anomalies,
-    the numbers of matched anomalies, false alerts and reported-unlabelled anomalies.
+    the numbers of matched anomalies, false alerts, reported-unlabelled anomalies and
+    anomalies during maintenance. With ``device_hours_by_kind``, also the operators' figures
+    per detector (``detectors``: false alerts per 1,000 device-hours of the kinds it sees,
+    labels detected, median delay), defined in :mod:`firewatch.lab.eval_detectors`.
 
 JSON (:meth:`EvaluationReport.to_json`) rounds ratios and rates to 4 decimals, seconds to
 1 decimal and device-hours to 3, and writes times as ISO 8601 UTC.
@@ -81,9 +91,19 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from firewatch.core.anomalies import Anomaly, Origin
+from firewatch.lab.eval_detectors import (
+    DetectorFigures,
+    Figures,
+    anomaly_summary,
+    detector_figures,
+    figures_of,
+    fmt,
+    format_detector_table,
+    in_window,
+    label_summary,
+    round_or_none,
+)
 from firewatch.simulators.model import Label, iso
 
 __all__ = [
@@ -135,52 +155,20 @@ class LabelOutcome:
 
 
 @dataclass(frozen=True)
-class Figures:
-    """The detection figures of one group of labels (all of them, or one fault type)."""
-
-    labels: int
-    detected: int
-    matched_anomalies: int
-    false_alerts: int
-    precision: float
-    recall: float
-    f1: float
-    false_alerts_per_1000_device_hours: float | None
-    delay_median_s: float | None
-    delay_p95_s: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "labels": self.labels,
-            "detected": self.detected,
-            "matched_anomalies": self.matched_anomalies,
-            "false_alerts": self.false_alerts,
-            "precision": _round(self.precision, 4),
-            "recall": _round(self.recall, 4),
-            "f1": _round(self.f1, 4),
-            "false_alerts_per_1000_device_hours": _round(
-                self.false_alerts_per_1000_device_hours, 4
-            ),
-            "detection_delay_s": {
-                "median": _round(self.delay_median_s, 1),
-                "p95": _round(self.delay_p95_s, 1),
-            },
-        }
-
-
-@dataclass(frozen=True)
 class AnomalyCounts:
     """How the evaluated anomalies of one detector or one kind were classified."""
 
     matched: int = 0
     false_alerts: int = 0
     reported_unlabelled: int = 0
+    during_maintenance: int = 0
 
     def to_json(self) -> dict[str, int]:
         return {
             "matched": self.matched,
             "false_alerts": self.false_alerts,
             "reported_unlabelled": self.reported_unlabelled,
+            "during_maintenance": self.during_maintenance,
         }
 
 
@@ -206,6 +194,9 @@ class EvaluationReport:
     per_fault: dict[str, Figures]
     per_detector: dict[str, AnomalyCounts] = field(default_factory=dict)
     per_kind: dict[str, AnomalyCounts] = field(default_factory=dict)
+    during_maintenance: list[Anomaly] = field(default_factory=list)
+    maintenance_windows: int = 0
+    detectors: dict[str, DetectorFigures] = field(default_factory=dict)
 
     @property
     def precision(self) -> float:
@@ -234,28 +225,36 @@ class EvaluationReport:
                 "grace_s": self.config.grace_s,
                 "count_reported_as_false": self.config.count_reported_as_false,
             },
-            "device_hours": _round(self.device_hours, 3),
+            "device_hours": round_or_none(self.device_hours, 3),
             "labels": o.labels,
             "detected": o.detected,
             "anomalies": self.anomalies,
             "matched_anomalies": o.matched_anomalies,
             "false_alerts": o.false_alerts,
             "reported_unlabelled": len(self.reported_unlabelled),
+            "maintenance_windows": self.maintenance_windows,
+            "during_maintenance": len(self.during_maintenance),
             "ignored_anomalies": self.ignored_anomalies,
-            "precision": _round(o.precision, 4),
-            "recall": _round(o.recall, 4),
-            "f1": _round(o.f1, 4),
-            "false_alerts_per_1000_device_hours": _round(o.false_alerts_per_1000_device_hours, 4),
+            "precision": round_or_none(o.precision, 4),
+            "recall": round_or_none(o.recall, 4),
+            "f1": round_or_none(o.f1, 4),
+            "false_alerts_per_1000_device_hours": round_or_none(
+                o.false_alerts_per_1000_device_hours, 4
+            ),
             "detection_delay_s": {
-                "median": _round(o.delay_median_s, 1),
-                "p95": _round(o.delay_p95_s, 1),
+                "median": round_or_none(o.delay_median_s, 1),
+                "p95": round_or_none(o.delay_p95_s, 1),
             },
             "per_fault": {f: figs.to_json() for f, figs in self.per_fault.items()},
             "per_detector": {d: c.to_json() for d, c in self.per_detector.items()},
             "per_kind": {k: c.to_json() for k, c in self.per_kind.items()},
-            "missed": [_label_summary(label) for label in self.missed],
+            "detectors": {d: f.to_json() for d, f in self.detectors.items()},
+            "missed": [label_summary(label) for label in self.missed],
             "false_alert_examples": [
-                _anomaly_summary(a) for a in self.false_alerts[:MAX_FALSE_ALERT_EXAMPLES]
+                anomaly_summary(a) for a in self.false_alerts[:MAX_FALSE_ALERT_EXAMPLES]
+            ],
+            "maintenance_alert_examples": [
+                anomaly_summary(a) for a in self.during_maintenance[:MAX_FALSE_ALERT_EXAMPLES]
             ],
         }
 
@@ -274,8 +273,13 @@ class EvaluationReport:
             f"{self.overall.false_alerts} false alerts, "
             f"{len(self.reported_unlabelled)} reported unlabelled "
             f"({self.ignored_anomalies} outside the window ignored)",
-            "",
         ]
+        if self.maintenance_windows:
+            lines.append(
+                f"maintenance: {self.maintenance_windows} planned windows, "
+                f"{len(self.during_maintenance)} anomalies in them (neither matched nor false)"
+            )
+        lines.append("")
         rows = [("overall", self.overall), *self.per_fault.items()]
         width = max(len("fault"), *(len(name) for name, _ in rows))
         header = (
@@ -287,9 +291,11 @@ class EvaluationReport:
             lines.append(
                 f"{name:<{width}} {f.labels:>6} {f.detected:>5} {f.matched_anomalies:>6} "
                 f"{f.false_alerts:>6} {f.precision:>6.3f} {f.recall:>6.3f} {f.f1:>6.3f} "
-                f"{_fmt(f.false_alerts_per_1000_device_hours, 2):>8} "
-                f"{_fmt(f.delay_median_s, 1):>8} {_fmt(f.delay_p95_s, 1):>8}"
+                f"{fmt(f.false_alerts_per_1000_device_hours, 2):>8} "
+                f"{fmt(f.delay_median_s, 1):>8} {fmt(f.delay_p95_s, 1):>8}"
             )
+        if self.detectors:
+            lines += ["", *format_detector_table(self.detectors)]
         missed = self.missed
         lines += ["", f"missed labels: {len(missed)}"]
         lines += [
@@ -302,6 +308,12 @@ class EvaluationReport:
             f"  {iso(a.detected_at)} {a.device_id} {a.detector} {a.kind}: {a.explanation}"
             for a in shown
         ]
+        if self.during_maintenance:
+            lines += ["", f"alerts during maintenance: {len(self.during_maintenance)}"]
+            lines += [
+                f"  {iso(a.detected_at)} {a.device_id} {a.detector} {a.kind}: {a.explanation}"
+                for a in self.during_maintenance[:MAX_FALSE_ALERT_EXAMPLES]
+            ]
         return "\n".join(lines)
 
 
@@ -340,8 +352,14 @@ def evaluate_detections(
     window: tuple[float, float],
     expected_kinds: Mapping[str, Collection[str]],
     config: MatchConfig = MatchConfig(),
+    maintenance: Sequence[Label] = (),
+    device_hours_by_kind: Mapping[str, float] | None = None,
 ) -> EvaluationReport:
     """Score ``anomalies`` against ``labels`` by the definitions of the module docstring.
+
+    ``maintenance``: planned maintenance windows (labels that are not faults);
+    ``device_hours_by_kind``: device-hours of each device kind in the window, which turns
+    on the per-detector figures (``EvaluationReport.detectors``).
 
     ``device_hours`` is the number of device-hours the window covers (the false-alert rate's
     denominator), ``window`` is ``(window_start, window_end)``, ``expected_kinds`` maps
@@ -369,6 +387,7 @@ def evaluate_detections(
     matches: list[list[Anomaly]] = [[] for _ in labels]
     false_alerts: list[Anomaly] = []
     reported: list[Anomaly] = []
+    in_maintenance: list[Anomaly] = []
     per_detector: dict[str, Counter[str]] = {}
     per_kind: dict[str, Counter[str]] = {}
     for a in evaluated:
@@ -377,6 +396,9 @@ def evaluate_detections(
         if j is not None:
             matches[indices[j]].append(a)
             outcome = "matched"
+        elif in_window(a, maintenance, config.tolerance_s, config.grace_s):
+            in_maintenance.append(a)
+            outcome = "during_maintenance"
         elif a.origin == Origin.REPORTED and not config.count_reported_as_false:
             reported.append(a)
             outcome = "reported_unlabelled"
@@ -397,10 +419,10 @@ def evaluate_detections(
         for label, found in zip(labels, matches, strict=True)
     ]
 
-    overall = _figures(outcomes, len(false_alerts), device_hours)
+    overall = figures_of(outcomes, len(false_alerts), device_hours)
     faults = sorted({label.fault for label in labels} | set(expected_kinds))
     per_fault = {
-        f: _figures(
+        f: figures_of(
             [o for o in outcomes if o.label.fault == f],
             sum(1 for a in false_alerts if a.kind in expected_kinds.get(f, ())),
             device_hours,
@@ -420,28 +442,13 @@ def evaluate_detections(
         per_fault=per_fault,
         per_detector={k: _counts(c) for k, c in sorted(per_detector.items())},
         per_kind={k: _counts(c) for k, c in sorted(per_kind.items())},
-    )
-
-
-def _figures(outcomes: Sequence[LabelOutcome], false_alerts: int, device_hours: float) -> Figures:
-    matched = sum(len(o.matched) for o in outcomes)
-    detected = sum(1 for o in outcomes if o.detected)
-    precision = matched / (matched + false_alerts) if matched + false_alerts else 1.0
-    recall = detected / len(outcomes) if outcomes else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    rate = false_alerts / device_hours * 1000.0 if device_hours > 0 else None
-    delays = [o.delay_s for o in outcomes if o.delay_s is not None]
-    return Figures(
-        labels=len(outcomes),
-        detected=detected,
-        matched_anomalies=matched,
-        false_alerts=false_alerts,
-        precision=precision,
-        recall=recall,
-        f1=f1,
-        false_alerts_per_1000_device_hours=rate,
-        delay_median_s=float(np.percentile(delays, 50)) if delays else None,
-        delay_p95_s=float(np.percentile(delays, 95)) if delays else None,
+        during_maintenance=in_maintenance,
+        maintenance_windows=len(maintenance),
+        detectors=detector_figures(
+            outcomes, false_alerts, reported, in_maintenance, device_hours_by_kind
+        )
+        if device_hours_by_kind is not None
+        else {},
     )
 
 
@@ -450,34 +457,5 @@ def _counts(c: Counter[str]) -> AnomalyCounts:
         matched=c["matched"],
         false_alerts=c["false_alerts"],
         reported_unlabelled=c["reported_unlabelled"],
+        during_maintenance=c["during_maintenance"],
     )
-
-
-def _round(x: float | None, ndigits: int) -> float | None:
-    return None if x is None else round(float(x), ndigits)
-
-
-def _fmt(x: float | None, ndigits: int) -> str:
-    return "-" if x is None else f"{x:.{ndigits}f}"
-
-
-def _label_summary(label: Label) -> dict[str, Any]:
-    return {
-        "device_id": label.device_id,
-        "unit_id": label.unit_id,
-        "fault": label.fault,
-        "severity": label.severity.value,
-        "start": iso(label.start),
-        "end": iso(label.end),
-    }
-
-
-def _anomaly_summary(a: Anomaly) -> dict[str, Any]:
-    return {
-        "device_id": a.device_id,
-        "detector": a.detector,
-        "kind": a.kind,
-        "origin": a.origin.value,
-        "detected_at": iso(a.detected_at),
-        "explanation": a.explanation,
-    }

@@ -22,6 +22,7 @@ from firewatch.simulators.behaviour import make_behaviour
 from firewatch.simulators.city import city_for, sim_devices
 from firewatch.simulators.faults import labels_for, resolve_faults
 from firewatch.simulators.model import Action, Emission, Fault, Intervals, Label, SimDevice, iso
+from firewatch.simulators.realism import DeviceRealism, plan_maintenance
 from firewatch.simulators.scenario import Scenario
 from firewatch.storage.seed import CitySeed
 
@@ -77,6 +78,17 @@ class Simulation:
             scenario.faults, self.devices, random.Random(f"faults:{self.seed}"), start, horizon
         )
         self.labels: list[Label] = labels_for(self.faults, self.devices)
+        #: planned maintenance windows (realism), labelled apart from the faults
+        self.maintenance: list[Label] = []
+        if scenario.realism is not None:
+            self.maintenance = plan_maintenance(
+                scenario.realism.maintenance,
+                self.devices,
+                random.Random(f"maintenance:{self.seed}"),
+                start,
+                horizon,
+                [(f.device_id, f.start, f.end) for f in self.faults],
+            )
         self._connected_at = {d.id: start for d in self.devices if d.own_connection}
 
     def will(self, device: SimDevice, connected_at: float) -> bytes:
@@ -102,6 +114,7 @@ class Simulation:
                 faults.get(d.id, []),
                 self.intervals,
                 self.start,
+                realism=self._realism(d),
             )
             for d in self.devices
         ]
@@ -115,7 +128,9 @@ class Simulation:
             horizon = steps[0][0] if steps else float("inf")
             while pending and pending[0][0] <= horizon:
                 _, _, em = heapq.heappop(pending)
-                if em.t < end:
+                if em.t < end and em.lost:
+                    seqs[em.device_id] += 1  # sent, so its number is used; nothing arrives
+                elif em.t < end:
                     yield self._encode(em, by_id[em.device_id], seqs)
             if not steps:
                 continue
@@ -126,6 +141,13 @@ class Simulation:
                 counter += 1
                 heapq.heappush(pending, (em.t, counter, em))
             heapq.heappush(steps, (behaviours[i].next_time(), i))
+
+    def _realism(self, device: SimDevice) -> DeviceRealism | None:
+        spec = self.scenario.realism
+        if spec is None:
+            return None  # no extra draws at all: the stream stays what it always was
+        mine = [m for m in self.maintenance if m.device_id == device.id]
+        return DeviceRealism(spec, device, random.Random(f"realism:{self.seed}:{device.id}"), mine)
 
     def _encode(self, em: Emission, device: SimDevice, seqs: dict[str, int]) -> SimulatedMessage:
         if em.action is Action.DROP:

@@ -8,7 +8,8 @@ and stored in ``Fault.params``. Behaviours (``behaviour.py``) only read them, an
 state and span give the same faults.
 
 Also here, because behaviours and resolution share them: city local time (UTC+8), the
-charging-window test, the panel's detector layout and the malformed-payload generator.
+charging-window test and the panel's detector layout (the malformed-payload generator and
+the slow-onset ramps are in ``fault_shapes.py``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from firewatch.core.domain import DeviceKind, Severity
+from firewatch.simulators.fault_shapes import RAMPED, draw_span
 from firewatch.simulators.model import Fault, Label, SimDevice
 
 LOCAL_UTC_OFFSET_S = 8 * 3600.0  # the city's local time is UTC+8
@@ -86,30 +87,6 @@ class PanelLayout:
 
     def zone_members(self, loop: int, zone: int) -> list[int]:
         return [a for a in self.detectors() if self.zone_of(a) == (loop, zone)]
-
-
-def malformed_payload(body: Mapping[str, Any], ts: str, variant: str) -> bytes:
-    """A payload that breaks the contract on purpose (it must never validate).
-
-    ``truncated``: cut JSON; ``nan``: a NaN reading (not JSON, not finite);
-    ``wrong_type``: numbers sent as strings, the counter included; ``missing_field``: no
-    ``seq`` and the first required field dropped. None carries a valid integer ``seq``,
-    so a malformed message never disturbs a device's sequence.
-    """
-    full = {"ts": ts, **body}
-    if variant == "truncated":
-        raw = orjson.dumps({"seq": 1, **full})
-        return raw[: max(1, len(raw) // 2)]
-    numbers = [k for k, v in full.items() if isinstance(v, int | float) and not isinstance(v, bool)]
-    if variant == "nan":
-        sentinel = "\x00nan\x00"
-        raw = orjson.dumps({"seq": 1, **full, (numbers or ["value"])[0]: sentinel})
-        return raw.replace(orjson.dumps(sentinel), b"NaN")
-    if variant == "wrong_type":
-        strs = {k: str(full[k]) for k in numbers}
-        return orjson.dumps({"seq": "1", **full, **strs})
-    first = next(iter(body), "state")  # missing_field
-    return orjson.dumps({k: v for k, v in full.items() if k != first})
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +258,9 @@ FAULT_TYPES: dict[str, FaultType] = {
 class FaultSpecInput(BaseModel):
     """One fault request. ``device``: a device id, ``"random"`` or ``"random:<kind>"``;
     ``at_s`` (alias ``at``): offset from the span's start, ``None`` = random;
-    ``duration_s`` (alias ``duration``): ``None`` = the type's default."""
+    ``duration_s`` (alias ``duration``): ``None`` = the type's default, or a ``(low, high)``
+    range drawn per fault; ``onset_s`` (alias ``onset``): a ramp-in time (or range) for the
+    types in :data:`RAMPED`, stored in the fault's params (and so its label's details)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -289,11 +268,22 @@ class FaultSpecInput(BaseModel):
     device: str = "random"
     count: int = Field(default=1, ge=1)
     at_s: float | None = Field(default=None, ge=0, validation_alias=AliasChoices("at_s", "at"))
-    duration_s: float | None = Field(
-        default=None, gt=0, validation_alias=AliasChoices("duration_s", "duration")
+    duration_s: float | tuple[float, float] | None = Field(
+        default=None, validation_alias=AliasChoices("duration_s", "duration")
+    )
+    onset_s: float | tuple[float, float] | None = Field(
+        default=None, validation_alias=AliasChoices("onset_s", "onset")
     )
     severity: Severity | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("duration_s", "onset_s")
+    @classmethod
+    def _positive(cls, v: float | tuple[float, float] | None) -> float | tuple[float, float] | None:
+        values = v if isinstance(v, tuple) else () if v is None else (v,)
+        if any(x <= 0 for x in values) or (isinstance(v, tuple) and v[0] > v[1]):
+            raise ValueError(f"needs a time > 0 or a [low, high] range of them, got {v!r}")
+        return v
 
 
 def _as_input(spec: FaultSpecInput | BaseModel | Mapping[str, Any]) -> FaultSpecInput:
@@ -318,6 +308,9 @@ def _choose_params(
             f"{sorted(ft.params) or 'none'}"
         )
     p: dict[str, Any] = {**ft.params, **given}
+    for key, value in given.items():  # { min = a, max = b }: drawn per fault
+        if isinstance(value, Mapping) and set(value) == {"min", "max"}:
+            p[key] = round(rng.uniform(float(value["min"]), float(value["max"])), 3)
     if "field" in p:
         p["field"] = p["field"] or ("temp_c" if d.kind is SHED else "pressure_kpa")
         if p["field"] not in SENSOR_FIELDS[d.kind] or (
@@ -426,13 +419,23 @@ def resolve_faults(
         ft = FAULT_TYPES.get(spec.type)
         if ft is None:
             raise ValueError(f"unknown fault type {spec.type!r}; known: {sorted(FAULT_TYPES)}")
-        dur = min(spec.duration_s or ft.duration_s, span)
+        ranged = isinstance(spec.duration_s, tuple)  # then drawn per fault below
+        dur = (
+            span
+            if isinstance(spec.duration_s, tuple)
+            else min(spec.duration_s or ft.duration_s, span)
+        )
+        if spec.onset_s is not None and ft.name not in RAMPED:
+            raise ValueError(f"fault {ft.name}: no onset (only {sorted(RAMPED)} ramp in)")
         if spec.at_s is not None and spec.at_s >= span:
             raise ValueError(
                 f"fault {spec.type}: at {spec.at_s:g}s is outside the span (0..{span:g}s)"
             )
         pool = _pool(ft, spec.device, devices, by_id)
         for _ in range(spec.count):
+            if ranged:
+                drawn = draw_span(spec.duration_s, rng)
+                dur = min(max(1.0, drawn or ft.duration_s), span)
             for _attempt in range(200):  # random picks avoid overlapping faults
                 d = pool if isinstance(pool, SimDevice) else rng.choice(pool)
                 at = spec.at_s
@@ -445,6 +448,8 @@ def resolve_faults(
                 raise ValueError(f"fault {ft.name}: {msg}")
             busy[d.id].append((s, e))
             params = _choose_params(ft, d, spec.params, rng, e - s)
+            if spec.onset_s is not None:
+                params["onset_s"] = round(min(draw_span(spec.onset_s, rng) or 0.0, e - s), 1)
             out.append(Fault(ft.name, d.id, s, e, spec.severity or ft.severity, params))
     return out
 

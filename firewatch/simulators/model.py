@@ -53,6 +53,7 @@ class Emission:
     raw: bytes | None = None  # a malformed payload, sent verbatim instead of a body
     ts_offset_s: float = 0.0  # the device clock's error (clock-skew fault)
     action: Action = Action.PUBLISH
+    lost: bool = False  # sent, but lost in transit (realism): its seq is used, nothing arrives
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,12 @@ Example (``firewatch/simulators/scenarios/standard.toml`` has a full one)::
     type = "pipe_leak"
     device = "random:water"
     at = "6h"
-    duration = "4h"
+    duration = ["3h", "8h"]                # a range: drawn per fault
+    onset = "2h"                           # ramps in over two hours (label: ramp's start)
+    params = { rate_kpa_per_h = { min = 5.0, max = 40.0 } }
+
+    [realism.noise]                        # optional; absent: streams exactly as before
+    student_t_df = 3.0                     # (``hard-*.toml`` use every part of it)
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from firewatch.core.domain import DeviceKind
 
@@ -52,6 +57,9 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+#: ``[low, high]``: a value drawn uniformly per device (or per fault) from this range.
+Span = tuple[float, float]
+DurationSpan = tuple[Duration, Duration]
 
 
 class _Strict(BaseModel):
@@ -101,15 +109,128 @@ class ConnectionSpec(_Strict):
 
 
 class FaultSpec(_Strict):
-    """One fault to inject (see ``firewatch.simulators.faults.FAULT_TYPES``)."""
+    """One fault to inject (see ``firewatch.simulators.faults.FAULT_TYPES``).
+
+    ``duration`` and ``onset`` may be ``[low, high]`` ranges and a numeric param may be
+    ``{ min = a, max = b }``: drawn per fault when it is resolved. ``onset``: the fault
+    ramps in linearly over that time (only the types in ``faults.RAMPED``); its label still
+    starts where the ramp begins.
+    """
 
     type: str
     device: str = "random"  # a device id, "random" or "random:<kind>"
     count: int = Field(default=1, ge=1, le=10_000)
     at: Duration | None = None  # offset from the start; None: random within the span
-    duration: Duration | None = None  # None: the fault type's default
+    duration: Duration | DurationSpan | None = None  # None: the fault type's default
+    onset: Duration | DurationSpan | None = None  # None: the fault starts at full strength
     severity: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _ordered(span: tuple[float, float]) -> tuple[float, float]:
+    if span[0] > span[1]:
+        raise ValueError(f"range {list(span)} is not [low, high]")
+    return span
+
+
+OrderedSpan = Annotated[Span, AfterValidator(_ordered)]
+OrderedDurations = Annotated[DurationSpan, AfterValidator(_ordered)]
+
+
+class NoiseSpec(_Strict):
+    """Sensor noise as real sensors make it. ``student_t_df``: pressure and port
+    temperature noise Student-t with this many degrees of freedom (same variance as the
+    Gaussian it replaces, heavier tails; ``None`` keeps it Gaussian). ``glitch_rate``: share
+    of readings that are a single-sample outlier — off by a fraction drawn from
+    ``glitch_size``, or a 0 read. ``*_resolution``: the sensor's quantisation step (0: the
+    stream's usual 0.1)."""
+
+    student_t_df: float | None = Field(default=None, gt=2.0, le=1000.0)
+    glitch_rate: float = Field(default=0.0, ge=0.0, le=0.2)
+    glitch_size: OrderedSpan = (0.2, 0.6)
+    pressure_resolution_kpa: float = Field(default=0.0, ge=0.0, le=100.0)
+    temp_resolution_c: float = Field(default=0.0, ge=0.0, le=5.0)
+
+
+class LossSpec(_Strict):
+    """Telemetry lost on the way (the device sent it: its ``seq`` advances), not a device
+    fault: independent drops at ``drop_rate`` and loss bursts (Poisson, ``bursts_per_day``
+    per device) lasting a time drawn from ``burst_duration``."""
+
+    drop_rate: float = Field(default=0.0, ge=0.0, le=0.5)
+    bursts_per_day: float = Field(default=0.0, ge=0.0, le=48.0)
+    burst_duration: OrderedDurations = (120.0, 1800.0)
+
+
+MaintenanceActivity = Literal["pump_test", "valve_closed", "pressure_off_nominal"]
+
+
+def _all_activities() -> list[MaintenanceActivity]:
+    return ["pump_test", "valve_closed", "pressure_off_nominal"]
+
+
+class MaintenanceSpec(_Strict):
+    """Planned maintenance of fire-water points, labelled as maintenance (not faults):
+    ``per_device_per_week`` windows per water device (Poisson), starting in local working
+    ``hours``, lasting a time from ``duration``, each one of ``activities``: the pumps run
+    for a test (pressure up, pump on), a valve closed for work (pressure near 0), or the
+    system held off its set point (``off_nominal_frac`` of it)."""
+
+    per_device_per_week: float = Field(default=0.0, ge=0.0, le=200.0)
+    duration: OrderedDurations = (1800.0, 4 * 3600.0)
+    hours: OrderedSpan = (8.0, 17.0)
+    activities: list[MaintenanceActivity] = Field(default_factory=_all_activities, min_length=1)
+    off_nominal_frac: OrderedSpan = (0.75, 0.9)
+
+
+class SeasonalSpec(_Strict):
+    """Demand that is not the same every day: at weekends (local Saturday, Sunday) water
+    demand is scaled by ``weekend_water`` with its peaks ``weekend_shift_h`` later, and bike
+    arrivals by ``weekend_charging``; daily demand changes by ``demand_trend_per_day``
+    (a fraction per day, from the simulation's start; never below 20 %)."""
+
+    weekend_water: float = Field(default=1.0, ge=0.0, le=5.0)
+    weekend_shift_h: float = Field(default=0.0, ge=-6.0, le=6.0)
+    weekend_charging: float = Field(default=1.0, ge=0.0, le=5.0)
+    demand_trend_per_day: float = Field(default=0.0, ge=-0.5, le=0.5)
+
+
+class DeviceSpreadSpec(_Strict):
+    """Devices that are simply different: per device (or port) a value drawn from each range.
+    ``interval_factor`` scales the reporting interval; ``set_point_factor`` the jockey
+    pump's real set point against the registered ``static_kpa``; the jockey starts at
+    ``jockey_start`` and stops at ``jockey_stop`` of it (the sawtooth's amplitude);
+    ``port_k`` (°C per A²) and ``port_tau_s`` are each port's thermal constants;
+    ``pressure_offset`` (a fraction of the set point) and ``temp_offset_c`` are sensor
+    biases drawn in ``[-x, x]``."""
+
+    interval_factor: OrderedSpan = (1.0, 1.0)
+    set_point_factor: OrderedSpan = (1.0, 1.0)
+    jockey_start: OrderedSpan = (0.95, 0.95)
+    jockey_stop: OrderedSpan = (1.01, 1.01)
+    port_k: OrderedSpan = (0.8, 1.2)
+    port_tau_s: OrderedSpan = (600.0, 1200.0)
+    pressure_offset: float = Field(default=0.0, ge=0.0, le=0.5)
+    temp_offset_c: float = Field(default=0.0, ge=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _sane(self) -> DeviceSpreadSpec:
+        if self.interval_factor[0] <= 0 or self.port_k[0] <= 0 or self.port_tau_s[0] <= 0:
+            raise ValueError("interval_factor, port_k and port_tau_s must be > 0")
+        if self.jockey_start[1] >= self.jockey_stop[0]:
+            raise ValueError("the jockey pump must start below where it stops")
+        return self
+
+
+class RealismSpec(_Strict):
+    """The ``[realism]`` table (``firewatch.simulators.realism``). Absent, the streams are
+    exactly what they were before it existed; each part defaults to "off"."""
+
+    noise: NoiseSpec = Field(default_factory=NoiseSpec)
+    loss: LossSpec = Field(default_factory=LossSpec)
+    maintenance: MaintenanceSpec = Field(default_factory=MaintenanceSpec)
+    seasonal: SeasonalSpec = Field(default_factory=SeasonalSpec)
+    devices: DeviceSpreadSpec = Field(default_factory=DeviceSpreadSpec)
 
 
 class Scenario(_Strict):
@@ -126,6 +247,7 @@ class Scenario(_Strict):
     intervals: IntervalsSpec = Field(default_factory=IntervalsSpec)
     connections: ConnectionSpec = Field(default_factory=ConnectionSpec)
     faults: list[FaultSpec] = Field(default_factory=list)
+    realism: RealismSpec | None = None  # None: the streams as they always were
 
     @model_validator(mode="after")
     def _aware_start(self) -> Scenario:

@@ -138,3 +138,57 @@ def test_cli_refuses_a_missing_scenario(tmp_path: Path, capsys: pytest.CaptureFi
     code = main(["analytics", "evaluate", "--scenario", str(tmp_path / "nope.toml")])
     assert code == 2
     assert "analytics evaluate:" in capsys.readouterr().err
+
+
+REALISM_SCENARIO = """
+name = "tiny-realism"
+seed = 5
+start = "2026-11-20T08:00:00+08:00"
+duration = "6h"
+
+[city]
+units = 4
+streets_per_district = 1
+
+[mix]
+panels = 0
+water_points = 2
+shed_fraction = 0.5
+ports_per_shed = 4
+
+[realism.maintenance]
+per_device_per_week = 60
+duration = ["1h", "2h"]
+activities = ["valve_closed"]
+
+[[faults]]
+type = "closed_valve"
+device = "random:water"
+at = "1h"
+duration = "1h"
+"""
+
+
+def test_report_has_per_detector_figures_and_maintenance_apart(tmp_path: Path) -> None:
+    path = tmp_path / "tiny-realism.toml"
+    path.write_text(REALISM_SCENARIO, "utf-8")
+    run = evaluate_scenario(path, seed=5, warmup_s=2 * 3600.0, use_models=False)
+    doc = json.loads(json.dumps(run.to_json()))
+    hours = doc["run"]["device_hours_by_kind"]
+    assert set(hours) == {"water", "ebike_shed"}
+    assert sum(hours.values()) == pytest.approx(doc["device_hours"])
+    assert doc["run"]["maintenance"]
+    assert doc["maintenance_windows"] == len(doc["run"]["maintenance"])
+    # a valve closed for planned work raises alerts, counted apart from the false ones
+    assert doc["during_maintenance"] > 0
+    assert "rule.pressure_low" in doc["detectors"]
+    low = doc["detectors"]["rule.pressure_low"]
+    assert low["device_kinds"] == ["water"]
+    assert low["device_hours"] == pytest.approx(hours["water"])
+    assert low["during_maintenance"] > 0
+    assert low["labels_detected"] == 1
+    for det, figs in doc["detectors"].items():
+        rate = figs["false_alerts_per_1000_device_hours"]
+        assert rate == pytest.approx(figs["false_alerts"] / figs["device_hours"] * 1000, abs=1e-3)
+        assert figs["anomalies"] >= figs["matched_anomalies"] + figs["false_alerts"], det
+    assert "per detector" in run.format_text()

@@ -179,11 +179,12 @@ def test_per_detector_and_per_kind_counts() -> None:
     report = _evaluate(labels, anomalies)
 
     detectors = {d: c.to_json() for d, c in report.per_detector.items()}
+    keys = ("matched", "false_alerts", "reported_unlabelled", "during_maintenance")
     assert detectors == {
-        "reported.panel": {"matched": 0, "false_alerts": 0, "reported_unlabelled": 1},
-        "rule.pressure_low": {"matched": 1, "false_alerts": 0, "reported_unlabelled": 0},
-        "rule.pump": {"matched": 1, "false_alerts": 0, "reported_unlabelled": 0},
-        "stat.cusum": {"matched": 1, "false_alerts": 1, "reported_unlabelled": 0},
+        "reported.panel": dict(zip(keys, (0, 0, 1, 0), strict=True)),
+        "rule.pressure_low": dict(zip(keys, (1, 0, 0, 0), strict=True)),
+        "rule.pump": dict(zip(keys, (1, 0, 0, 0), strict=True)),
+        "stat.cusum": dict(zip(keys, (1, 1, 0, 0), strict=True)),
     }
     kinds = {
         k: (c.matched, c.false_alerts, c.reported_unlabelled) for k, c in report.per_kind.items()

@@ -29,7 +29,12 @@ STANDARD = "builtin:standard"
 def _small(hours: float = 6, seed: int = 7, units: int = 6) -> Simulation:
     sc = load_scenario(STANDARD)
     start, _ = scenario_window(sc, live=False)
-    faults = [f for f in sc.faults if (f.at or 0) + (f.duration or 0) <= hours * 3600]
+
+    def end(f: FaultSpec) -> float:  # a duration may be a [low, high] range: its upper end
+        span = f.duration or 0.0
+        return (f.at or 0.0) + (span if isinstance(span, float | int) else max(span))
+
+    faults = [f for f in sc.faults if end(f) <= hours * 3600]
     sc = sc.model_copy(update={"faults": faults})
     return Simulation(sc, start=start, end=start + hours * 3600, seed=seed, units=units)
 
