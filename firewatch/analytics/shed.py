@@ -11,7 +11,10 @@ time to act, so the useful warning is the slow heating before it. Per charging p
 * **hotter than its peers** — the same excess compared with the other ports charging in
   the same shed at the same moment (the median of at least two others);
 * **rate of rise** — the temperature rising faster than 1 °C/min beyond what a new
-  charging session explains, and thermal runaway itself (> 1 °C/s);
+  charging session explains, and thermal runaway itself (> 1 °C/s). Judged on the
+  median of the last three readings, so a single reading that jumps (or reads 0) and is
+  contradicted by the next one — a sensor glitch — moves nothing: a rise must be
+  confirmed by the following reading, one report interval later than the raw rate;
 * rules: port temperature at or above the alarm level (65 °C), current above rating ×
   factor, charging outside the allowed hours; smoke (reported by the shed);
 * frozen port-temperature, current and ambient sensors.
@@ -79,6 +82,11 @@ PORT_TEMP = MetricSpec(
         "xe": 0.0,
         "xspread": np.nan,
         "idle_n": 0.0,
+        # glitch-confirmed rate of rise (stat.temp_rise): the reading before the last one,
+        # the last median of three readings, and the rate of those medians (°C/min)
+        "x2": np.nan,
+        "xm": np.nan,
+        "mrate": 0.0,
     },
 )
 PORT_CURRENT = MetricSpec(
@@ -151,6 +159,26 @@ def group_median(groups: I64, x: F64) -> tuple[F64, I64]:
     return med, size
 
 
+def median3(a: F64, b: F64, c: F64) -> F64:
+    """Element-wise median of three arrays (no NaNs)."""
+    out: F64 = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+    return out
+
+
+def confirmed_rate(
+    x: F64, last_x: F64, x2: F64, xm_old: F64, mrate_old: F64, dt_min: F64
+) -> tuple[F64, F64]:
+    """The rate of rise (°C/min, a few samples' memory) of the median of the last three
+    readings ``x2, last_x, x``, and that median. A single-reading glitch — one value far
+    off, the next back to normal — never becomes the median, so it moves neither the
+    median nor the rate; a lasting change does, one reading later. Missing history (a new
+    series) falls back on the readings there are."""
+    b = np.where(np.isnan(last_x), x, last_x)
+    m = median3(np.where(np.isnan(x2), b, x2), b, x)
+    inst = np.where(np.isnan(xm_old), 0.0, (m - xm_old) / dt_min)
+    return mrate_old + 0.5 * (inst - mrate_old), m
+
+
 def _median(x: F64, empty: float) -> float:
     """``np.median`` of NaN-free values (the middle one, or the mean of the middle two),
     without its generic machinery; ``empty`` for no values."""
@@ -209,6 +237,7 @@ class PortTemperatures(MeasuredSeries):
         inst = np.where(np.isnan(last_x), 0.0, (x - last_x) / dt_min)
         rate_old = tb["rate"][s]
         rate = rate_old + 0.5 * (inst - rate_old)  # °C/min, a few samples' memory
+        mrate, xm = confirmed_rate(x, last_x, tb["x2"][s], tb["xm"][s], tb["mrate"][s], dt_min)
         k = tb["k"][s]
         k_use = k
         unknown = np.isnan(k)
@@ -257,16 +286,19 @@ class PortTemperatures(MeasuredSeries):
             rx,
             self._describe_heat(x, amb, cur, peer, rate, "peers"),
         )
-        runaway = rate > RUNAWAY_C_PER_MIN
-        cond = warm & (runaway | ((rate > RISE_C_PER_MIN) & (steady >= 10) & (excess > 0)))
+        # on the glitch-confirmed rate: one jumping reading that the next contradicts is not
+        # a rise (neither of 1 °C/min nor of a runaway)
+        runaway = mrate > RUNAWAY_C_PER_MIN
+        cond = warm & (runaway | ((mrate > RISE_C_PER_MIN) & (steady >= 10) & (excess > 0)))
         out += self.detectors["stat.temp_rise"].update(
             s,
             cond,
-            lambda: clip(rate / RUNAWAY_C_PER_MIN, 0.5, 1.0),
+            lambda: clip(mrate / RUNAWAY_C_PER_MIN, 0.5, 1.0),
             t,
             rx,
-            self._describe_heat(x, amb, cur, excess, rate, "rise"),
+            self._describe_heat(x, amb, cur, excess, mrate, "rise"),
         )
+        tb["x2"][s], tb["xm"][s], tb["mrate"][s] = last_x, xm, mrate
         # An idle port that has cooled to its shed's temperature reads the shed's temperature:
         # a persistent offset there is a drifting or miscalibrated sensor.
         idle_n = np.where(cur < 0.05, tb["idle_n"][s] + 1, 0.0)

@@ -15,7 +15,9 @@ charging port's temperature …) and runs, per round of points (see
   accumulation that tolerates autocorrelated noise such as a jockey-pump sawtooth),
   judged against the series' own learned spread of that EWMA: catches slow leaks, drifting
   sensors, pumps that stop keeping pressure up;
-* **drop** — a sudden fall of the value far beyond its usual step (burst pipe);
+* **drop** — a sudden fall of the value far beyond its usual step (burst pipe), confirmed
+  by the next reading: one reading that falls (a glitch, a 0 read) and is contradicted by
+  the next opens nothing, and nothing learns from it or from the step back;
 * **stuck** — a run of exactly repeated values that the series' own repeat rate makes
   implausible (p ** run < 1e-9), so a quantised, slowly varying sensor is not flagged but
   a frozen one is.
@@ -161,7 +163,9 @@ class MeasuredSeries:
                 )
             )
         if spec.drop_frac is not None:
-            specs.append(EpisodeSpec("stat.drop", "sudden_drop", spec.metric, clear_hits=3))
+            specs.append(
+                EpisodeSpec("stat.drop", "sudden_drop", spec.metric, min_hits=2, clear_hits=3)
+            )
         if spec.stuck:
             specs.append(EpisodeSpec("stat.stuck", spec.stuck_kind, spec.metric, clear_hits=2))
         specs += extra
@@ -304,9 +308,13 @@ class MeasuredSeries:
             c["espread"][s] = np.where(upd, ewma(spread, np.abs(e), alpha), spread)
             c["esspread"][s] = np.where(upd, ewma(sspread, np.abs(es), alpha), sspread)
 
+        # a drop waits one reading for confirmation (min_hits 2): "pending" while it waits,
+        # "was_pending" when the previous reading did (a glitch, if this one is not)
+        pending = was_pending = np.zeros(len(s), np.bool_)
         if spec.drop_frac is not None:
             drop = level - x
             cond = warm & (drop > spec.drop_frac * np.abs(level)) & (drop > 10 * dabs)
+            was_pending = (c["stat.drop.hits"][s] > 0) & (c["stat.drop.active"][s] == 0)
             out += self.detectors["stat.drop"].update(
                 s,
                 cond,
@@ -315,6 +323,7 @@ class MeasuredSeries:
                 rx,
                 self._describe_drop(s, x, level),
             )
+            pending = cond & (c["stat.drop.active"][s] == 0)
 
         if spec.stuck:
             same = x == last_x
@@ -342,8 +351,8 @@ class MeasuredSeries:
             upd = learn & ~cond & ~idle
             c["prep"][s] = np.where(upd, prep + 0.01 * (same - prep), prep)
 
-        # learn: only from points outside any open episode of this series
-        anomalous = np.zeros(len(s), np.bool_)
+        # learn: only from points outside any open episode of this series (or a pending drop)
+        anomalous = pending.copy()
         for col in self._active:
             anomalous |= c[col][s] > 0
         c["anomalous"][s] = anomalous
@@ -351,10 +360,12 @@ class MeasuredSeries:
         if spec.seasonal:
             self._learn_seasonal(s, lo, hi, w, x, scale_floor, learn)
         dx = np.abs(x - last_x)
-        c["dabs"][s] = np.where(learn & ~np.isnan(dx), ewma(dabs, dx, 0.02), dabs)
+        step_ok = learn & ~np.isnan(dx) & ~was_pending
+        c["dabs"][s] = np.where(step_ok, ewma(dabs, dx, 0.02), dabs)
         # the recent level follows every point: a drop is judged against the last few
-        # readings, whatever their state (a slow decline is the shift detector's)
-        c["lvl"][s] = ewma(level, x, 0.3)
+        # readings, whatever their state (a slow decline is the shift detector's), except a
+        # drop waiting for confirmation: the next reading is judged against the same level
+        c["lvl"][s] = np.where(pending, level, ewma(level, x, 0.3))
         c["last_x"][s], c["last_t"][s] = x, t
         c["n"][s] = n + 1
         return out

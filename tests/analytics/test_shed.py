@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from firewatch.analytics.shed import ShedDetectors, group_median
+from firewatch.analytics import checkpoint
+from firewatch.analytics.shed import ShedDetectors, group_median, median3
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import DeviceKind, Severity
 from firewatch.core.rows import TelemetryRow
@@ -219,9 +220,95 @@ def test_thermal_runaway() -> None:
     assert a.severity is Severity.CRITICAL
     assert a.component == f"port {port + 1}"
     assert "thermal runaway" in a.explanation
-    assert (a.started_at, a.detected_at) == (t + MIN, t + 2 * MIN)
+    # judged on the median of three readings: confirmed by the reading after the first
+    # jump, opened one reading later (one report interval of delay, docs/analytics.md)
+    assert (a.started_at, a.detected_at) == (t + 2 * MIN, t + 3 * MIN)
     assert a.evidence["rate_c_per_min"] > 60.0
     assert of(out, "rule.port_overheat")
+
+
+# -- single-reading glitches (issue 16) -------------------------------------------------------
+
+
+def _glitched(rows: list[TelemetryRow], at: dict[int, tuple[int, float]]) -> list[TelemetryRow]:
+    """``rows`` with, at row ``m``, port ``p``'s reading replaced by ``v`` (one reading)."""
+    out = list(rows)
+    for m, (p, v) in at.items():
+        r = out[m]
+        temps = list(r.port_temp_c or [])
+        temps[p] = v
+        out[m] = shed_row(S, r.ts.timestamp(), temps, r.port_current_a or [], r.ambient_c)
+    return out
+
+
+def _idle_and_charging(rows: Sequence[TelemetryRow], m: int) -> tuple[int, int]:
+    """The ports drawing the least and the most current at row ``m``."""
+    amps = np.array(rows[m].port_current_a or [])
+    return int(np.argmin(amps)), int(np.argmax(amps))
+
+
+def test_single_reading_glitches_open_no_rise() -> None:
+    plain = sessions(8 * 60, seed=1)
+    assert run(plain) == []
+    at: dict[int, tuple[int, float]] = {}
+    for m in range(120, 460, 20):  # a glitch every 20 min on an idle and a charging port
+        idle, busy = _idle_and_charging(plain, m)
+        t0 = (plain[m].port_temp_c or [])[idle]
+        at[m] = (idle, 0.0 if m % 40 else round(t0 * 1.6, 1))  # a 0 read, or 60 % up
+        t1 = (plain[m + 10].port_temp_c or [])[busy]
+        at[m + 10] = (busy, round(t1 * (0.4 if m % 40 else 1.5), 1))
+    out = run(_glitched(plain, at))
+    assert of(out, "stat.temp_rise") == [], [a.explanation for a in out]
+    # glitches on idle (0 A) and on charging ports, 0 reads among them
+    amps = [(plain[m].port_current_a or [])[p] for m, (p, _) in at.items()]
+    assert min(amps) == 0.0
+    assert max(amps) > 1.0
+    assert min(v for _, v in at.values()) == 0.0
+
+
+def test_rise_that_persists_is_flagged_within_three_readings() -> None:
+    plain = sessions(8 * 60, seed=1)
+    amps = np.array([r.port_current_a or [] for r in plain])
+    # a port charging at constant current for 12 minutes before and 5 after minute m
+    m, busy = next(
+        (m, p) for m in range(200, 400) for p in range(6) if amps[m - 12 : m + 5, p].min() > 1.0
+    )
+    rows = sessions(8 * 60, seed=1, fault=(busy, m, 4.0))  # 4 °C/min from minute m
+    out = run(rows[: m + 10])
+    rise = of(out, "stat.temp_rise")
+    assert rise
+    assert rise[0].component == f"port {busy + 1}"
+    t_on = rows[m].ts.timestamp()
+    assert t_on < rise[0].detected_at <= t_on + 3 * MIN  # two rates of medians: 3 readings
+
+
+def test_glitch_pending_across_a_checkpoint_is_the_same() -> None:
+    """The median's history (the last two readings, the last median, its rate) is part of
+    the checkpoint: a restore between a glitch and the reading after it changes nothing."""
+    plain = sessions(6 * 60, seed=2)
+    idle, _ = _idle_and_charging(plain, 200)
+    rows = _glitched(plain, {200: (idle, 0.0)})
+    t = rows[-1].ts.timestamp()
+    last = rows[-1]
+    assert last.port_current_a is not None
+    assert last.port_temp_c is not None
+    port = int(np.argmax(last.port_current_a))
+    for i in range(1, 4):  # and a runaway at the end, started before the checkpoint
+        temps = list(last.port_temp_c)
+        temps[port] += 150.0 * i
+        rows.append(shed_row(S, t + i * MIN, temps, last.port_current_a, last.ambient_c))
+    ps = profiles(profile(S, DeviceKind.EBIKE_SHED))
+    whole = ShedDetectors(ps, unit_of(ps)).process(frame(rows))
+    for cut in (201, len(rows) - 2):
+        first = ShedDetectors(ps, unit_of(ps))
+        out = first.process(frame(rows[:cut]))
+        again = ShedDetectors(ps, unit_of(ps))
+        again.restore(checkpoint.unpack(checkpoint.pack(first.state())))
+        out += again.process(frame(rows[cut:]))
+        assert out == whole
+    assert "stat.temp_rise" in {a.detector for a in whole}
+    assert {a.component for a in whole} == {f"port {port + 1}"}  # none for the glitch
+    assert min(a.started_at for a in whole) > t
 
 
 # -- group_median ---------------------------------------------------------------------------
@@ -245,3 +332,10 @@ def test_group_median_empty_and_all_nan() -> None:
     med, size = group_median(np.zeros(0, np.int64), np.zeros(0))
     assert len(med) == 0
     assert len(size) == 0
+
+
+def test_median3_by_hand() -> None:
+    a = np.array([1.0, 5.0, 0.0, 3.0])
+    b = np.array([2.0, 1.0, 9.0, 3.0])
+    c = np.array([3.0, 3.0, 4.0, -1.0])
+    assert median3(a, b, c).tolist() == [2.0, 3.0, 4.0, 3.0]

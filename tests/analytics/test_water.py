@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from firewatch.analytics import checkpoint
 from firewatch.analytics.water import WaterDetectors
 from firewatch.core.anomalies import Anomaly, Origin
 from firewatch.core.domain import Severity
@@ -144,11 +145,53 @@ def test_sudden_drop_after_warm_up() -> None:
     first = drop[0]
     assert first.kind == "sudden_drop"
     assert first.severity is Severity.CRITICAL
-    assert first.started_at == first.detected_at == t[n]
+    # confirmed by the next reading: opened one reading after the fall, dated from it
+    assert (first.started_at, first.detected_at) == (t[n], t[n + 1])
     assert "fell suddenly" in first.explanation
     assert "% drop" in first.explanation
     assert 55 <= 100 * (1 - first.evidence["value"] / first.evidence["before"]) <= 65
     assert of(out, "rule.pressure_low") == []
+
+
+def test_single_reading_glitches_are_not_drops() -> None:
+    """One reading far down (a 0 read, 40-80 % low) and the next back to normal: a sensor
+    glitch, not a burst pipe. Nor does it teach the drop detector a larger usual step: a
+    real burst right after the glitches is still caught at its second reading."""
+    n = 2 * 1440
+    t, v = daily_pressure(n + 400)
+    plain = run(rows_of(t, v))
+    assert plain == []
+    glitched = v.copy()
+    glitches = list(range(n + 10, n + 300, 15))
+    for i, g in enumerate(glitches):
+        glitched[g] = 0.0 if i % 3 == 0 else round(v[g] * (0.2 + 0.1 * (i % 5)), 1)
+    out = run(rows_of(t, glitched))
+    assert of(out, "stat.drop") == [], [a.explanation for a in out]
+    burst = glitched.copy()
+    burst[n + 320 :] = np.round(v[n + 320 :] * 0.5, 1)
+    drop = of(run(rows_of(t, burst)), "stat.drop")
+    assert drop
+    assert (drop[0].started_at, drop[0].detected_at) == (t[n + 320], t[n + 321])
+
+
+def test_drop_pending_across_a_checkpoint_is_the_same() -> None:
+    """A drop waiting for its confirmation (the tracker's hit count, the held level) is in
+    the checkpoint: a restore between the fall and the next reading changes nothing."""
+    n = 2 * 1440
+    t, v = daily_pressure(n + 40)
+    v[n - 20] = 0.0  # a glitch
+    v[n:] = np.round(v[n:] * 0.4, 1)  # and a burst
+    rows = rows_of(t, v)
+    ps = profiles(profile(W, min_kpa=100.0, design_kpa=600.0, tank_low_m=1.0))
+    whole = WaterDetectors(ps, unit_of(ps)).process(frame(rows))
+    assert min(a.started_at for a in whole) == of(whole, "stat.drop")[0].started_at == t[n]
+    for cut in (n - 19, n + 1):
+        first = WaterDetectors(ps, unit_of(ps))
+        out = first.process(frame(rows[:cut]))
+        again = WaterDetectors(ps, unit_of(ps))
+        again.restore(checkpoint.unpack(checkpoint.pack(first.state())))
+        out += again.process(frame(rows[cut:]))
+        assert out == whole
 
 
 def test_drop_before_warm_up_is_not_judged() -> None:
