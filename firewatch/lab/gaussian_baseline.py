@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from firewatch.scoring.scorer import ScoreResult
+from firewatch.scoring.streaming_stats import gaussian_surprise
 
 __all__ = ["GaussianWindowScorer", "score_series_gaussian"]
 
@@ -35,18 +36,6 @@ SUPPRESS = 0.25  # factor on scores inside the refractory period
 S_HALF = 4.5  # surprise (-log10 p) at score 0.5
 S_WIDTH = 0.75
 _MAX_SURPRISE = 60.0
-_LN10 = math.log(10.0)
-
-
-def _two_sided_surprise(z: float) -> float:
-    """``-log10 P(|Z| >= |z|)`` for a standard normal ``Z`` (asymptotic beyond |z| = 30)."""
-    a = abs(z)
-    if a < 30.0:
-        p = math.erfc(a / math.sqrt(2.0))
-        return min(_MAX_SURPRISE, -math.log10(p)) if p > 0.0 else _MAX_SURPRISE
-    # log of erfc(x/√2) ≈ -x²/2 - log(x) - log(√(π/2)) for large x
-    ln_p = -0.5 * a * a - math.log(a) - 0.5 * math.log(math.pi / 2.0)
-    return min(_MAX_SURPRISE, -ln_p / _LN10)
 
 
 class GaussianWindowScorer:
@@ -103,7 +92,7 @@ class GaussianWindowScorer:
             # against a relative resolution when the series was always constant
             sd = max(sd, 1e-3 * self._scale_floor, 1e-9 * max(1.0, abs(mu)))
             m = sum(self._recent) / self.tail
-            surprise = _two_sided_surprise((m - mu) / (sd / math.sqrt(self.tail)))
+            surprise = min(_MAX_SURPRISE, gaussian_surprise((m - mu) / (sd / math.sqrt(self.tail))))
             score = 1.0 / (1.0 + math.exp(-(surprise - S_HALF) / S_WIDTH))
         flag = 0
         if self._quiet > 0:
