@@ -49,6 +49,18 @@ class PanelEventType(StrEnum):
     SYSTEM_STATUS = "system_status"  # type flag 1; also the panel's periodic status
     COMPONENT_STATUS = "component_status"  # type flag 2
     OPERATION = "operation"  # type flag 4: operator actions on the panel
+    ANALOG = "analog"  # type flag 3: a component's analog value (detail: quantity, value, unit)
+    SOFTWARE_VERSION = "software_version"  # type flag 5 (detail: version)
+    SYSTEM_CONFIG = "system_config"  # type flag 6: configuration text in description
+    COMPONENT_CONFIG = "component_config"  # type flag 7: a component's description
+    SYSTEM_TIME = "system_time"  # type flag 8: the fire system's clock (detail: clock)
+    TRANSMISSION_STATUS = "transmission_status"  # type flag 21: the UITD's status byte
+    TRANSMISSION_OPERATION = "transmission_operation"  # type flag 24: operations on the UITD
+    TRANSMISSION_VERSION = "transmission_version"  # type flag 25 (detail: version)
+    TRANSMISSION_CONFIG = "transmission_config"  # type flag 26: configuration text
+    TRANSMISSION_TIME = "transmission_time"  # type flag 28: the UITD's clock (detail: clock)
+    DUTY_CHECK = "duty_check"  # the outcome of a duty check (查岗, type flag 91) the center asked
+    RAW = "raw"  # an information object the gateway could not decode (detail: type_flag, hex)
 
 
 #: System status (16 bits). Bit 0 and bit 11 are handled specially in :func:`decode_status`.
@@ -84,6 +96,39 @@ OPERATION_BITS: dict[int, str] = {
     6: "test",
 }
 
+#: User information transmission device (UITD, 用户信息传输装置) status byte (type flag 21).
+#: Bit 0 is 1 for normal monitoring and 0 for test, as in the system word: a byte with bit 0
+#: clear carries the flag ``test``. Bits 5 and 6 are recalled, not checked against the text.
+TRANSMISSION_STATUS_BITS: dict[int, str] = {
+    1: "fire",
+    2: "fault",
+    3: "mains_power_fault",
+    4: "backup_power_fault",
+    5: "link_fault",  # the channel to the monitoring center
+    6: "line_fault",  # the line to the fire system
+}
+
+#: UITD operation record (type flag 24), one byte. ``duty_answer`` (查岗应答) is the on-duty
+#: person's answer to a duty check.
+TRANSMISSION_OPERATION_BITS: dict[int, str] = {
+    0: "reset",
+    1: "silence",
+    2: "manual_alarm",
+    3: "alarm_cleared",
+    4: "self_test",
+    5: "duty_answer",
+    6: "test",
+}
+
+#: Types whose status is one byte (an operation record or the UITD status byte).
+BYTE_STATUS_TYPES = frozenset(
+    {
+        PanelEventType.OPERATION,
+        PanelEventType.TRANSMISSION_STATUS,
+        PanelEventType.TRANSMISSION_OPERATION,
+    }
+)
+
 #: Flags that mean the panel reports trouble (used by later alerting).
 ALARM_FLAGS = frozenset(
     {
@@ -95,6 +140,11 @@ ALARM_FLAGS = frozenset(
         "mains_power_fault",
         "backup_power_fault",
         "bus_fault",
+        "line_fault",
+        "link_fault",
+        "manual_alarm",
+        "duty_missed",
+        "duty_late",
     }
 )
 
@@ -102,14 +152,29 @@ ALARM_FLAGS = frozenset(
 def decode_status(event_type: PanelEventType, word: int) -> list[str]:
     """Decode a status word into its named flags, in bit order.
 
-    Raises ``ValueError`` if the word does not fit its type (16 bits, or 8 for operations).
+    System and component status: 16 bits (bit 0 clear: ``test``). Operation records
+    (panel and UITD): 8 bits. UITD status: 8 bits (bit 0 clear: ``test``). A duty check's
+    outcome: bit 0 set = answered, clear = ``duty_missed``; bit 1 = ``duty_late``. Every
+    other type has no flags (the gateway sends status 0; any 16-bit word is accepted).
+
+    Raises ``ValueError`` if the word does not fit its type (16 bits, or 8 for operations
+    and the UITD status byte).
     """
-    if event_type is PanelEventType.OPERATION:
+    if event_type in BYTE_STATUS_TYPES:
         if not 0 <= word <= 0xFF:
-            raise ValueError(f"operation word {word} does not fit in 8 bits")
-        return [name for bit, name in OPERATION_BITS.items() if word >> bit & 1]
+            raise ValueError(f"{event_type.value} word {word} does not fit in 8 bits")
+        if event_type is PanelEventType.OPERATION:
+            return [name for bit, name in OPERATION_BITS.items() if word >> bit & 1]
+        if event_type is PanelEventType.TRANSMISSION_OPERATION:
+            return [name for bit, name in TRANSMISSION_OPERATION_BITS.items() if word >> bit & 1]
+        flags = [] if word & 1 else ["test"]
+        return flags + [name for bit, name in TRANSMISSION_STATUS_BITS.items() if word >> bit & 1]
     if not 0 <= word <= 0xFFFF:
         raise ValueError(f"status word {word} does not fit in 16 bits")
+    if event_type is PanelEventType.DUTY_CHECK:
+        return ([] if word & 1 else ["duty_missed"]) + (["duty_late"] if word >> 1 & 1 else [])
+    if event_type not in (PanelEventType.SYSTEM_STATUS, PanelEventType.COMPONENT_STATUS):
+        return []
     bits = (
         SYSTEM_STATUS_BITS if event_type is PanelEventType.SYSTEM_STATUS else COMPONENT_STATUS_BITS
     )
