@@ -9,6 +9,14 @@ episodes and count false alarms per unit:
 * per panel, system-level conditions no component explains: mains / backup power fault
   and bus fault, and — for panels that never report components — the system word's
   fire / fault / isolation / supervisory bits;
+* per user information transmission device (UITD, component ``transmission``): its status
+  byte's fault, mains / backup power fault and line / link fault (``transmission_fault``);
+  for panels that never report components its fire bit counts as the system word's (one
+  episode on ``system``); a *manual alarm* pressed on it is a fire alarm on
+  ``transmission`` until its *reset* or *alarm cleared* operation;
+* per panel, duty checks (查岗, GB 50440's patrol of the control room): a check the on-duty
+  person did not answer, or answered late, opens ``duty_check_missed`` until a later one is
+  answered in time;
 * per unit: more than ``false_alarms_per_day`` probable false alarms in 24 hours (a fire
   alarm from one component cleared within ``false_alarm_max_s``) — GB 50440 asks for a
   handling plan then.
@@ -21,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from firewatch.analytics.episodes import anomaly_from_json, anomaly_to_json
@@ -39,9 +48,26 @@ FLAG_EPISODES: dict[str, tuple[str, str, Severity]] = {
     "mains_power_fault": ("panel.mains_power_fault", "power_fault", Severity.HIGH),
     "backup_power_fault": ("panel.backup_power_fault", "power_fault", Severity.HIGH),
     "bus_fault": ("panel.bus_fault", "bus_fault", Severity.HIGH),
+    "line_fault": ("panel.line_fault", "transmission_fault", Severity.MEDIUM),
+    "link_fault": ("panel.link_fault", "transmission_fault", Severity.MEDIUM),
 }
 SYSTEM_ONLY = ("mains_power_fault", "backup_power_fault", "bus_fault")
 COMPONENT_LIKE = ("fire", "fault", "isolated", "supervisory")
+#: The UITD's own conditions (type 21 status byte), on component :data:`TRANSMISSION`.
+TRANSMISSION_FLAGS = (
+    "fault",
+    "mains_power_fault",
+    "backup_power_fault",
+    "line_fault",
+    "link_fault",
+)
+TRANSMISSION = "transmission"
+#: State slot of a manual alarm pressed on the UITD (apart from its status byte's fire bit:
+#: the status byte does not clear it, its reset or alarm-cleared operation does).
+MANUAL_ALARM = "manual_alarm"
+#: The duty-check episode: (detector, kind, severity), its state slot and component.
+DUTY_EPISODE = ("panel.duty_check", "duty_check_missed", Severity.HIGH)
+DUTY = "duty"
 DAY_S = 86_400.0
 
 
@@ -73,6 +99,10 @@ class PanelDetectors:
             t = ev.ts.timestamp()
             rx = ev.received_at.timestamp()
             dev = ev.device_id
+            if ev.event_type == "duty_check":
+                # timed by the gateway's clock, not the panel's: outside the clock check
+                out += self._duty(dev, t, rx, ev)
+                continue
             if t < self.last_ts.get(dev, float("-inf")) - 1.0:
                 continue  # the panel's clock went back: keep the state moving forward
             self.last_ts[dev] = max(t, self.last_ts.get(dev, t))
@@ -92,7 +122,85 @@ class PanelDetectors:
                 for (d, flag, comp), _a in list(self.open.items()):
                     if d == dev and flag == "fire":
                         out += self._set(dev, flag, comp, False, t, rx, ev, why="reset")
+            elif ev.event_type == "transmission_status":
+                for flag in TRANSMISSION_FLAGS:
+                    out += self._set(dev, flag, TRANSMISSION, flag in flags, t, rx, ev)
+                if dev not in self.has_components:
+                    # the UITD forwards the panel's fire: the system word's episode, not a
+                    # second one (which alerting would take for a second detector in fire)
+                    on, text = "fire" in flags, "fire alarm reported by the transmission device"
+                    out += self._set(dev, "fire", "system", on, t, rx, ev, text=text)
+            elif ev.event_type == "transmission_operation":
+                out += self._transmission_operation(dev, flags, t, rx, ev)
         return out
+
+    def _transmission_operation(
+        self, dev: str, flags: set[str], t: float, rx: float, ev: EventRow
+    ) -> list[Anomaly]:
+        """A manual alarm on the UITD opens a fire alarm on it (unless one is open); its
+        reset or alarm-cleared operation closes it (a record that also says manual alarm
+        is one more alarm, not a clearing)."""
+        slot = MANUAL_ALARM
+        out: list[Anomaly] = []
+        clear = "reset" if "reset" in flags else "alarm cleared" if "alarm_cleared" in flags else ""
+        if clear and "manual_alarm" not in flags:
+            out += self._set(dev, "fire", TRANSMISSION, False, t, rx, ev, why=clear, slot=slot)
+        elif "manual_alarm" in flags:
+            text = "manual fire alarm raised at the transmission device"
+            out += self._set(dev, "fire", TRANSMISSION, True, t, rx, ev, slot=slot, text=text)
+        return out
+
+    def _duty(self, dev: str, t: float, rx: float, ev: EventRow) -> list[Anomaly]:
+        """A duty check not answered in time opens (or extends) the device's duty episode;
+        one answered in time closes it."""
+        key = (dev, DUTY, DUTY)
+        a = self.open.get(key)
+        late = "duty_late" in ev.flags
+        if "duty_missed" not in ev.flags and not late:
+            if a is None:
+                return []
+            del self.open[key]
+            a.ended_at, a.last_at, a.revision = t, t, a.revision + 1
+            a.explanation += f"; the duty check asked at {_asked_at(ev)} was answered in time"
+            return [dataclasses.replace(a)]
+        text = _duty_text(ev, late)
+        evidence = {
+            "event_type": ev.event_type,
+            "status_word": ev.status_word,
+            "seq": ev.seq,
+            "flags": list(ev.flags),
+            "detail": ev.detail or {},
+        }
+        if a is not None:
+            # the gateway reports a missed check, then its late answer: one check, not two
+            request = (ev.detail or {}).get("request_id")
+            same = request is not None and request == a.evidence["detail"].get("request_id")
+            count = int(a.evidence.get("unanswered", 1)) + (0 if same else 1)
+            a.last_at, a.revision = max(a.last_at, t), a.revision + 1
+            a.evidence = {**evidence, "unanswered": count}
+            if count > 1:
+                text += f" ({count} duty checks in a row not answered in time)"
+            a.explanation = text
+            return [dataclasses.replace(a)]
+        detector, kind, sev = DUTY_EPISODE
+        a = Anomaly(
+            device_id=dev,
+            unit_id=self.unit_of(dev),
+            detector=detector,
+            kind=kind,
+            metric="duty_check",
+            component=DUTY,
+            origin=Origin.REPORTED,
+            severity=sev,
+            score=1.0,
+            started_at=t,
+            detected_at=rx,
+            last_at=t,
+            explanation=text,
+            evidence={**evidence, "unanswered": 1},
+        )
+        self.open[key] = a
+        return [dataclasses.replace(a)]
 
     def _set(
         self,
@@ -104,13 +212,17 @@ class PanelDetectors:
         rx: float,
         ev: EventRow,
         why: str = "cleared",
+        slot: str | None = None,
+        text: str | None = None,
     ) -> list[Anomaly]:
-        key = (dev, flag, comp)
+        """Open or close the episode of ``flag`` on ``comp`` (state kept under ``slot``,
+        by default the flag itself); ``text`` replaces the default explanation."""
+        key = (dev, slot or flag, comp)
         a = self.open.get(key)
         if on and a is None:
             detector, kind, sev = FLAG_EPISODES[flag]
-            where = "the panel" if comp == "system" else comp
-            text = f"{kind.replace('_', ' ')} reported by {where}"
+            where = _WHERE.get(comp, comp)
+            text = text or f"{kind.replace('_', ' ')} reported by {where}"
             if ev.description:
                 text += f" ({ev.description})"
             a = Anomaly(
@@ -141,7 +253,8 @@ class PanelDetectors:
             a.ended_at, a.last_at, a.revision = t, t, a.revision + 1
             a.explanation += f"; {why}"
             out = [dataclasses.replace(a)]
-            if flag == "fire" and comp != "system" and t - a.started_at <= self.false_alarm_max_s:
+            # a component's alarm, not the panel's or the UITD's own (as the system word's)
+            if flag == "fire" and comp not in _WHERE and t - a.started_at <= self.false_alarm_max_s:
                 out += self._false_alarm(dev, t, rx, comp)
             return out
         return []
@@ -220,6 +333,51 @@ class PanelDetectors:
         self.last_ts = {k: float(v) for k, v in state["last_ts"].items()}
         self.false_alarms = {u: deque(map(float, v)) for u, v in state["false_alarms"].items()}
         self.unit_open = {u: anomaly_from_json(a) for u, a in state["unit_open"].items()}
+
+
+_WHERE = {"system": "the panel", TRANSMISSION: "the transmission device"}
+
+
+def _asked_at(ev: EventRow) -> str:
+    """When the duty check of ``ev`` was asked (its ``asked_at``, else the event's time)."""
+    asked = _time((ev.detail or {}).get("asked_at")) or ev.ts
+    return asked.isoformat(timespec="seconds")
+
+
+def _duty_text(ev: EventRow, late: bool) -> str:
+    detail = ev.detail or {}
+    timeout = _seconds(detail.get("timeout_s"))
+    within = f" within {_duration(timeout)}" if timeout else " in time"
+    text = f"the on-duty person did not answer the duty check (查岗) asked at {_asked_at(ev)}"
+    text += within
+    asked, answered = _time(detail.get("asked_at")), _time(detail.get("answered_at"))
+    if late and asked and answered:
+        text += f": answered late, after {(answered - asked).total_seconds():.0f} s"
+    elif late:
+        text += ": answered late"
+    return text
+
+
+def _time(value: object) -> datetime | None:
+    """An aware time from a detail value (ISO 8601 text), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else None
+
+
+def _seconds(value: object) -> float | None:
+    """A positive number of seconds from a detail value, or None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds % 60 == 0 else f"{seconds:g} s"
 
 
 def _component(ev: EventRow) -> str:

@@ -157,9 +157,11 @@ CATEGORY_OF_TYPE: dict[str, AlertCategory] = {
     "supervisory_signal": AlertCategory.FAULT,
     "power_fault": AlertCategory.FAULT,
     "bus_fault": AlertCategory.FAULT,
+    "transmission_fault": AlertCategory.FAULT,  # the UITD's line to the panel or to the center
     "device_offline": AlertCategory.OFFLINE,
     "patrol_failed": AlertCategory.OFFLINE,
     "mass_offline": AlertCategory.OFFLINE,
+    "duty_check_missed": AlertCategory.OFFLINE,  # nobody answered at the control room
     "false_alarm_storm": AlertCategory.UNIT,
 }
 

@@ -12,12 +12,24 @@ unit mix-up), not unusual ones. Detectors decide what is unusual.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from firewatch.core.domain import Channel, DeviceKind, PanelEventType
+from firewatch.core.domain import BYTE_STATUS_TYPES, Channel, DeviceKind, PanelEventType
 
 CONTRACT_VERSION = 1
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -42,6 +54,52 @@ def _storable_text(value: str) -> str:
 
 #: A string the database can store (see :func:`_storable_text`); max length per field.
 Text = Annotated[str, AfterValidator(_storable_text)]
+
+
+#: ``detail`` of a panel event: at most 16 keys of ``[a-z_]{1,32}``, flat (no nested objects
+#: or lists). See :func:`_detail_value` for the values.
+DETAIL_MAX_KEYS = 16
+DETAIL_MAX_TEXT = 256
+DetailScalar = str | bool | int | float | None
+
+
+def _detail_value(value: object) -> DetailScalar:
+    """One ``detail`` value: a string of at most 256 characters that the database can store
+    (as :data:`Text`), a boolean, an integer that fits in 64 bits, a finite number, or null.
+    The error types are pydantic's own, so ingest's dead-letter reasons are the usual ones
+    (``not_finite``, ``out_of_range``, ``wrong_type``, ``invalid``)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise PydanticCustomError(
+                "less_than", "Input should fit in 64 bits (less than 2**63 in magnitude)"
+            )
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise PydanticCustomError("finite_number", "Input should be a finite number")
+        return value
+    if isinstance(value, str):
+        if len(value) > DETAIL_MAX_TEXT:
+            raise PydanticCustomError(
+                "string_too_long", f"String should have at most {DETAIL_MAX_TEXT} characters"
+            )
+        return _storable_text(value)
+    raise PydanticCustomError(
+        "detail_value_type", "Input should be a string, a number, a boolean or null"
+    )
+
+
+DetailKey = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
+DetailValue = Annotated[
+    DetailScalar,
+    PlainValidator(_detail_value),
+    WithJsonSchema(
+        {"anyOf": [{"type": t} for t in ("string", "integer", "number", "boolean", "null")]}
+    ),
+]
+Detail = Annotated[dict[DetailKey, DetailValue], Field(max_length=DETAIL_MAX_KEYS)]
 
 
 def is_valid_id(value: str) -> bool:
@@ -107,9 +165,19 @@ class PanelEvent(_Payload):
     system_addr: int = Field(ge=0, le=255)
     component_type: int | None = Field(default=None, ge=0, le=255)
     component_addr: int | None = Field(default=None, ge=0, le=2**32 - 1)
-    status: int = Field(ge=0, le=0xFFFF, description="16-bit status word (8-bit for operation).")
+    status: int = Field(
+        ge=0,
+        le=0xFFFF,
+        description="16-bit status word (8-bit for operation, transmission_status and "
+        "transmission_operation; 0 for a type without one).",
+    )
     operator: int | None = Field(default=None, ge=0, le=255)
     description: Text | None = Field(default=None, max_length=256)
+    detail: Detail | None = Field(
+        default=None,
+        description="What a type carries beyond the status word (analog value, version, "
+        "clock, duty-check times …): at most 16 flat key/value pairs.",
+    )
 
     @model_validator(mode="after")
     def _component_fields(self) -> PanelEvent:
@@ -117,8 +185,10 @@ class PanelEvent(_Payload):
             self.component_type is None or self.component_addr is None
         ):
             raise ValueError("component_status needs component_type and component_addr")
-        if self.type is PanelEventType.OPERATION and self.status > 0xFF:
-            raise ValueError("an operation word has 8 bits")
+        if self.type in BYTE_STATUS_TYPES and self.status > 0xFF:
+            if self.type is PanelEventType.OPERATION:
+                raise ValueError("an operation word has 8 bits")
+            raise ValueError(f"a {self.type.value} word has 8 bits")
         return self
 
 

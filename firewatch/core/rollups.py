@@ -123,6 +123,8 @@ FAULT_DETECTORS: dict[str, str] = {
     "panel.mains_power_fault": "mains_power_fault",
     "panel.backup_power_fault": "backup_power_fault",
     "panel.bus_fault": "bus_fault",
+    "panel.line_fault": "line_fault",  # the UITD's line to the fire system
+    "panel.link_fault": "link_fault",  # the UITD's channel to the center
 }
 #: An isolated (shielded) component.
 ISOLATION_DETECTOR = "panel.isolated"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from firewatch.core.domain import PanelEventType
 
@@ -76,6 +76,8 @@ class EventRow(NamedTuple):
     flags: list[str]
     operator: int | None
     description: str | None
+    #: the payload's ``detail`` object (flat: str, int, float, bool or None values), or None
+    detail: dict[str, Any] | None = None
 
 
 class StatusRow(NamedTuple):
@@ -140,6 +142,8 @@ def row_problem(row: Row | DeadLetter) -> str | None:
             return f"unknown event type {row.event_type!r}"
         if row.flags is None or any(not isinstance(f, str) for f in row.flags):
             return "flags must be a list of names"
+        if row.detail is not None and not isinstance(row.detail, dict):
+            return f"detail is not an object: {type(row.detail).__name__}"
         return None
     if isinstance(row, StatusRow):
         return None if row.state in _STATES else f"unknown state {row.state!r}"

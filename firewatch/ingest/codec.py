@@ -313,6 +313,7 @@ def _to_row(device_id: str, received_at: datetime, msg: Any) -> Row:
             decode_status(msg.type, msg.status),
             msg.operator,
             msg.description,
+            msg.detail,
         )
     assert isinstance(msg, DeviceStatus)
     return StatusRow(

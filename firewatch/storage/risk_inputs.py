@@ -38,7 +38,7 @@ from firewatch.core.rollups import Rollup, rollup_of
 
 OFFLINE_KINDS = ("device_offline", "device_silent")
 ISOLATION_KINDS = ("component_isolated",)
-FAULT_KINDS = ("panel_fault", "power_fault", "bus_fault")
+FAULT_KINDS = ("panel_fault", "power_fault", "bus_fault", "transmission_fault")
 
 _FACTS = """
 WITH scope AS (

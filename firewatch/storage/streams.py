@@ -41,7 +41,7 @@ STREAM_COLUMNS: dict[str, tuple[Sequence[str], Sequence[str]]] = {
     "events": (
         EventRow._fields,
         ("text", "int8", "timestamptz", "timestamptz", "text", "int2", "int2", "int2", "int8",
-         "int4", "text[]", "int2", "text"),
+         "int4", "text[]", "int2", "text", "jsonb"),
     ),
     "device_status": (
         StatusRow._fields,

@@ -140,6 +140,8 @@ def test_escalated_goes_one_level_up_and_caps_at_critical(severity: Severity, up
         ("likely_real_fire", "likely_real_fire", AlertCategory.FIRE),
         ("panel_fault", "panel_fault", AlertCategory.FAULT),
         ("power_fault", "power_fault", AlertCategory.FAULT),
+        ("transmission_fault", "transmission_fault", AlertCategory.FAULT),
+        ("duty_check_missed", "duty_check_missed", AlertCategory.OFFLINE),
         ("false_alarm_storm", "false_alarm_storm", AlertCategory.UNIT),
         ("low_pressure", "low_pressure", AlertCategory.ANOMALY),
         ("something_new", "something_new", AlertCategory.ANOMALY),

@@ -61,3 +61,28 @@ def panel_event(
     if description is not None:
         body["description"] = description
     return orjson.dumps(body)
+
+
+def gbt_event(
+    seq: int,
+    type_: str,
+    status: int = 0,
+    ts: str | None = None,
+    *,
+    detail: dict[str, Any] | None = None,
+    **fields: Any,
+) -> bytes:
+    """A panel event of any type as the GB/T 26875.3 gateway publishes it (system type and
+    address 0 unless given; ``detail`` when given)."""
+    body: dict[str, Any] = {
+        "seq": seq,
+        "ts": ts or now_iso(),
+        "type": type_,
+        "system_type": 0,
+        "system_addr": 0,
+        "status": status,
+        **fields,
+    }
+    if detail is not None:
+        body["detail"] = detail
+    return orjson.dumps(body)

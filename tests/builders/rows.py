@@ -116,13 +116,16 @@ def event(
     ctype: int | None = None,
     seq: int = 1,
     description: str | None = None,
+    detail: dict[str, Any] | None = None,
+    rx: When | None = None,
 ) -> EventRow:
-    """A panel event with its flags decoded from ``word`` (bit 0 set: normal operation)."""
+    """A panel event with its flags decoded from ``word`` (bit 0 set: normal operation),
+    received at ``rx`` (default: when it was sent)."""
     return EventRow(
         dev,
         seq,
         dt(t),
-        dt(t),
+        dt(t if rx is None else rx),
         etype.value,
         1,
         0,
@@ -132,6 +135,7 @@ def event(
         decode_status(etype, word),
         None,
         description,
+        detail,
     )
 
 

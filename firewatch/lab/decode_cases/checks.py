@@ -61,6 +61,15 @@ def _value_problem(pg_type: str, v: object) -> str | None:
         return None if ok else f"{v!r} is not a finite float4"
     if pg_type == "bool":
         return None if type(v) is bool else f"bool needs bool, not {type(v).__name__}"
+    if pg_type == "jsonb":  # the detail object: JSON holds no NUL, NaN or infinity
+        if not isinstance(v, dict):
+            return f"jsonb needs a dict, not {type(v).__name__}"
+        for item in v.values():
+            if isinstance(item, str) and (problem := _value_problem("text", item)):
+                return problem
+            if isinstance(item, float) and not math.isfinite(item):
+                return f"{item!r} has no JSON form"
+        return None
     if pg_type == "timestamptz":
         ok = isinstance(v, datetime) and v.utcoffset() is not None
         return None if ok else f"timestamptz needs an aware datetime, not {v!r}"

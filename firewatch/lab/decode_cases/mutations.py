@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from firewatch.core.contract import EbikeShedTelemetry, PanelEvent
-from firewatch.core.domain import Channel, PanelEventType
+from firewatch.core.domain import BYTE_STATUS_TYPES, Channel, PanelEventType
 from firewatch.core.rows import Reason
 from firewatch.lab.decode_cases.draws import Source
 from firewatch.lab.decode_cases.payloads import (
@@ -84,7 +84,7 @@ def _m_number(src: Source, c: Ctx, body: Obj) -> Expect:
     is_int = FIELDS[c.model][key].kind == "int"
     lo, hi = bounds(c.model, key)
     beyond: str = Reason.OUT_OF_RANGE
-    if key == "status" and body.get("type") == PanelEventType.OPERATION:
+    if key == "status" and body.get("type") in BYTE_STATUS_TYPES:
         hi, beyond = 0xFF, Reason.INVALID  # an operation word has 8 bits (model rule)
     variant = src.choice(
         (
@@ -312,7 +312,7 @@ def _m_panel(src: Source, c: Ctx, body: Obj) -> Expect:
         body.set("type", "fire" if variant == "unknown_type" else "SYSTEM_STATUS")
         return Reason.INVALID
     if variant == "operation_word":
-        body.set("type", PanelEventType.OPERATION.value)
+        body.set("type", src.choice(sorted(t.value for t in BYTE_STATUS_TYPES)))
         body.set("status", src.integer(0x100, 0xFFFF))
         return Reason.INVALID
     body.set("type", PanelEventType.COMPONENT_STATUS.value)

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from firewatch.core.contract import (
+    DETAIL_MAX_TEXT,
     MODELS,
     ChargingPort,
     DeviceStatus,
@@ -21,7 +22,7 @@ from firewatch.core.contract import (
     PanelEvent,
     WaterTelemetry,
 )
-from firewatch.core.domain import Channel, PanelEventType
+from firewatch.core.domain import BYTE_STATUS_TYPES, Channel, PanelEventType
 from firewatch.lab.decode_cases.draws import Source
 from firewatch.lab.decode_cases.world import World
 
@@ -98,11 +99,11 @@ KIND_OF = {
     "component_addr": "int", "status": "int", "operator": "int", "description": "text",
     "state": "enum", "firmware": "text", "battery_pct": "float", "rssi_dbm": "float",
     "reason": "text", "port": "int", "temp_c": "float", "current_a": "float",
-    "charging": "bool",
+    "charging": "bool", "detail": "object",
 }  # fmt: skip
 #: Which JSON values a strict field of each kind takes.
 ACCEPTS = {"float": {"int", "float"}, "int": {"int"}, "bool": {"bool"}, "text": {"str"},
-            "list": {"list"}}  # fmt: skip
+            "list": {"list"}, "object": {"object"}}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,10 +293,33 @@ def _panel(src: Source, c: Ctx, body: Obj) -> None:
     else:
         _optional(src, body, "component_type", lambda: _int(src, m, "component_type"))
         _optional(src, body, "component_addr", lambda: _int(src, m, "component_addr"))
-    top = 0xFF if kind == PanelEventType.OPERATION.value else 0xFFFF
+    top = 0xFF if kind in BYTE_STATUS_TYPES else 0xFFFF
     body.set("status", src.integer(0, top))
     _optional(src, body, "operator", lambda: _int(src, m, "operator"))
     _optional(src, body, "description", lambda: src.text(max_len(m, "description")))
+    _optional(src, body, "detail", lambda: detail_object(src))
+
+
+#: Keys a ``detail`` object may have ([a-z_]{1,32}), the longest included.
+_DETAIL_KEYS = ("value", "unit", "asked_at", "timeout_s", "quantity", "a", "_", "k" * 32)
+
+
+def detail_object(src: Source) -> Obj:
+    """A valid ``detail``: up to 16 keys, each value a short text, an int64, a finite
+    float, a bool or null."""
+    keys = [*_DETAIL_KEYS, *(f"x_{chr(97 + i)}" for i in range(16))]
+    out = Obj()
+    for key in keys[: src.integer(0, 16)]:
+        kind = src.choice(("null", "bool", "int", "float", "text"))
+        value: Any = {"null": None, "bool": src.chance(50)}.get(kind)
+        if kind == "int":
+            value = src.integer(-(2**63), 2**63 - 1)
+        elif kind == "float":
+            value = src.choice((0.5, -1.25, 1e308, 5e-324, 101.3))
+        elif kind == "text":
+            value = src.text(DETAIL_MAX_TEXT)
+        out.set(key, value)
+    return out
 
 
 def _status(src: Source, c: Ctx, body: Obj) -> None:
