@@ -59,12 +59,13 @@ Text = Annotated[str, AfterValidator(_storable_text)]
 #: ``detail`` of a panel event: at most 16 keys of ``[a-z_]{1,32}``, flat (no nested objects
 #: or lists). See :func:`_detail_value` for the values.
 DETAIL_MAX_KEYS = 16
-DETAIL_MAX_TEXT = 256
+# 2,048: a raw object carries its whole application data unit (at most 1,024 bytes) in hex.
+DETAIL_MAX_TEXT = 2048
 DetailScalar = str | bool | int | float | None
 
 
 def _detail_value(value: object) -> DetailScalar:
-    """One ``detail`` value: a string of at most 256 characters that the database can store
+    """One ``detail`` value: a string of at most 2,048 characters that the database can store
     (as :data:`Text`), a boolean, an integer that fits in 64 bits, a finite number, or null.
     The error types are pydantic's own, so ingest's dead-letter reasons are the usual ones
     (``not_finite``, ``out_of_range``, ``wrong_type``, ``invalid``)."""

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from firewatch.core.escalation import load_policy_file
+from firewatch.core.gateway_settings import GatewaySettings
 from firewatch.core.risk_config import DEFAULT_RISK_MODEL
 
 Seconds = Annotated[float, Field(gt=0)]
@@ -23,7 +24,7 @@ Seconds = Annotated[float, Field(gt=0)]
 MIN_RECORD_RETENTION_DAYS = 365
 
 
-class Settings(BaseSettings):
+class Settings(GatewaySettings, BaseSettings):
     """Firewatch configuration (env prefix ``FIREWATCH_``).
 
     Unset ``database_url`` / ``mqtt_url`` mean "embedded": ``firewatch up`` starts a pgserver

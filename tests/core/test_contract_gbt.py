@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from firewatch.core.contract import DETAIL_MAX_KEYS, PanelEvent
+from firewatch.core.contract import DETAIL_MAX_KEYS, DETAIL_MAX_TEXT, PanelEvent
 from firewatch.core.domain import PanelEventType
 
 TS = "2026-11-25T08:31:02Z"
@@ -90,8 +90,8 @@ def test_a_duty_check_event_as_the_gateway_sends_it() -> None:
 
 def test_detail_takes_every_value_kind_at_its_limits() -> None:
     detail: dict[str, Any] = {
-        "text": "三楼东 " + "x" * 252,  # 256 characters (not bytes)
-        "astral": "\U0001f525" * 256,
+        "text": "三楼东 " + "x" * (DETAIL_MAX_TEXT - 4),  # characters, not bytes
+        "astral": "\U0001f525" * DETAIL_MAX_TEXT,
         "empty": "",
         "true": True,
         "false": False,
@@ -128,7 +128,7 @@ def test_detail_takes_every_value_kind_at_its_limits() -> None:
         ({"a" * 33: 1}, "string_pattern_mismatch"),
         ({"a\n": 1}, "string_pattern_mismatch"),  # no newline sneaks past the end anchor
         ({"a": "fw\x00"}, "value_error"),
-        ({"a": "x" * 257}, "string_too_long"),
+        ({"a": "x" * (DETAIL_MAX_TEXT + 1)}, "string_too_long"),
         ({"a": 2**63}, "less_than"),
         ({"a": -(2**63) - 1}, "less_than"),
         ({"a": [1]}, "detail_value_type"),

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from firewatch.core.contract import DETAIL_MAX_TEXT
 from firewatch.core.domain import DeviceKind
 from firewatch.core.rows import DeadLetter, EventRow, Reason
 from firewatch.core.settings import Settings
@@ -65,7 +66,7 @@ def test_new_types_decode_to_rows_with_flags_and_detail(
         ({f"k_{chr(97 + i)}": i for i in range(17)}, Reason.OUT_OF_RANGE),
         ({"Bad": 1}, Reason.INVALID),
         ({"a": "x\x00y"}, Reason.INVALID),
-        ({"a": "x" * 257}, Reason.OUT_OF_RANGE),
+        ({"a": "x" * (DETAIL_MAX_TEXT + 1)}, Reason.OUT_OF_RANGE),
         ({"a": [1, 2]}, Reason.WRONG_TYPE),
         ({"a": 2**63}, Reason.OUT_OF_RANGE),
     ],
