@@ -1,8 +1,8 @@
 """``firewatch bench ...``: the benchmarks (CONTRIBUTING.md, "Benchmark"; results under
 benchmarks/). ``ingest``, ``mqtt-clients``, ``storage``, ``broker``, ``analytics``, ``api``,
-``credentials`` and ``decoders`` are here; ``draws`` (``cli/supervise.py``), ``rollups``
-(``cli/analysis.py``) and ``risk-quality`` (``cli/risk.py``) are added to the group by their
-areas' modules.
+``credentials``, ``decoders`` and ``gateway`` are here; ``draws`` (``cli/supervise.py``),
+``rollups`` (``cli/analysis.py``) and ``risk-quality`` (``cli/risk.py``) are added to the
+group by their areas' modules.
 
 Registered by ``firewatch/cli/__init__.py`` through :func:`add_commands`, which makes the
 ``bench`` group. Handlers take ``(settings, args)`` and return the exit code; each prints
@@ -155,6 +155,23 @@ def cmd_bench_decoders(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if result["failures"] else 0
 
 
+def cmd_bench_gateway(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.lab.gateway_bench import GatewayBenchConfig, format_result, run_gateway_bench
+
+    cfg = GatewayBenchConfig(
+        connections=args.connections,
+        hold=args.hold,
+        duration=args.duration,
+        rate=args.rate,
+        codec_seconds=args.codec_seconds,
+        target=args.target,
+    )
+    result = run_gateway_bench(settings, cfg, log_dir=args.logs)
+    print(format_result(result))
+    write_json(args.json, result)
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``bench`` group in the top-level subparsers ``sub``, with every benchmark."""
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
@@ -270,6 +287,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     bdec.add_argument("--seed", type=int, default=1, help="the generator's seed")
     bdec.add_argument("--json", type=Path, help="write the result document here")
     bdec.set_defaults(func=cmd_bench_decoders)
+    bgw = bench.add_parser(
+        "gateway", help="GB/T gateway: connections held, frames/s end to end, codec alone"
+    )
+    bgw.add_argument("--connections", type=int, default=1000, help="device connections")
+    bgw.add_argument("--hold", type=float, default=10.0, help="seconds held before the check")
+    bgw.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    bgw.add_argument("--rate", type=float, default=0.0, help="offered frames/s (0: closed loop)")
+    bgw.add_argument("--codec-seconds", type=float, default=2.0, help="timing the codec alone")
+    bgw.add_argument("--target", metavar="HOST:PORT", help="a running gateway (default: start one)")
+    bgw.add_argument("--json", type=Path, help="write the result document here")
+    bgw.add_argument("--logs", type=Path, help="keep the gateway's and the load's logs here")
+    bgw.set_defaults(func=cmd_bench_gateway)
     supervise.add_bench_commands(bench)
     tiers.add_bench_commands(bench)
     risk.add_bench_commands(bench)

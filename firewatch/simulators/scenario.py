@@ -106,6 +106,11 @@ class ConnectionSpec(_Strict):
     max_own_connections: int = Field(
         default=200, ge=0, description="Devices beyond this share gateways (threads are finite)."
     )
+    #: Share of the panels that are legacy GB/T 26875.3 devices, with ``firewatch simulate
+    #: --gbt HOST:PORT``: they go to that gateway over TCP (``gbt_sink.py``), with the vendor
+    #: profile ``gbt_profile``. Without ``--gbt`` nothing changes.
+    gbt_panels: float = Field(default=0.0, ge=0.0, le=1.0)
+    gbt_profile: str = "standard"
 
 
 class FaultSpec(_Strict):

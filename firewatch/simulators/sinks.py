@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -125,6 +125,15 @@ def read_stream(path: Path) -> Iterator[tuple[str, str, bytes]]:
             yield d["t"], d["topic"], payload
 
 
+class Diverter(Protocol):
+    """Takes some devices off the MQTT path (``gbt_sink.GbtFleet``: GB/T panels over TCP):
+    :meth:`send` gets their messages, paced like the rest, and must not block."""
+
+    def takes(self, device_id: str) -> bool: ...
+
+    def send(self, m: SimulatedMessage) -> None: ...
+
+
 class _Counter:
     """A counter incremented from many paho threads."""
 
@@ -213,6 +222,7 @@ def publish_mqtt(
     speedup: float,
     credentials: dict[str, str] | None = None,
     ca_file: Path | None = None,
+    divert: Diverter | None = None,
 ) -> SinkResult:
     """Live mode: publish the stream at ``speedup``× real time until it ends or ``stop``.
 
@@ -221,7 +231,8 @@ def publish_mqtt(
     those devices logs in as itself over a connection of its own, as a real device does
     against a broker with per-device accounts (username = client id = device id); the rest
     share gateway connections with the URL's login. ``ca_file``: the CA that signs the
-    broker's certificate, for an ``mqtts://`` URL (``Settings.mqtt_ca_file``).
+    broker's certificate, for an ``mqtts://`` URL (``Settings.mqtt_ca_file``). ``divert``:
+    the devices it takes never connect to the broker; it gets their messages instead.
 
     Raises ``OSError`` only if no connection can be established at all.
     """
@@ -229,10 +240,12 @@ def publish_mqtt(
     creds = credentials or {}
     acked = _Counter()
     run = uuid.uuid4().hex[:6]
-    wills = sim.initial_wills()
+    diverted = {d.id for d in sim.devices if divert is not None and divert.takes(d.id)}
+    mqtt_devices = [d for d in sim.devices if d.id not in diverted]
+    wills = {k: v for k, v in sim.initial_wills().items() if k not in diverted}
     topic_of_status = {
         d.id: f"{sim.root}/{d.unit_id}/{d.id}/status"
-        for d in sim.devices
+        for d in mqtt_devices
         if d.own_connection or d.id in creds
     }
 
@@ -246,10 +259,10 @@ def publish_mqtt(
         dev: _Link(*login(dev, ""), acked, (topic_of_status[dev], will))
         for dev, will in wills.items()
     }
-    for d in sim.devices:
+    for d in mqtt_devices:
         if d.id in creds and d.id not in own:
             own[d.id] = _Link(*login(d.id, ""), acked)
-    shared = [d for d in sim.devices if not d.own_connection and d.id not in creds]
+    shared = [d for d in mqtt_devices if not d.own_connection and d.id not in creds]
     per = sim.scenario.connections.devices_per_gateway
     gateways = [_Link(addr, f"sim-gw-{run}-{g}", acked) for g in range(-(-len(shared) // per))]
     gateway_of = {d.id: gateways[i // per] for i, d in enumerate(shared)}
@@ -263,6 +276,7 @@ def publish_mqtt(
             raise OSError(f"could not connect simulated devices to {addr.host}:{addr.port}")
     started = time.monotonic()
     last = sim.start
+    handed = 0  # messages given to ``divert``: no PUBACK to wait for
     try:
         for m in sim.messages():
             ahead = (m.t - sim.start) / speedup - (time.monotonic() - started)
@@ -276,7 +290,10 @@ def publish_mqtt(
                 for each in [*own.values(), *gateways]:
                     each.resend_unrouted()
             link = own.get(m.device.id) or gateway_of.get(m.device.id)
-            if m.action is Action.DROP and m.device.id in own:
+            if divert is not None and m.device.id in diverted:
+                divert.send(m)
+                handed += m.action is not Action.DROP  # a drop counts among the wills
+            elif m.action is Action.DROP and m.device.id in own:
                 own.pop(m.device.id).drop()  # the broker publishes the will
             elif m.action is Action.RECONNECT and m.device.own_connection:
                 will = (topic_of_status[m.device.id], m.will or b"")
@@ -290,7 +307,8 @@ def publish_mqtt(
             last = m.t
     finally:
         wait_until = time.monotonic() + 10
-        expected = result.messages - result.wills  # wills are published by the broker
+        # wills are published by the broker
+        expected = result.messages - result.wills - handed
         while acked.value < expected and time.monotonic() < wait_until:
             for each in [*own.values(), *gateways]:
                 each.resend_unrouted()
