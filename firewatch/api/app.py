@@ -36,6 +36,7 @@ from firewatch.api.routes import (
     credentials,
     device_registry,
     devices,
+    duty_checks,
     health,
     notifications,
     public,
@@ -134,6 +135,7 @@ def create_app(settings: Settings, conninfo: str, *, options: ApiOptions | None 
         notifications.router,  # POST /notifications/receipts: SMS/voice receipts (issue 12)
         credentials.router,  # /devices/{id}/credentials: broker logins (issue 14)
         vendor_tools.router,  # /dead-letters, /devices/{id}/conformance (issue 14)
+        duty_checks.router,  # /devices/{id}/duty-checks: GB/T panels' duty checks (issue 17)
     )
     for router in routers:
         app.include_router(router)

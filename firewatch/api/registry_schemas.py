@@ -24,6 +24,25 @@ RegistryId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTER
 Note = Annotated[str, Field(max_length=500)]
 MetaKey = Annotated[str, Field(min_length=1, max_length=40)]
 MetaValue = int | float | Annotated[str, Field(max_length=MAX_TEXT)]
+#: Bounded here, checked by core/device_import.py (a 422 that says what is wrong).
+GbtAddress = Annotated[
+    str,
+    Field(
+        max_length=64,
+        description="A panel's GB/T 26875.3 address: its UITD's 48-bit source address as"
+        " exactly 12 hex digits, most significant first (any case; answered in lower case)."
+        " Unique among devices in service; panels only.",
+        examples=["00a1b2c3d4e5"],
+    ),
+]
+GbtProfile = Annotated[
+    str,
+    Field(
+        max_length=64,
+        description="The GB/T profile the gateway decodes its frames with: standard,"
+        " year-first, xor-checksum, or one of the gateway's profiles file. Panels only.",
+    ),
+]
 _META_DOC = "Thresholds and facts the detectors read (docs/registry.md): " + ", ".join(
     f"{k} ({'/'.join(sorted(f.kinds))})" for k, f in METADATA.items()
 )
@@ -96,12 +115,15 @@ class DeviceIn(_In):
     metadata: Annotated[
         dict[MetaKey, MetaValue], Field(max_length=len(METADATA), description=_META_DOC)
     ] = {}
+    gbt_address: GbtAddress | None = None
+    gbt_profile: GbtProfile = "standard"
 
 
 class DevicePatch(_In):
     """``PATCH /devices/{id}``: what to change; a field left out is kept. ``unit_id``
     moves the device (the broker re-pins it). A metadata value ``null`` removes the key
-    (its default applies again). The kind never changes."""
+    (its default applies again). ``gbt_address`` ``null`` (or ``""``) removes the address,
+    ``gbt_profile`` ``null`` (or ``""``) puts back ``standard``. The kind never changes."""
 
     unit_id: RegistryId | None = None
     vendor: Annotated[str, Field(max_length=64, pattern=r"^([A-Za-z0-9_.-]{1,64})?$")] | None = None
@@ -110,6 +132,19 @@ class DevicePatch(_In):
         dict[MetaKey, MetaValue | None],
         Field(max_length=len(METADATA), description=_META_DOC),
     ] = {}
+    gbt_address: GbtAddress | None = None
+    gbt_profile: GbtProfile | None = None
+
+    def gbt(self) -> tuple[str | None, str | None]:
+        """The address and profile to set: None where the body leaves the field out,
+        ``""`` where it gives null or ``""`` (clear)."""
+        given = self.model_fields_set
+        address = self.gbt_address if "gbt_address" in given else None
+        profile = self.gbt_profile if "gbt_profile" in given else None
+        return (
+            "" if "gbt_address" in given and address is None else address,
+            "" if "gbt_profile" in given and profile is None else profile,
+        )
 
 
 class DecommissionIn(_In):
@@ -125,6 +160,10 @@ class DeviceOut(BaseModel):
     vendor: str = Field(description="'' when unknown")
     model: str
     metadata: dict[str, Any]
+    gbt_address: str | None = Field(
+        description="GB/T 26875.3 address (12 lowercase hex digits); null: none"
+    )
+    gbt_profile: str = Field(description="GB/T profile its frames are decoded with")
     created_at: datetime
     decommissioned_at: datetime | None
     decommissioned_by: str | None

@@ -80,6 +80,9 @@ class DeviceOut(BaseModel):
     kind: str
     vendor: str
     model: str
+    gbt_address: str | None = Field(
+        default=None, description="A panel's GB/T 26875.3 address (duty checks need one)."
+    )
 
 
 class UnitOut(UnitSummaryOut):

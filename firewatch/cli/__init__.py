@@ -33,6 +33,7 @@ from firewatch.cli import analysis as tiers
 from firewatch.cli import (
     bench,
     broker,
+    gateway,
     people,
     registry,
     risk,
@@ -107,11 +108,14 @@ def cmd_db_maintain(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_db_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from firewatch.core.gateway_rows import known_profiles, profiles_file_of
     from firewatch.storage.seed import load_seed, read_seed
 
     city = read_seed(args.file)
+    # The gateway's profiles: the built-in ones and the operator's file, as it reads them.
+    profiles = known_profiles(profiles_file_of(settings))
     with _connect(settings) as conn:
-        counts = load_seed(conn, city)
+        counts = load_seed(conn, city, profiles=profiles)
     print("seeded " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return 0
 
@@ -252,10 +256,11 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         scenario, start=start, end=end, seed=args.seed, units=units, root=settings.topic_root
     )
     if args.register:
+        from firewatch.simulators.gbt_sink import gbt_city
         from firewatch.storage.seed import load_seed
 
         with _connect(settings) as conn:
-            counts = load_seed(conn, sim.city)
+            counts = load_seed(conn, gbt_city(sim))  # with the scenario's GB/T addresses
         print("registered " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     if args.labels_out:
         n = write_labels(sim.labels, args.labels_out)
@@ -266,16 +271,19 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         assert settings.mqtt_url
         try:
             from firewatch.core.credentials import read_credentials
+            from firewatch.simulators.gbt_sink import gbt_divert
 
             creds = read_credentials(args.credentials) if args.credentials else None
-            result = publish_mqtt(
-                sim,
-                settings.mqtt_url,
-                stop_on_signals(),
-                scenario.speedup,
-                creds,
-                ca_file=settings.mqtt_ca_file,
-            )
+            with gbt_divert(settings, sim, args.gbt) as divert:  # GB/T panels over TCP
+                result = publish_mqtt(
+                    sim,
+                    settings.mqtt_url,
+                    stop_on_signals(),
+                    scenario.speedup,
+                    creds,
+                    ca_file=settings.mqtt_ca_file,
+                    divert=divert,
+                )
         except (OSError, ValueError) as err:
             print(f"simulate: {err}", file=sys.stderr)
             return 1
@@ -430,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="DEVICE<TAB>PASSWORD lines: those devices log in as themselves, one connection each",
     )
+    sim.add_argument(
+        "--gbt",
+        metavar="HOST:PORT",
+        help="live: panels with a GB/T address (scenario gbt_panels, else the registry) "
+        "connect to this GB/T gateway over TCP instead of MQTT",
+    )
     sim.set_defaults(func=cmd_simulate)
 
     bench.add_commands(sub)  # firewatch bench ...
@@ -477,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     risk.add_commands(sub)  # firewatch risk ...
     people.add_commands(sub)  # firewatch user ...
     roster.add_commands(sub)  # firewatch roster ..., firewatch user contact
+    gateway.add_commands(sub)  # firewatch gateway
     return parser
 
 

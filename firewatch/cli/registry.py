@@ -54,11 +54,16 @@ def _refusals(handler: Handler) -> Handler:
 def cmd_import_devices(settings: Settings, args: argparse.Namespace) -> int:
     from firewatch.core.csv_import import decode
     from firewatch.core.device_import import parse_devices_csv
+    from firewatch.core.gateway_rows import known_profiles, profiles_file_of
     from firewatch.storage.devices import import_devices
 
     path: Path = args.file
     try:
-        parsed = parse_devices_csv(decode(path.read_bytes()))
+        profiles = known_profiles(profiles_file_of(settings))
+    except ValueError as err:  # the gateway's profiles file (ProfileError)
+        raise Refused(str(err)) from None
+    try:
+        parsed = parse_devices_csv(decode(path.read_bytes()), profiles=profiles)
     except ImportFileError as err:
         raise Refused(f"{path}: {err}") from None
     with migrated_db(settings) as conn:

@@ -43,6 +43,7 @@ class Access(StrEnum):
     CREDENTIALS_WRITE = "credentials_write"  # issue, rotate, revoke broker logins (vendor: own)
     DEAD_LETTERS_READ = "dead_letters_read"  # rejected messages (vendor: its devices')
     DEVICE_CHECK = "device_check"  # a device's conformance report (vendor: its own)
+    DUTY_CHECK = "duty_check"  # ask a GB/T panel's on-duty person to answer (查岗; issue 17)
     AUTHENTICATED = "authenticated"  # anyone logged in: who am I, log out
 
 
@@ -63,6 +64,8 @@ MATRIX: dict[Access, frozenset[Role]] = {
     Access.CREDENTIALS_WRITE: frozenset({Role.ADMIN, Role.VENDOR}),
     Access.DEAD_LETTERS_READ: _CENTER | {Role.VENDOR},
     Access.DEVICE_CHECK: _CENTER | {Role.VENDOR},
+    # The seats that act on alerts: a duty check is the center's remote patrol of a unit.
+    Access.DUTY_CHECK: _CENTER,
     Access.AUTHENTICATED: frozenset(Role),
 }
 

@@ -22,6 +22,11 @@ kind               yes      ``panel``, ``water`` or ``ebike_shed`` (never change
 vendor             no       the vendor id (a registered vendor); a vendor importing its own
                             file may leave it empty or give its own id
 model              no       the model name, at most 200 characters
+gbt_address        no       a panel's GB/T 26875.3 address: the UITD's 48-bit source address
+                            as exactly 12 hex digits, most significant first (stored in
+                            lower case; unique among devices in service; panels only)
+gbt_profile        no       the GB/T profile its frames are decoded with (a name of
+                            ``core/gbt_profiles.py``'s profiles; empty: ``standard``)
 point … ports …    no       metadata (:data:`METADATA`): thresholds and facts the detectors
                             read, each for one or two kinds
 ================== ======== ==============================================================
@@ -40,13 +45,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from firewatch.core.contract import ID_PATTERN
-from firewatch.core.csv_import import Rejected, limited_text, read_rows
+from firewatch.core.csv_import import ImportFileError, Rejected, limited_text, read_rows
 from firewatch.core.domain import DeviceKind
+from firewatch.core.gateway_rows import (
+    DEFAULT_PROFILE,
+    check_profile_name,
+    known_profiles,
+    normalise_address,
+)
 
 __all__ = [
     "METADATA",
@@ -56,6 +67,7 @@ __all__ = [
     "NotFound",
     "ParsedFile",
     "RegistryError",
+    "check_gbt",
     "check_metadata",
     "device_row",
     "meta_value",
@@ -136,14 +148,16 @@ METADATA: dict[str, MetaField] = {
     "port_alarm_c": MetaField(frozenset({SHED}), float, "port temperature alarm, °C", 20, 200),
 }
 REQUIRED = ("id", "unit_id", "kind")
-OPTIONAL = ("vendor", "model", *METADATA)
+OPTIONAL = ("vendor", "model", "gbt_address", "gbt_profile", *METADATA)
 
 
 @dataclass(frozen=True)
 class DeviceRow:
     """One device as a file row or a request gives it. ``vendor`` / ``model`` None: not
     given (keep what is stored; a new device has none). ``meta``: metadata keys to set;
-    ``clear``: keys to remove. ``line``: its line in the file (1 for a request)."""
+    ``clear``: keys to remove. ``line``: its line in the file (1 for a request).
+    ``gbt_address`` / ``gbt_profile`` None: not given (keep; a new device has no address
+    and the ``standard`` profile); ``''``: remove the address, back to ``standard``."""
 
     line: int
     id: str
@@ -153,6 +167,8 @@ class DeviceRow:
     model: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     clear: frozenset[str] = frozenset()
+    gbt_address: str | None = None
+    gbt_profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +251,42 @@ def check_metadata(kind: DeviceKind, meta: Mapping[str, Any]) -> None:
             raise RegistryError(f"tank_low_m {level:g} is above tank_capacity_m {capacity:g}")
 
 
+def check_gbt(
+    kind: DeviceKind,
+    address: str | None,
+    profile: str | None,
+    profiles: Collection[str] | None = None,
+) -> tuple[str | None, str | None]:
+    """A device's GB/T address and profile as stored (None: not given; ``''``: clear):
+    the address as 12 lowercase hex digits (upper case accepted, never fewer digits) and
+    for a panel only; the profile one of ``profiles`` (None: the built-in ones,
+    ``core/gbt_profiles.toml``), and other than ``standard`` only for a panel.
+    :class:`RegistryError` with the reason otherwise."""
+    if address:
+        try:
+            address = normalise_address(address)
+        except ValueError as err:
+            raise RegistryError(str(err)) from None
+        if kind is not PANEL:
+            raise RegistryError(f"gbt_address is for panel devices, not {kind.value}")
+    if profile and profile.strip() != DEFAULT_PROFILE:
+        try:
+            profile = check_profile_name(profile)
+            known = known_profiles() if profiles is None else profiles
+        except ValueError as err:  # a bad name, or the operator's profile file (ProfileError)
+            raise RegistryError(str(err)) from None
+        if profile not in known:
+            raise RegistryError(
+                f"unknown gbt_profile {profile!r} (known: {', '.join(sorted(known))}; more in"
+                " the gateway's profiles file)"
+            )
+        if kind is not PANEL:
+            raise RegistryError(f"gbt_profile is for panel devices, not {kind.value}")
+    elif profile:
+        profile = DEFAULT_PROFILE
+    return address, profile
+
+
 def parse_kind(value: str) -> DeviceKind:
     """The kind named ``value``; :class:`RegistryError` otherwise."""
     try:
@@ -253,9 +305,13 @@ def device_row(
     vendor: str | None = None,
     model: str | None = None,
     meta: Mapping[str, Any] | None = None,
+    gbt_address: str | None = None,
+    gbt_profile: str | None = None,
+    profiles: Collection[str] | None = None,
 ) -> DeviceRow:
-    """A checked :class:`DeviceRow`: ids, kind, vendor (``''``: unknown), model, and every
-    metadata value (``None``: remove the key). :class:`RegistryError` with the first
+    """A checked :class:`DeviceRow`: ids, kind, vendor (``''``: unknown), model, every
+    metadata value (``None``: remove the key), the GB/T address and profile
+    (:func:`check_gbt`, against ``profiles``). :class:`RegistryError` with the first
     problem otherwise."""
     check_id(device_id)
     if device_id in RESERVED_IDS:
@@ -278,13 +334,19 @@ def device_row(
         else:
             values[key] = meta_value(key, value, k)
     check_metadata(k, values)
-    return DeviceRow(line, device_id, unit_id, k, vendor, model, values, frozenset(clear))
+    address, profile = check_gbt(k, gbt_address, gbt_profile, profiles)
+    return DeviceRow(
+        line, device_id, unit_id, k, vendor, model, values, frozenset(clear), address, profile
+    )
 
 
-def parse_row(line: int, cells: Mapping[str, str]) -> DeviceRow:
+def parse_row(
+    line: int, cells: Mapping[str, str], profiles: Collection[str] | None = None
+) -> DeviceRow:
     """One row (cells by column, stripped) as a :class:`DeviceRow`; :class:`RegistryError`
     with the reason if it is not valid. A metadata cell that is empty in a column for
-    another kind is ignored (a file mixing kinds has such cells)."""
+    another kind is ignored (a file mixing kinds has such cells); an empty GB/T cell means
+    no address, the ``standard`` profile."""
     missing = [c for c in REQUIRED if not cells.get(c)]
     if missing:
         raise RegistryError(f"missing {', '.join(missing)}")
@@ -302,20 +364,30 @@ def parse_row(line: int, cells: Mapping[str, str]) -> DeviceRow:
         vendor=cells.get("vendor"),
         model=cells.get("model"),
         meta=meta,
+        gbt_address=cells.get("gbt_address"),
+        gbt_profile=cells.get("gbt_profile"),
+        profiles=profiles,
     )
 
 
-def parse_devices_csv(text: str) -> ParsedFile:
+def parse_devices_csv(text: str, *, profiles: Collection[str] | None = None) -> ParsedFile:
     """Every row of a devices CSV file (see the module docstring): valid rows and rejected
     ones (a wrong number of fields, a missing required field, a bad value, an id already on
     an earlier line: only the first row of an id is considered). Blank lines are skipped.
     Raises :class:`ImportFileError` for a file without a usable header, one that is not
-    CSV, or one with more than :data:`MAX_ROWS` rows."""
+    CSV, or one with more than :data:`MAX_ROWS` rows. A ``gbt_profile`` must be one of
+    ``profiles`` (None: the built-in ones)."""
+    if profiles is None:
+        try:
+            profiles = known_profiles()
+        except ValueError as err:  # the shipped file is broken: no row could be checked
+            raise ImportFileError(f"the GB/T profiles cannot be read: {err}") from None
+    known = profiles
     rows, rejected, header = read_rows(
         text,
         required=REQUIRED,
         optional=OPTIONAL,
-        parse=parse_row,
+        parse=lambda line, cells: parse_row(line, cells, known),
         invalid=RegistryError,
         max_rows=MAX_ROWS,
         nul_is_binary=True,

@@ -31,7 +31,11 @@ BROKER = "firewatch_broker"
 revoked, a device decommissioned or moved to another unit: ``storage/credentials.py``); the
 broker sync (``firewatch/registry/sync.py``) listens and applies it over ``$CONTROL``."""
 
-ALL = (INGEST, ANOMALIES, ALERTS, OUTBOX, BROKER)
+DUTY_CHECKS = "firewatch_duty_checks"
+"""Every new ``duty_checks`` row (``storage/gateway.request_duty_check``: a duty check asked
+for from the console or the API); the GB/T gateway listens and sends it."""
+
+ALL = (INGEST, ANOMALIES, ALERTS, OUTBOX, BROKER, DUTY_CHECKS)
 
 
 def listen(conn: psycopg.Connection[Any], channels: Iterable[str]) -> None:

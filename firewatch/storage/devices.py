@@ -17,10 +17,12 @@ registration must say why it failed, and that says no more than any global id sp
 
 **Devices.** Ids are never reused: a decommissioned device keeps its row, its readings and
 its history, and registering or updating its id is a :class:`Conflict`. A device's kind
-never changes (its stored readings are of that kind). Moving a device to another unit and
-decommissioning it wake the broker sync (``NOTIFY firewatch_broker``, in the same
-transaction: the broker pins a device's topics to its unit); decommissioning also revokes
-its broker credential.
+never changes (its stored readings are of that kind). A panel's GB/T 26875.3 address
+(``storage/gateway.py`` reads it for the gateway) is held by one device in service at a
+time: a :class:`Conflict` names the holder (to a vendor, only its own). Moving a device
+to another unit and decommissioning it wake the broker sync (``NOTIFY firewatch_broker``,
+in the same transaction: the broker pins a device's topics to its unit); decommissioning
+also revokes its broker credential.
 
 **Import.** :func:`import_devices` writes each valid row in its own savepoint inside one
 transaction, so a refused row (by the rules above or by the database) is reported and the
@@ -31,7 +33,7 @@ others go on; a dry run rolls everything back after every check has run. Each ro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,7 +52,9 @@ from firewatch.core.device_import import (
     device_row,
 )
 from firewatch.core.domain import DeviceKind
+from firewatch.core.gateway_rows import DEFAULT_PROFILE
 from firewatch.storage import credentials
+from firewatch.storage.gateway import address_holder
 from firewatch.storage.vendors import served_units, vendor_ids
 
 Mode = Literal["create", "update", "upsert"]
@@ -69,8 +73,8 @@ def _one(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> dict[st
 # -- devices: reads --------------------------------------------------------------------------
 
 _DEVICE = (
-    "id, unit_id, kind, vendor, model, metadata, created_at, decommissioned_at,"
-    " decommissioned_by, decommission_note"
+    "id, unit_id, kind, vendor, model, metadata, gbt_address, gbt_profile, created_at,"
+    " decommissioned_at, decommissioned_by, decommission_note"
 )
 
 
@@ -177,6 +181,39 @@ def _vendor(scope: _Scope, row: DeviceRow, stored: str | None) -> str:
     return row.vendor
 
 
+def _check_address(
+    conn: psycopg.Connection[Any], scope: _Scope, device_id: str, address: str | None
+) -> None:
+    """:class:`Conflict` if another device in service holds GB/T ``address``: named to an
+    admin and to the vendor that owns it, "another device" to any other vendor."""
+    if address is None:
+        return
+    holder = address_holder(conn, address, other_than=device_id)
+    if holder is None:
+        return
+    other, unit, vendor = holder
+    mine = scope.as_vendor in (None, vendor)
+    who = f"device {other!r} (unit {unit})" if mine else "another device"
+    raise Conflict(
+        f"gbt_address {address} is taken: {who} has it (an address belongs to one device in"
+        " service: change that one's address or decommission it first)"
+    )
+
+
+def _gbt(row: DeviceRow, stored: dict[str, Any] | None) -> tuple[str | None, str]:
+    """The GB/T address and profile the device will have: the row's (``''``: no address,
+    the default profile), or the stored ones where the row gives none."""
+    if row.gbt_address is None:
+        address = stored["gbt_address"] if stored is not None else None
+    else:
+        address = row.gbt_address or None
+    if row.gbt_profile is None:
+        profile = stored["gbt_profile"] if stored is not None else DEFAULT_PROFILE
+    else:
+        profile = row.gbt_profile or DEFAULT_PROFILE
+    return address, profile
+
+
 def _apply(conn: psycopg.Connection[Any], scope: _Scope, row: DeviceRow, mode: Mode) -> RowResult:
     """Write one device (in the caller's transaction): create it, or update the stored
     one; see the module docstring for the rules. Raises :class:`RegistryError` (and its
@@ -188,10 +225,21 @@ def _apply(conn: psycopg.Connection[Any], scope: _Scope, row: DeviceRow, mode: M
         vendor = _vendor(scope, row, None)
         _check_unit(conn, scope, row.unit_id)
         meta = dict(row.meta)
+        address, profile = _gbt(row, None)
+        _check_address(conn, scope, row.id, address)
         conn.execute(
-            "INSERT INTO devices (id, unit_id, kind, vendor, model, metadata)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (row.id, row.unit_id, row.kind.value, vendor, row.model or "", Jsonb(meta)),
+            "INSERT INTO devices (id, unit_id, kind, vendor, model, metadata, gbt_address,"
+            " gbt_profile) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                row.id,
+                row.unit_id,
+                row.kind.value,
+                vendor,
+                row.model or "",
+                Jsonb(meta),
+                address,
+                profile,
+            ),
         )
         credentials.audit(
             conn,
@@ -205,6 +253,8 @@ def _apply(conn: psycopg.Connection[Any], scope: _Scope, row: DeviceRow, mode: M
                 "vendor": vendor,
                 "model": row.model or "",
                 "metadata": meta,
+                "gbt_address": address,
+                "gbt_profile": profile,
             },
         )
         return RowResult(row.line, row.id, "created")
@@ -225,21 +275,35 @@ def _apply(conn: psycopg.Connection[Any], scope: _Scope, row: DeviceRow, mode: M
     old_meta: dict[str, Any] = dict(stored["metadata"] or {})
     meta = {k: v for k, v in old_meta.items() if k not in row.clear} | dict(row.meta)
     check_metadata(row.kind, meta)
+    address, profile = _gbt(row, stored)
     wanted = {
         "unit_id": row.unit_id,
         "vendor": _vendor(scope, row, stored["vendor"]),
         "model": stored["model"] if row.model is None else row.model,
+        "gbt_address": address,
+        "gbt_profile": profile,
     }
     if wanted["unit_id"] != stored["unit_id"]:
         _check_unit(conn, scope, row.unit_id)
+    if address != stored["gbt_address"]:
+        _check_address(conn, scope, row.id, address)
     fields = [f for f, v in wanted.items() if stored[f] != v]
     keys = sorted(k for k in old_meta.keys() | meta.keys() if old_meta.get(k) != meta.get(k))
     changed = fields + keys
     if not changed:
         return RowResult(row.line, row.id, "unchanged")
     conn.execute(
-        "UPDATE devices SET unit_id = %s, vendor = %s, model = %s, metadata = %s WHERE id = %s",
-        (wanted["unit_id"], wanted["vendor"], wanted["model"], Jsonb(meta), row.id),
+        "UPDATE devices SET unit_id = %s, vendor = %s, model = %s, metadata = %s,"
+        " gbt_address = %s, gbt_profile = %s WHERE id = %s",
+        (
+            wanted["unit_id"],
+            wanted["vendor"],
+            wanted["model"],
+            Jsonb(meta),
+            address,
+            profile,
+            row.id,
+        ),
     )
     moved = wanted["unit_id"] != stored["unit_id"]
     if moved:
@@ -284,11 +348,17 @@ def update_device(
     vendor: str | None = None,
     model: str | None = None,
     metadata: dict[str, Any] | None = None,
+    gbt_address: str | None = None,
+    gbt_profile: str | None = None,
+    profiles: Collection[str] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Change a device in service: what is given (None: keep; a metadata value None:
-    remove the key). Returns the device and what changed (``[]``: nothing). Moving it to
-    another unit signals the broker. Audited ``updated`` or ``moved``. :class:`NotFound`,
-    :class:`Conflict` (decommissioned), :class:`Forbidden`, :class:`RegistryError`."""
+    remove the key; ``gbt_address`` / ``gbt_profile`` ``''``: no address, the default
+    profile, which must be one of ``profiles``: None, the built-in ones). Returns the
+    device and what changed (``[]``: nothing). Moving it to another unit signals the
+    broker. Audited ``updated`` or ``moved``. :class:`NotFound`, :class:`Conflict`
+    (decommissioned, a GB/T address another device holds), :class:`Forbidden`,
+    :class:`RegistryError`."""
     with conn.transaction():
         stored = _lock(conn, device_id)
         if stored is None:
@@ -303,6 +373,9 @@ def update_device(
             vendor=vendor,
             model=model,
             meta=metadata,
+            gbt_address=gbt_address,
+            gbt_profile=gbt_profile,
+            profiles=profiles,
         )
         result = _apply(conn, _Scope.of(conn, actor, as_vendor), row, "update")
     found = get_device(conn, device_id)

@@ -150,14 +150,15 @@ WHERE u.id = %s
 
 def find_unit(conn: psycopg.Connection[Any], unit_id: str) -> dict[str, Any] | None:
     """The unit with its address, location, district, contacts (``responsible`` and
-    ``maintenance``: name and phone) and devices (``{id, kind, vendor, model}``), or None."""
+    ``maintenance``: name and phone) and devices (``{id, kind, vendor, model, gbt_address}``),
+    or None."""
     rows = _rows(conn, _UNIT, (unit_id,))
     if not rows:
         return None
     r = rows[0]
     devices = _rows(
         conn,
-        "SELECT id, kind, vendor, model FROM devices WHERE unit_id = %s ORDER BY id",
+        "SELECT id, kind, vendor, model, gbt_address FROM devices WHERE unit_id = %s ORDER BY id",
         (unit_id,),
     )
     contacts = r["contacts"] if isinstance(r["contacts"], dict) else {}

@@ -17,10 +17,16 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from firewatch.core.contract import ID_PATTERN
 from firewatch.core.domain import DeviceKind
+from firewatch.core.gateway_rows import (
+    DEFAULT_PROFILE,
+    check_profile_name,
+    known_profiles,
+    normalise_address,
+)
 
 DEFAULT_SEED = "xuchang.toml"
 Id = str
@@ -47,6 +53,28 @@ class DeviceSeed(_Strict):
     vendor: str = ""
     model: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: A panel's GB/T 26875.3 address: 12 hex digits (stored in lower case); docs/registry.md.
+    gbt_address: str | None = None
+    #: The GB/T profile its frames are decoded with (core/gbt_profiles.toml).
+    gbt_profile: str = DEFAULT_PROFILE
+
+    @field_validator("gbt_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_address(value)
+
+    @field_validator("gbt_profile")
+    @classmethod
+    def _profile(cls, value: str) -> str:
+        return check_profile_name(value)
+
+    @model_validator(mode="after")
+    def _only_panels(self) -> DeviceSeed:
+        if self.kind is not DeviceKind.PANEL and (
+            self.gbt_address is not None or self.gbt_profile != DEFAULT_PROFILE
+        ):
+            raise ValueError(f"device {self.id}: gbt_address and gbt_profile are for panels only")
+        return self
 
 
 class UnitSeed(_Strict):
@@ -85,12 +113,17 @@ def read_seed(path: Path | None = None) -> CitySeed:
     return CitySeed.model_validate(tomllib.loads(text))
 
 
-def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
-    """Upsert the city into the registry tables in one transaction; return counts."""
+def load_seed(
+    conn: psycopg.Connection[Any], city: CitySeed, *, profiles: Collection[str] | None = None
+) -> dict[str, int]:
+    """Upsert the city into the registry tables in one transaction; return counts.
+    ValueError for a unit on an unknown street, a GB/T address given twice, or a
+    ``gbt_profile`` that is not one of ``profiles`` (None: the built-in ones)."""
     streets = {s.id for d in city.districts for s in d.streets}
     for unit in city.units:
         if unit.street not in streets:
             raise ValueError(f"unit {unit.id}: unknown street {unit.street!r}")
+    _check_gbt(city, profiles)
     upsert_region = (
         "INSERT INTO regions (id, parent_id, level, name) VALUES (%s, %s, %s, %s) "
         "ON CONFLICT (id) DO UPDATE SET parent_id = EXCLUDED.parent_id, name = EXCLUDED.name"
@@ -126,10 +159,11 @@ def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
             ],
         )
         cur.executemany(
-            "INSERT INTO devices (id, unit_id, kind, vendor, model, metadata)"
-            " VALUES (%s, %s, %s, %s, %s, %s::jsonb)"
+            "INSERT INTO devices (id, unit_id, kind, vendor, model, metadata, gbt_address,"
+            " gbt_profile) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET unit_id = EXCLUDED.unit_id, kind = EXCLUDED.kind,"
-            " vendor = EXCLUDED.vendor, model = EXCLUDED.model, metadata = EXCLUDED.metadata",
+            " vendor = EXCLUDED.vendor, model = EXCLUDED.model, metadata = EXCLUDED.metadata,"
+            " gbt_address = EXCLUDED.gbt_address, gbt_profile = EXCLUDED.gbt_profile",
             [
                 (
                     dev.id,
@@ -138,6 +172,8 @@ def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
                     dev.vendor,
                     dev.model,
                     json.dumps(dev.metadata, ensure_ascii=False),
+                    dev.gbt_address,
+                    dev.gbt_profile,
                 )
                 for u in city.units
                 for dev in u.devices
@@ -168,6 +204,27 @@ def load_seed(conn: psycopg.Connection[Any], city: CitySeed) -> dict[str, int]:
         "units": len(city.units),
         "devices": sum(len(u.devices) for u in city.units),
     }
+
+
+def _check_gbt(city: CitySeed, profiles: Collection[str] | None) -> None:
+    """Each GB/T address once in the file, each profile a known one (ValueError)."""
+    held: dict[str, str] = {}
+    known: Collection[str] | None = profiles
+    for dev in (d for u in city.units for d in u.devices):
+        if dev.gbt_address is not None:
+            if dev.gbt_address in held:
+                raise ValueError(
+                    f"device {dev.id}: gbt_address {dev.gbt_address} is device"
+                    f" {held[dev.gbt_address]}'s already"
+                )
+            held[dev.gbt_address] = dev.id
+        if dev.gbt_profile != DEFAULT_PROFILE:
+            known = known_profiles() if known is None else known
+            if dev.gbt_profile not in known:
+                raise ValueError(
+                    f"device {dev.id}: unknown gbt_profile {dev.gbt_profile!r}"
+                    f" (known: {', '.join(sorted(known))})"
+                )
 
 
 # -- reading the registry -----------------------------------------------------------------

@@ -280,6 +280,8 @@ async def test_the_openapi_schema_documents_every_route(client: httpx.AsyncClien
         "/vendors/{vendor_id}",
         "/vendors/{vendor_id}/installations",
         "/installations/{installation_id}/end",
+        # GB/T 26875.3 panels' duty checks (issue 17)
+        "/devices/{device_id}/duty-checks",
     }
     body = r.json()["components"]["schemas"]["ActionRequest"]["properties"]["action"]
     assert body["enum"] == OPERATOR_ACTIONS.split(", ")

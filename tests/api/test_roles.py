@@ -108,6 +108,10 @@ EXPECTED: dict[tuple[str, str], set[Role] | str] = {
     # vendor tools (issue 14): the center, and a vendor on its own devices
     ("GET", "/dead-letters"): CENTER | {VE},
     ("GET", "/devices/{device_id}/conformance"): CENTER | {VE},
+    # GB/T duty checks (issue 17): the center's seats ask (the walk's water sensor has no
+    # GB/T address: 409, nothing queued); whoever reads the device reads them
+    ("POST", "/devices/{device_id}/duty-checks"): CENTER,
+    ("GET", "/devices/{device_id}/duty-checks"): CENTER | FIRE_DEPT | {UN, VE},
 }
 
 BODIES: dict[tuple[str, str], Any] = {

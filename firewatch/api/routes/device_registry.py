@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 
-from firewatch.api.deps import Conn, DeviceReader, DeviceWriter
+from firewatch.api.deps import ApiContext, Conn, Context, DeviceReader, DeviceWriter
 from firewatch.api.registry_schemas import (
     DecommissionIn,
     DeviceIn,
@@ -45,6 +45,7 @@ from firewatch.core.device_import import (
     parse_devices_csv,
 )
 from firewatch.core.domain import DeviceKind
+from firewatch.core.gateway_rows import DEFAULT_PROFILE, known_profiles, profiles_file_of
 from firewatch.core.people import Person
 from firewatch.storage import device_health
 from firewatch.storage import devices as store
@@ -59,7 +60,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     what = {
         403: "outside your scope: another vendor's device, a unit you do not serve",
         404: "no device has that id",
-        409: "the id is taken or decommissioned; the device is decommissioned already",
+        409: "the id is taken or decommissioned; the device is decommissioned already; the"
+        " GB/T address is another device's",
         413: "the file is larger than the API's body limit",
         415: "not a text/csv body in UTF-8",
         422: "a value the registry refuses, with the reason",
@@ -94,6 +96,18 @@ def _in_scope(conn: Conn, person: Person, device_id: str) -> None:
 
 def _as_vendor(person: Person) -> str | None:
     return vendor_scope(person)
+
+
+def _profiles(ctx: ApiContext) -> frozenset[str]:
+    """The GB/T profiles a device may name: the gateway's (built-in ones and its file's);
+    503 if the operator's profiles file cannot be read (the gateway could not start
+    either)."""
+    try:
+        return known_profiles(profiles_file_of(ctx.settings))
+    except ValueError as err:  # ProfileError
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"the GB/T profiles cannot be read: {err}"
+        ) from None
 
 
 @router.get("/devices", response_model=list[DeviceOut])
@@ -137,10 +151,11 @@ def list_devices(
     status_code=status.HTTP_201_CREATED,
     responses=_errors(403, 409, 422),
 )
-def register_device(conn: Conn, person: DeviceWriter, body: DeviceIn) -> DeviceOut:
+def register_device(conn: Conn, ctx: Context, person: DeviceWriter, body: DeviceIn) -> DeviceOut:
     """Register one device. A vendor registers only into a unit it serves now, and the
     device is always its own. An id that is (or was) registered is 409: ids are never
-    reused."""
+    reused; so is a GB/T address another device in service has."""
+    profiles = _profiles(ctx) if body.gbt_profile.strip() != DEFAULT_PROFILE else None
     try:
         row = device_row(
             line=1,
@@ -150,6 +165,9 @@ def register_device(conn: Conn, person: DeviceWriter, body: DeviceIn) -> DeviceO
             vendor=body.vendor,
             model=body.model,
             meta=body.metadata,
+            gbt_address=body.gbt_address,
+            gbt_profile=body.gbt_profile,
+            profiles=profiles,
         )
         found = store.register_device(
             conn, row, actor=person.username, as_vendor=_as_vendor(person)
@@ -196,6 +214,7 @@ async def csv_body(request: Request) -> str:
 )
 def import_devices(
     conn: Conn,
+    ctx: Context,
     person: DeviceWriter,
     text: Annotated[str, Depends(csv_body)],
     dry_run: Annotated[bool, Query(description="Check every row, write nothing.")] = False,
@@ -205,7 +224,7 @@ def import_devices(
     even when others are rejected. A vendor's rows follow its rules (its units, its
     devices). 422 for a file that is not a devices CSV at all (header, encoding)."""
     try:
-        parsed = parse_devices_csv(text)
+        parsed = parse_devices_csv(text, profiles=_profiles(ctx))
     except ImportFileError as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from None
     results = store.import_devices(
@@ -237,12 +256,15 @@ def get_device(conn: Conn, person: DeviceReader, device_id: DeviceId) -> DeviceO
     "/devices/{device_id}", response_model=DeviceOut, responses=_errors(403, 404, 409, 422)
 )
 def update_device(
-    conn: Conn, person: DeviceWriter, device_id: DeviceId, body: DevicePatch
+    conn: Conn, ctx: Context, person: DeviceWriter, device_id: DeviceId, body: DevicePatch
 ) -> DeviceOut:
     """Change a device in service: its unit (a move: the broker re-pins its topics; a
-    vendor only into a unit it serves), vendor (admin), model, metadata. A decommissioned
-    device is 409."""
+    vendor only into a unit it serves), vendor (admin), model, metadata, GB/T address and
+    profile. A decommissioned device is 409, and so is a GB/T address another device in
+    service has."""
     _in_scope(conn, person, device_id)
+    address, profile = body.gbt()
+    profiles = _profiles(ctx) if profile and profile.strip() != DEFAULT_PROFILE else None
     try:
         found, _changed = store.update_device(
             conn,
@@ -253,6 +275,9 @@ def update_device(
             vendor=body.vendor,
             model=body.model,
             metadata=dict(body.metadata),
+            gbt_address=address,
+            gbt_profile=profile,
+            profiles=profiles,
         )
     except (RegistryError, Forbidden) as err:
         raise refused(err) from None

@@ -118,4 +118,5 @@ export const PATHS = {
   inspections: "/inspections",
   hazards: "/hazards",
   credit: "/credit",
+  dutyChecks: (id) => `/devices/${encodeURIComponent(id)}/duty-checks`,
 };

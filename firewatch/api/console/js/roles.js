@@ -37,6 +37,11 @@ export function canAct(me) {
   return CENTER.includes(me.role);
 }
 
+/** Asks a GB/T panel for a duty check, 查岗 (the API's duty_check). */
+export function canDutyCheck(me) {
+  return CENTER.includes(me.role);
+}
+
 /** May take over another seat's claim (the API's alerts_take_over). */
 export function canTakeOver(me) {
   return me.role === "shift_leader" || me.role === "admin";

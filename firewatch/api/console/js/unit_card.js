@@ -1,5 +1,5 @@
-// The unit card: where the unit is, whom to call, its devices with their state, and their
-// last 24 hours as small charts. Each part loads on its own, so a part the role may not read
+// The unit card: where the unit is, whom to call, its devices with their state, the duty
+// checks of its GB/T panels, and their last 24 hours as small charts. Each part loads on its own, so a part the role may not read
 // (or a slow one) does not hide the others.
 import { h, replace } from "./dom.js";
 import { label, t } from "./i18n.js";
@@ -9,6 +9,7 @@ import { lineChart } from "./charts.js";
 import { errorBox, loading, section, table } from "./ui.js";
 import { stateBadges } from "./devices.js";
 import { districtName } from "./registry.js";
+import { dutyChecks, onGateway } from "./duty_checks.js";
 
 function contact(c) {
   if (!c || (!c.name && !c.phone)) return "—";
@@ -34,6 +35,7 @@ export function renderUnitCard(root, unitId, ctx, { compact = false } = {}) {
   const { me } = ctx;
   const about = h("div", { class: "unit-about" }, loading());
   const devices = h("div", { class: "unit-devices" });
+  const duty = h("div", { class: "unit-duty" });
   const charts = h("div", { class: "unit-charts" });
   replace(
     root,
@@ -42,6 +44,7 @@ export function renderUnitCard(root, unitId, ctx, { compact = false } = {}) {
       { class: ["unit-card", compact ? "compact" : ""], "data-unit-id": unitId },
       about,
       devices,
+      duty,
       charts,
     ),
   );
@@ -97,6 +100,15 @@ export function renderUnitCard(root, unitId, ctx, { compact = false } = {}) {
       ),
     );
     drawDevices();
+    // Once per card (not per redraw of the table): each box loads its own list.
+    const panels = (unit.devices || []).filter(onGateway);
+    if (panels.length) {
+      replace(
+        duty,
+        h("h3", null, t("duty.title")),
+        panels.map((d) => dutyChecks(d, ctx)),
+      );
+    }
   })();
 
   api(PATHS.deviceHealth, { query: { unit_id: unitId } })
