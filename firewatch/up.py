@@ -113,7 +113,7 @@ def _broker_port(settings: Settings) -> int:
 
 #: Settings fields holding a local port a child listens on (0 disables it).
 LISTEN_PORTS = ("ingest_metrics_port", "analytics_metrics_port", "alerting_metrics_port",
-                "api_port")  # fmt: skip
+                "api_port", "gateway_port", "gateway_metrics_port")  # fmt: skip
 
 
 def _free_ports(settings: Settings) -> dict[str, int]:
@@ -264,6 +264,8 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
                 f"@{addr.host}:{addr.port}"
             )
             logins["mqtt_admin_password"] = accounts.admin_password
+            logins["gateway_mqtt_username"] = accounts.gateway_username
+            logins["gateway_mqtt_password"] = accounts.gateway_password
             sim_args = ["--credentials", str(accounts.simulator_credentials)]
         ports = _free_ports(settings)
         resolved = settings.model_copy(
@@ -275,6 +277,7 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             FIREWATCH_WEBHOOK_SECRET=resolved.webhook_secret,
             **{f"FIREWATCH_{k.upper()}": str(v) for k, v in ports.items()},
         )
+        gbt_target = f"127.0.0.1:{settings.gateway_port}"
         children = [
             Child("ingest", ["ingest"], env),
             Child("analytics", ["analytics", "run"], env),
@@ -283,12 +286,18 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             Child("analysis", ["analysis", "run"], env),  # tiered rollups
             Child("risk", ["risk", "run"], env),  # unit risk scores and warnings
             Child("supervision", ["supervise", "run"], env),  # hazards, credit
+            Child("gateway", ["gateway"], env),  # GB/T 26875.3 transmission devices over TCP
         ]
         if settings.mqtt_admin_password:  # device accounts follow the registry
             children.append(Child("broker-sync", ["broker", "sync"], env))
         if simulate:
             children.append(
-                Child("simulator", ["simulate", "--scenario", "builtin:demo", *sim_args], env)
+                Child(
+                    "simulator",
+                    # the registry's GB/T panels report through the gateway, the rest over MQTT
+                    ["simulate", "--scenario", "builtin:demo", *sim_args, "--gbt", gbt_target],
+                    env,
+                )
             )
         for child in children:
             child.start()
@@ -349,6 +358,8 @@ def run_up(settings: Settings, stop: threading.Event, simulate: bool = True) -> 
             f"firewatch risk show --unit U-WD-001)\n"
             f"  supervise  pid {pid('supervision')} (hazard work orders, credit; draws: "
             f"firewatch supervise draw --help)\n"
+            f"  gateway    GB/T 26875.3 devices on tcp://{settings.gateway_host}:"
+            f"{settings.gateway_port} (docs/gateway.md)\n"
             f"  simulator  {'running (demo city of Xuchang)' if simulate else 'off'}\n"
             f"  data dir   {settings.data_dir}\n"
             f"{secret_line}"

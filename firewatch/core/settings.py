@@ -566,6 +566,9 @@ def child_env(settings: Settings, **overrides: str) -> dict[str, str]:
         env["FIREWATCH_MQTT_URL"] = settings.mqtt_url
     if settings.mqtt_admin_password:
         env["FIREWATCH_MQTT_ADMIN_PASSWORD"] = settings.mqtt_admin_password
+    if settings.gateway_mqtt_username and settings.gateway_mqtt_password:
+        env["FIREWATCH_GATEWAY_MQTT_USERNAME"] = settings.gateway_mqtt_username
+        env["FIREWATCH_GATEWAY_MQTT_PASSWORD"] = settings.gateway_mqtt_password
     if settings.mqtt_ca_file:
         env["FIREWATCH_MQTT_CA_FILE"] = str(settings.mqtt_ca_file)
     env["FIREWATCH_DATA_DIR"] = str(settings.data_dir)

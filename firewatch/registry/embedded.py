@@ -4,9 +4,10 @@
 (docs/adr/0012), never anonymous. Before the broker starts, :func:`prepare_accounts`:
 
 * makes fresh passwords for the service accounts of this run: the admin account of the
-  ``$CONTROL`` API (the broker sync and the API's credential routes) and the ingest
-  worker's account (username = client id = ``FIREWATCH_INGEST_CLIENT_ID``). They live in
-  the children's environment only;
+  ``$CONTROL`` API (the broker sync and the API's credential routes), the ingest
+  worker's account (username = client id = ``FIREWATCH_INGEST_CLIENT_ID``) and the GB/T
+  26875.3 gateway's (``FIREWATCH_GATEWAY_MQTT_USERNAME``, publishing for every device). They
+  live in the children's environment only;
 * gives every device of the simulated city a credential of its own (:func:`provision`): the
   passwords are kept in ``<data_dir>/simulator-credentials.tsv`` (mode 0600), as a vendor
   keeps what it was shown once, and reused while they still match the registry;
@@ -26,6 +27,7 @@ from typing import Any
 import psycopg
 
 from firewatch.core.credentials import credentials_text, read_credentials
+from firewatch.core.gateway_settings import DEFAULT_GATEWAY_CLIENT_ID
 from firewatch.core.settings import Settings
 from firewatch.registry.credentials import broker_document, provision
 from firewatch.runtime.brokerconf import Account, Kind, device_accounts, write_dynsec
@@ -44,6 +46,8 @@ class EmbeddedAccounts:
     ingest_username: str
     ingest_password: str
     admin_password: str
+    gateway_username: str
+    gateway_password: str
     simulator_credentials: Path
     devices: int
 
@@ -81,9 +85,12 @@ def prepare_accounts(
     )
     ingest_password = secrets.token_urlsafe(24)
     admin_password = secrets.token_urlsafe(24)
+    gateway_password = secrets.token_urlsafe(24)
+    gateway_username = settings.gateway_mqtt_username or DEFAULT_GATEWAY_CLIENT_ID
     accounts = [
         Account(Kind.ADMIN, settings.mqtt_admin_username, admin_password),
         Account(Kind.INGEST, settings.ingest_client_id, ingest_password),
+        Account(Kind.GATEWAY, gateway_username, gateway_password),
     ]
     doc = broker_document(
         conn, accounts, topic_root=settings.topic_root, ingest_group=settings.ingest_group
@@ -102,6 +109,8 @@ def prepare_accounts(
         ingest_username=settings.ingest_client_id,
         ingest_password=ingest_password,
         admin_password=admin_password,
+        gateway_username=gateway_username,
+        gateway_password=gateway_password,
         simulator_credentials=creds_path,
         devices=len(passwords),
     )
