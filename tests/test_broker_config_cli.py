@@ -28,6 +28,7 @@ from tests.helpers import cli_env, wait_until
 
 ADMIN, ADMIN_PW = "firewatch-admin", "admin-secret-for-tests"
 INGEST = "firewatch-ingest-1"
+GATEWAY, GATEWAY_PW = "firewatch-gateway", "gateway-secret-for-tests"
 SIMULATOR = "firewatch-simulator"
 DEVICE_PW = "pw"
 NOT_AUTHORIZED = 0x87
@@ -58,13 +59,16 @@ def role_acls(path: Path, rolename: str) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def connected(broker: Broker, username: str, password: str) -> Iterator[int]:
-    """Log in as ``username`` (client id = username, as devices must); yields the CONNACK
-    reason code (0: accepted, 0x87: not authorized). Never reconnects by itself."""
+def connected(
+    broker: Broker, username: str, password: str, client_id: str | None = None
+) -> Iterator[int]:
+    """Log in as ``username`` (client id = username, as devices must, unless ``client_id``);
+    yields the CONNACK reason code (0: accepted, 0x87: not authorized). Never reconnects by
+    itself."""
     codes: list[int] = []
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=username,
+        client_id=client_id or username,
         protocol=mqtt.MQTTv5,
         reconnect_on_failure=False,
     )
@@ -84,8 +88,8 @@ def connected(broker: Broker, username: str, password: str) -> Iterator[int]:
         client.loop_stop()
 
 
-def connack(broker: Broker, username: str, password: str) -> int:
-    with connected(broker, username, password) as code:
+def connack(broker: Broker, username: str, password: str, client_id: str | None = None) -> int:
+    with connected(broker, username, password, client_id) as code:
         return code
 
 
@@ -162,6 +166,38 @@ def test_a_publisher_with_a_password_is_created_and_not_bound_to_a_client_id(
 
 
 @pytest.mark.usefixtures("env")
+def test_a_gateway_is_bound_to_its_client_id_and_publishes_for_every_device(
+    registered: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--gateway`` (docker-compose's gateway service): one connection under its own name,
+    publishing every device's channels, subscribing to nothing."""
+    out = tmp_path / "dynsec.json"
+    argv = ["broker", "config", "--out", str(out), "--gateway", f"{GATEWAY}:{GATEWAY_PW}"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "", "a given password is never printed"
+    assert GATEWAY_PW not in captured.err
+    assert "1 service accounts" in captured.err
+    found = clients(out)
+    assert set(found) == {GATEWAY, registered}
+    gateway = found[GATEWAY]
+    assert gateway["clientid"] == GATEWAY, "bound: no other client may take its session"
+    assert gateway["textdescription"] == f"firewatch {brokerconf.Kind.GATEWAY.value}"
+    assert brokerconf.check_password(gateway, GATEWAY_PW)
+    [role] = [r["rolename"] for r in gateway["roles"]]
+    acls = role_acls(out, role)
+    assert {a["acltype"] for a in acls} == {"publishClientSend"}, "publishes, nothing else"
+    assert {a["topic"] for a in acls} == {
+        f"firewatch/v1/+/+/{ch}" for ch in brokerconf.DEVICE_CHANNELS
+    }
+
+    with Broker(tmp_path / "broker", dynsec=out) as broker:
+        assert connack(broker, GATEWAY, GATEWAY_PW) == 0
+        assert connack(broker, GATEWAY, "not-its-password") == NOT_AUTHORIZED
+        assert connack(broker, GATEWAY, GATEWAY_PW, client_id="another-id") == NOT_AUTHORIZED
+
+
+@pytest.mark.usefixtures("env")
 def test_bad_accounts_and_an_unwritable_path_are_one_line_and_write_nothing(
     db: psycopg.Connection[Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -169,6 +205,7 @@ def test_bad_accounts_and_an_unwritable_path_are_one_line_and_write_nothing(
     for accounts, message in (
         (["--admin", f"{ADMIN}:"], "empty password"),  # only the demo publisher is optional
         (["--ingest", f"{INGEST}:"], "empty password"),
+        (["--gateway", f"{GATEWAY}:"], "empty password"),
         (["--publisher", "bad/name:"], "bad account name"),
         (["--admin", f"{ADMIN}:a", "--ingest", f"{ADMIN}:b"], "more than once"),
     ):

@@ -36,8 +36,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firewatch import cli
 from firewatch.cli import broker_accounts
-from firewatch.core.contract import subscription
+from firewatch.core.contract import subscription, topic_for
+from firewatch.core.domain import Channel
 from firewatch.core.settings import Settings
+from firewatch.gateway import server as gateway_server
+from firewatch.gateway.translate import event_topic
 from firewatch.runtime import brokerconf, certs
 from firewatch.runtime.mosquitto import Broker, TlsFiles, mosquitto, write_config
 from firewatch.storage.seed import read_seed
@@ -56,6 +59,7 @@ TEST_VARS = {
     "BROKER_ADMIN_PASSWORD": "broker-admin-secret",
     "INGEST_1_MQTT_PASSWORD": "ingest-1-secret",
     "INGEST_2_MQTT_PASSWORD": "ingest-2-secret",
+    "GATEWAY_MQTT_PASSWORD": "gateway-secret",
     "SIMULATOR_MQTT_PASSWORD": "sim-secret",
     "WEBHOOK_SECRET": "webhook-secret",
 }
@@ -231,7 +235,13 @@ def broker_config_accounts(
     command = [interpolate(str(arg), env) for arg in services()["broker-config"]["command"]]
     args = cli.build_parser().parse_args(command)
     out: dict[str, tuple[brokerconf.Kind, str]] = {}
-    for kind in (brokerconf.Kind.ADMIN, brokerconf.Kind.INGEST, brokerconf.Kind.PUBLISHER):
+    kinds = (
+        brokerconf.Kind.ADMIN,
+        brokerconf.Kind.INGEST,
+        brokerconf.Kind.GATEWAY,
+        brokerconf.Kind.PUBLISHER,
+    )
+    for kind in kinds:
         for spec in getattr(args, kind.value):
             name, _, password = spec.partition(":")
             if kind is brokerconf.Kind.PUBLISHER and not password:
@@ -289,6 +299,7 @@ def test_expected_services_exist() -> None:
         "analysis-1",
         "risk-1",
         "supervision-1",
+        "gateway",
         "api",
         "simulator",
         "prometheus",
@@ -313,6 +324,7 @@ def test_expected_services_exist() -> None:
         "analysis-1",
         "risk-1",
         "supervision-1",
+        "gateway",
         "api",
         "prometheus",
     ):
@@ -330,6 +342,7 @@ def test_app_services_run_valid_firewatch_subcommands() -> None:
         "analysis-1": cli.tiers.cmd_analysis_run,
         "risk-1": cli.risk.cmd_risk_run,
         "supervision-1": cli.supervise.cmd_run,
+        "gateway": cli.gateway.cmd_gateway,
         "api": cli.cmd_api,
         "simulator": cli.cmd_simulate,
         "seed": cli.cmd_db_seed,
@@ -363,7 +376,7 @@ def test_app_environments_are_valid_settings(monkeypatch: pytest.MonkeyPatch) ->
         with monkeypatch.context() as m:
             s = settings_for(svc, m)  # raises ValidationError on a bad value
         assert s.database_url or name == "simulator", f"{name} would start embedded PostgreSQL"
-        if svc["command"] in (["ingest"], ["simulate"]):
+        if svc["command"] in (["ingest"], ["simulate"], ["gateway"]):
             assert s.mqtt_url, name
 
 
@@ -393,6 +406,9 @@ def test_startup_order() -> None:
         deps = svc["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
         assert "mosquitto" in deps, name
+    gateway_deps = svcs["gateway"]["depends_on"]
+    assert gateway_deps["migrate"]["condition"] == "service_completed_successfully"
+    assert "mosquitto" in gateway_deps
     sim_deps = svcs["simulator"]["depends_on"]
     assert "mosquitto" in sim_deps
     if "seed" in svcs:
@@ -464,9 +480,11 @@ def test_mqtt_logins_are_accounts_with_the_grants_their_service_needs(
 ) -> None:
     """Every MQTT login in compose is an account that broker-config writes, of the kind the
     service needs and with the same password: the ingest workers' ``--ingest`` (username =
-    client id, which the broker binds to the account), the simulator's ``--publisher``, and
-    the ``$CONTROL`` login of the api and broker-sync (``FIREWATCH_MQTT_ADMIN_*``)
-    ``--admin``. Devices are not in compose: their accounts come from the registry."""
+    client id, which the broker binds to the account), the gateway's ``--gateway`` (its
+    ``FIREWATCH_GATEWAY_MQTT_*`` login, also its client id), the simulator's
+    ``--publisher``, and the ``$CONTROL`` login of the api and broker-sync
+    (``FIREWATCH_MQTT_ADMIN_*``) ``--admin``. Devices are not in compose: their accounts come
+    from the registry."""
     tls_ports = {
         port
         for port, (_bind, options) in listeners(MOSQUITTO_DIR / "mosquitto.conf").items()
@@ -498,6 +516,14 @@ def test_mqtt_logins_are_accounts_with_the_grants_their_service_needs(
             ), f"{name}: the ingest accounts may subscribe to these filters only"
         elif svc["command"] == ["simulate"]:
             kind, login, password = brokerconf.Kind.PUBLISHER, url.username, url.password
+        elif svc["command"] == ["gateway"]:
+            # The URL is the broker's address; the login is the gateway account's.
+            assert url.username is None, f"{name}: the login is FIREWATCH_GATEWAY_MQTT_*"
+            assert url.password is None, name
+            kind = brokerconf.Kind.GATEWAY
+            login, password = s.gateway_mqtt_username, s.gateway_mqtt_password
+            _addr, client_id = gateway_server.broker_address(s)
+            assert client_id == login, f"{name}: account bound to its client id"
         else:
             # A $CONTROL client: the URL is the broker's address, the login the admin's.
             assert url.username is None, f"{name}: which account kind is this?"
@@ -514,7 +540,6 @@ def test_mqtt_logins_are_accounts_with_the_grants_their_service_needs(
     assert used == set(written), "broker-config writes only accounts that compose uses"
     assert {kind for kind, _ in written.values()} == set(brokerconf.Kind) - {
         brokerconf.Kind.DEVICE,
-        brokerconf.Kind.GATEWAY,
     }
     assert len({pw for _, pw in written.values()}) == len(written), "one password per account"
     # Refuses duplicate or unusable names.
@@ -527,11 +552,62 @@ def test_the_demo_publisher_exists_only_with_its_password() -> None:
     required, so compose stops with a message instead of writing an account without one."""
     without = {k: v for k, v in TEST_VARS.items() if k != "SIMULATOR_MQTT_PASSWORD"}
     kinds = {kind for kind, _ in broker_config_accounts(without).values()}
-    assert kinds == {brokerconf.Kind.ADMIN, brokerconf.Kind.INGEST}
-    for required in ("BROKER_ADMIN_PASSWORD", "INGEST_1_MQTT_PASSWORD"):
+    assert kinds == {brokerconf.Kind.ADMIN, brokerconf.Kind.INGEST, brokerconf.Kind.GATEWAY}
+    for required in ("BROKER_ADMIN_PASSWORD", "INGEST_1_MQTT_PASSWORD", "GATEWAY_MQTT_PASSWORD"):
         env = {k: v for k, v in TEST_VARS.items() if k != required}
         with pytest.raises(AssertionError, match=f"required variable {required} is unset"):
             broker_config_accounts(env)
+
+
+def test_the_gateway_account_publishes_for_every_device_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gateway's account (``--gateway``) may publish on any unit's, any device's event
+    and status topics (the topics it publishes on, for whichever device connects), bound to
+    its one client id; it may neither subscribe nor receive anything."""
+    svc = services()["gateway"]
+    with monkeypatch.context() as m:
+        s = settings_for(svc, m)
+    written = broker_config_accounts()
+    assert s.gateway_mqtt_username is not None
+    assert written[s.gateway_mqtt_username][0] is brokerconf.Kind.GATEWAY
+    with monkeypatch.context() as m:
+        writer = settings_for(services()["broker-config"], m)
+    doc = brokerconf.build_dynsec(
+        (brokerconf.Account(k, n, pw) for n, (k, pw) in written.items()),
+        topic_root=writer.topic_root,
+        ingest_group=writer.ingest_group or brokerconf.DEFAULT_INGEST_GROUP,
+    )
+    client = next(c for c in doc["clients"] if c["username"] == s.gateway_mqtt_username)
+    assert client["clientid"] == s.gateway_mqtt_username, "one connection, its own client id"
+    roles = {r["rolename"]: r["acls"] for r in doc["roles"]}
+    acls = [acl for r in client["roles"] for acl in roles[r["rolename"]]]
+    assert {acl["acltype"] for acl in acls} == {"publishClientSend"}, "publish only"
+    assert all(acl["allow"] for acl in acls)
+    sends = [acl["topic"] for acl in acls]
+    for unit, device in (("U-1", "D-1"), ("U-XC-0042", "D-XC-0042-P1")):
+        # event_topic: where the gateway publishes a device's information objects.
+        granted = [event_topic(s.topic_root, unit, device)]
+        granted.append(topic_for(s.topic_root, unit, device, Channel.STATUS))
+        for topic in granted:
+            assert any(mqtt.topic_matches_sub(f, topic) for f in sends), topic
+        command = f"{s.topic_root}/{unit}/{device}/{brokerconf.COMMAND_CHANNEL}"
+        assert not any(mqtt.topic_matches_sub(f, command) for f in sends), command
+
+
+def test_the_gateway_port_is_published_for_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Legacy transmission devices connect from outside: the gateway's TCP port is published
+    on every interface (unlike the loopback-only database, API and Prometheus ports), and
+    it is the port the gateway listens on."""
+    svc = services()["gateway"]
+    with monkeypatch.context() as m:
+        s = settings_for(svc, m)
+    assert container_ports(svc) == {s.gateway_port}
+    for spec in svc["ports"]:
+        host = interpolate(str(spec), {}).rsplit(":", 1)[0]
+        assert ":" not in host, f"{spec}: bound to one address; devices reach it from outside"
+    assert interpolate(str(svc["ports"][0]), {}) == f"{s.gateway_port}:{s.gateway_port}"
+    assert s.gateway_host == "0.0.0.0"
 
 
 def test_every_variable_is_documented_in_the_header_and_required_ones_say_so() -> None:
@@ -563,7 +639,7 @@ def test_every_variable_is_documented_in_the_header_and_required_ones_say_so() -
             if name:
                 required = (m.group("op") or "").endswith("?")
                 referenced[name] = referenced.get(name, False) or required
-    assert {"BROKER_ADMIN_PASSWORD", "INGEST_1_MQTT_PASSWORD"} <= {
+    assert {"BROKER_ADMIN_PASSWORD", "INGEST_1_MQTT_PASSWORD", "GATEWAY_MQTT_PASSWORD"} <= {
         name for name, required in referenced.items() if required
     }
     for name, required in referenced.items():
@@ -608,6 +684,13 @@ def test_prometheus_scrapes_every_ingest_worker(monkeypatch: pytest.MonkeyPatch)
             assert s.metrics_host not in ("127.0.0.1", "localhost", "::1"), name
             assert f":{s.alerting_metrics_port}/metrics" in " ".join(svc["healthcheck"]["test"])
             expected.add(f"{name}:{s.alerting_metrics_port}")
+        if svc.get("command") == ["gateway"]:
+            with monkeypatch.context() as m:
+                s = settings_for(svc, m)
+            assert s.gateway_metrics_port > 0, f"{name}: metrics disabled"
+            assert s.metrics_host not in ("127.0.0.1", "localhost", "::1"), name
+            assert f":{s.gateway_metrics_port}/metrics" in " ".join(svc["healthcheck"]["test"])
+            expected.add(f"{name}:{s.gateway_metrics_port}")
         for worker in ("analysis", "risk", "supervision"):
             if name.startswith(f"{worker}-"):
                 with monkeypatch.context() as m:
@@ -925,6 +1008,8 @@ def test_deployment_doc_covers_the_accounts_from_the_registry() -> None:
     for needle in (
         "BROKER_ADMIN_PASSWORD",
         "INGEST_1_MQTT_PASSWORD",
+        "GATEWAY_MQTT_PASSWORD",
+        "--gateway",
         "SIMULATOR_MQTT_PASSWORD",
         "secrets.token_urlsafe(24)",
         "broker-config",

@@ -3,8 +3,8 @@ the registry (docs/adr/0012-device-credentials.md).
 
 ``sync`` runs the broker sync service until SIGTERM/SIGINT. ``config`` writes the broker's
 dynamic-security file from the registry (every device that may log in, with its stored
-hash) plus the service accounts given (admin, ingest workers, a demo publisher), for a
-broker about to start (docker-compose, or a broker whose state was lost). Registered by
+hash) plus the service accounts given (admin, ingest workers, gateways, a demo publisher),
+for a broker about to start (docker-compose, or a broker whose state was lost). Registered by
 ``firewatch/cli/broker.py`` under its group.
 """
 
@@ -71,7 +71,12 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     generated: list[tuple[str, str]] = []
     accounts: list[Account] = []
     skipped: list[str] = []
-    kinds = ((Kind.ADMIN, args.admin), (Kind.INGEST, args.ingest), (Kind.PUBLISHER, args.publisher))
+    kinds = (
+        (Kind.ADMIN, args.admin),
+        (Kind.INGEST, args.ingest),
+        (Kind.GATEWAY, args.gateway),
+        (Kind.PUBLISHER, args.publisher),
+    )
     try:
         for kind, specs in kinds:
             for spec in specs:
@@ -167,6 +172,14 @@ def add_commands(broker: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[],
         metavar="NAME[:PASSWORD]",
         help="an ingest worker's account (its FIREWATCH_INGEST_CLIENT_ID)",
+    )
+    config.add_argument(
+        "--gateway",
+        action="append",
+        default=[],
+        metavar="NAME[:PASSWORD]",
+        help="a GB/T 26875.3 gateway's account, publishing for every device over one "
+        "connection (FIREWATCH_GATEWAY_MQTT_USERNAME / _PASSWORD; NAME is its client id)",
     )
     config.add_argument(
         "--publisher",
