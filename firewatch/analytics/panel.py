@@ -182,22 +182,8 @@ class PanelDetectors:
                 text += f" ({count} duty checks in a row not answered in time)"
             a.explanation = text
             return [dataclasses.replace(a)]
-        detector, kind, sev = DUTY_EPISODE
-        a = Anomaly(
-            device_id=dev,
-            unit_id=self.unit_of(dev),
-            detector=detector,
-            kind=kind,
-            metric="duty_check",
-            component=DUTY,
-            origin=Origin.REPORTED,
-            severity=sev,
-            score=1.0,
-            started_at=t,
-            detected_at=rx,
-            last_at=t,
-            explanation=text,
-            evidence={**evidence, "unanswered": 1},
+        a = self._reported(
+            dev, DUTY_EPISODE, "duty_check", DUTY, t, rx, text, {**evidence, "unanswered": 1}
         )
         self.open[key] = a
         return [dataclasses.replace(a)]
@@ -220,32 +206,17 @@ class PanelDetectors:
         key = (dev, slot or flag, comp)
         a = self.open.get(key)
         if on and a is None:
-            detector, kind, sev = FLAG_EPISODES[flag]
-            where = _WHERE.get(comp, comp)
-            text = text or f"{kind.replace('_', ' ')} reported by {where}"
+            kind = FLAG_EPISODES[flag][1]
+            text = text or f"{kind.replace('_', ' ')} reported by {_WHERE.get(comp, comp)}"
             if ev.description:
                 text += f" ({ev.description})"
-            a = Anomaly(
-                device_id=dev,
-                unit_id=self.unit_of(dev),
-                detector=detector,
-                kind=kind,
-                metric="status",
-                component=comp,
-                origin=Origin.REPORTED,
-                severity=sev,
-                score=1.0,
-                started_at=t,
-                detected_at=rx,
-                last_at=t,
-                explanation=text,
-                evidence={
-                    "event_type": ev.event_type,
-                    "status_word": ev.status_word,
-                    "seq": ev.seq,
-                    "flags": list(ev.flags),
-                },
-            )
+            evidence = {
+                "event_type": ev.event_type,
+                "status_word": ev.status_word,
+                "seq": ev.seq,
+                "flags": list(ev.flags),
+            }
+            a = self._reported(dev, FLAG_EPISODES[flag], "status", comp, t, rx, text, evidence)
             self.open[key] = a
             return [dataclasses.replace(a)]
         if not on and a is not None:
@@ -258,6 +229,36 @@ class PanelDetectors:
                 out += self._false_alarm(dev, t, rx, comp)
             return out
         return []
+
+    def _reported(
+        self,
+        dev: str,
+        episode: tuple[str, str, Severity],
+        metric: str,
+        comp: str,
+        t: float,
+        rx: float,
+        text: str,
+        evidence: dict[str, Any],
+    ) -> Anomaly:
+        """A new episode of something the panel reported (score 1: no inference)."""
+        detector, kind, sev = episode
+        return Anomaly(
+            device_id=dev,
+            unit_id=self.unit_of(dev),
+            detector=detector,
+            kind=kind,
+            metric=metric,
+            component=comp,
+            origin=Origin.REPORTED,
+            severity=sev,
+            score=1.0,
+            started_at=t,
+            detected_at=rx,
+            last_at=t,
+            explanation=text,
+            evidence=evidence,
+        )
 
     def _false_alarm(self, dev: str, t: float, rx: float, comp: str) -> list[Anomaly]:
         unit = self.unit_of(dev)
