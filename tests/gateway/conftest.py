@@ -22,11 +22,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firewatch.core.broker import BrokerAddress
+from firewatch.core.gbt_profiles import STANDARD
 from firewatch.core.settings import Settings
 from firewatch.gateway.directory import GatewayStore
 from firewatch.gateway.gateway_metrics import GatewayMetrics, GatewayStats
 from firewatch.gateway.publisher import MqttPublisher
 from firewatch.gateway.server import GatewayServer, make_publisher
+from firewatch.simulators.gbt_device import GbtDevice, objects_of
 from tests.builders.city import PANEL
 
 T = TypeVar("T")
@@ -335,3 +337,37 @@ def gateway(gw_settings: Settings, gbt_db: psycopg.Connection[Any]) -> Iterator[
     """A running gateway (duty checks scheduled late in their cycle: out of the way)."""
     with GatewayThread(gw_settings, duty_fraction=lambda _d: 0.99) as gw:
         yield gw
+
+
+class DeviceThread:
+    """A :class:`GbtDevice` on an event loop of its own thread, as the simulator runs it."""
+
+    def __init__(self, port: int, *, answer: bool) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.device = GbtDevice(
+            ADDRESS,
+            STANDARD,
+            "127.0.0.1",
+            port,
+            duty_answer_probability=1.0 if answer else 0.0,
+            duty_answer_delay_s=(0.05, 0.1),
+            backoff_s=(0.05, 0.2),
+        )
+        self.call(self._start())
+
+    async def _start(self) -> None:
+        self.device.start()
+        assert await self.device.wait_connected(20), "the device did not connect"
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def send_event(self, body: dict[str, Any]) -> bool:
+        return bool(self.call(self.device.send(objects_of("event", body, self.device.profile))))
+
+    def close(self) -> None:
+        self.call(self.device.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)

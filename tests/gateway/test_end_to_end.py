@@ -8,8 +8,6 @@ Every service is the real one on a thread, over a real Mosquitto and PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -21,51 +19,15 @@ import pytest
 from firewatch.alerting.service import AlertingService
 from firewatch.analytics.service import AnalyticsService
 from firewatch.api.server import ApiServer
-from firewatch.core.gbt_profiles import STANDARD
 from firewatch.core.settings import Settings
-from firewatch.simulators.gbt_device import GbtDevice, objects_of
 from tests.api.conftest import TEST_OPTIONS
 from tests.builders.city import PANEL
 from tests.builders.people import ADMIN
-from tests.gateway.conftest import ADDRESS, GatewayThread, wait_until
+from tests.gateway.conftest import DeviceThread, GatewayThread, wait_until
 from tests.helpers import ThreadedIngest, ThreadedService
 
 #: the smoke detector's description, as the panel stores it (GB18030 on the wire)
 WHERE = "3层东走廊感烟探测器"
-
-
-class DeviceThread:
-    """A :class:`GbtDevice` on an event loop of its own thread, as the simulator runs it."""
-
-    def __init__(self, port: int, *, answer: bool) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        self.device = GbtDevice(
-            ADDRESS,
-            STANDARD,
-            "127.0.0.1",
-            port,
-            duty_answer_probability=1.0 if answer else 0.0,
-            duty_answer_delay_s=(0.05, 0.1),
-            backoff_s=(0.05, 0.2),
-        )
-        self.call(self._start())
-
-    async def _start(self) -> None:
-        self.device.start()
-        assert await self.device.wait_connected(20), "the device did not connect"
-
-    def call(self, coro: Any, timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def send_event(self, body: dict[str, Any]) -> bool:
-        return bool(self.call(self.device.send(objects_of("event", body, self.device.profile))))
-
-    def close(self) -> None:
-        self.call(self.device.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
 
 
 @pytest.fixture
