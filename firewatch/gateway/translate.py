@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 DOWNLINK_KINDS = frozenset({"clock_sync", "duty_check"})
 
 
+#: ``duty_check`` events the gateway makes itself number from here: above every frame
+#: object's ``serial * 256 + index + 1`` (< 2**24), so the two can never share a ``seq``.
+DUTY_SEQ_BASE = 1 << 32
+
+
 @dataclass(frozen=True, slots=True)
 class ClockLimits:
     """How far a device time may be from the receive time (the ingest contract's limits)."""
@@ -222,10 +227,10 @@ def duty_check_event(
     requested_by: str,
 ) -> bytes:
     """The ``duty_check`` panel event of one check's outcome (spec §4): status bit0
-    answered, bit1 late; ``seq`` is the request id and ``ts`` the time of the decision, so
-    a missed check answered late gives two distinct events."""
+    answered, bit1 late; ``seq`` is :data:`DUTY_SEQ_BASE` + the request id and ``ts`` the
+    time of the decision, so a missed check answered late gives two distinct events."""
     payload: dict[str, Any] = {
-        "seq": request_id,
+        "seq": DUTY_SEQ_BASE + request_id,
         "ts": iso_z(decided_at),
         "type": "duty_check",
         "system_type": 0,

@@ -13,7 +13,12 @@ from firewatch.core.gbt_frame import Frame
 from firewatch.core.gbt_objects import InfoObject, decode_adu
 from firewatch.core.gbt_profiles import STANDARD, Profile
 from firewatch.core.settings import Settings
-from firewatch.gateway.translate import ClockLimits, duty_check_event, translate_frame
+from firewatch.gateway.translate import (
+    DUTY_SEQ_BASE,
+    ClockLimits,
+    duty_check_event,
+    translate_frame,
+)
 
 RECEIVED = datetime(2024, 5, 1, 2, 0, 30, tzinfo=UTC)  # 10:00:30 in China
 LOCAL = datetime(2024, 5, 1, 10, 0, 0)  # the device's clock
@@ -158,7 +163,7 @@ def test_a_duty_check_event_validates() -> None:
         requested_by="schedule",
     )
     event = PanelEvent.model_validate_json(payload)
-    assert event.seq == 42
+    assert event.seq == DUTY_SEQ_BASE + 42  # never a frame object's seq (< 2**24)
     assert orjson.loads(payload)["detail"] == {
         "asked_at": "2024-05-01T01:40:30Z",
         "answered_at": "2024-05-01T02:00:30Z",
