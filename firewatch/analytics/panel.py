@@ -382,6 +382,11 @@ def _duration(seconds: float) -> str:
 
 
 def _component(ev: EventRow) -> str:
-    """'smoke detector 1004' style label of an event's component."""
-    name = COMPONENT_TYPES.get(ev.component_type or 0, "component")
+    """'smoke detector 1004' style label of an event's component; a vendor's own component
+    code is named by ``detail.component_name`` (the gateway's vendor profile sets it)."""
+    vendor_name = (ev.detail or {}).get("component_name")
+    if isinstance(vendor_name, str) and vendor_name:
+        name = vendor_name
+    else:
+        name = COMPONENT_TYPES.get(ev.component_type or 0, "component")
     return f"{name} {ev.component_addr}"

@@ -148,6 +148,10 @@ def translate_object(
 ) -> Outgoing:
     """One object as one message (see the module docstring)."""
     detail: dict[str, Any] = dict(obj.detail)
+    if obj.component_type is not None and obj.component_type in profile.component_types:
+        # a vendor's own component code (128..254 are user-defined): name it, so that the
+        # detectors' explanations and the console say what the component is
+        detail["component_name"] = profile.component_types[obj.component_type]
     local = obj.time if obj.time is not None else frame_time
     skewed = False
     if local is None:

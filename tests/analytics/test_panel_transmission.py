@@ -202,3 +202,16 @@ def test_the_state_survives_a_checkpoint() -> None:
     (closed,) = restored.process([duty(T0 + 3 * HOUR, ANSWERED, T0 + 3 * HOUR - MIN, seq=2)])
     assert closed.detector == "panel.duty_check"
     assert closed.ended_at == T0 + 3 * HOUR
+
+
+def test_a_vendor_component_code_is_named_by_the_profiles_name_in_the_gateways_detail() -> None:
+    d = panels()
+    detail = {"component_name": "vendor gas detector"}
+    fire = event(P, T0, PanelEventType.COMPONENT_STATUS, 0b11, addr=7, ctype=201, detail=detail)
+    (a,) = d.process([fire])
+    assert a.component == "vendor gas detector 7"
+    assert "vendor gas detector 7" in a.explanation
+    # without the gateway's name, a code the standard does not know is a "component"
+    other = event(P, T0, PanelEventType.COMPONENT_STATUS, 0b11, addr=8, ctype=201, seq=2)
+    (b,) = d.process([other])
+    assert b.component == "component 8"

@@ -11,7 +11,7 @@ import pytest
 from firewatch.core.contract import PanelEvent
 from firewatch.core.gbt_frame import Frame
 from firewatch.core.gbt_objects import InfoObject, decode_adu
-from firewatch.core.gbt_profiles import STANDARD, Profile
+from firewatch.core.gbt_profiles import STANDARD, Profile, load_profiles
 from firewatch.core.settings import Settings
 from firewatch.gateway.translate import (
     DUTY_SEQ_BASE,
@@ -64,6 +64,26 @@ def test_a_component_status_has_every_field_and_utc_time() -> None:
         "status": 0b11,
         "description": "3楼烟感",
     }
+
+
+def test_a_vendor_component_code_gets_the_profiles_name() -> None:
+    profile = load_profiles()["xor-checksum"]  # 201 = "vendor gas detector"
+    adu = bytes([2, 1, 1, 2, 201, 7, 0, 0, 0, 0b11, 0]) + bytes(31) + bytes([0, 0, 10, 1, 5, 24])
+    [obj] = decode_adu(adu, profile)
+    [out] = translate_frame(
+        _frame(),
+        [obj],
+        unit_id="U-1",
+        device_id="D-1",
+        profile=profile,
+        root="firewatch/v1",
+        received=RECEIVED,
+        limits=LIMITS,
+    )
+    event = PanelEvent.model_validate_json(out.payload)
+    assert event.detail == {"component_name": "vendor gas detector"}
+    # the standard profile knows no code 201: no name is made up
+    assert "detail" not in _one(decode_adu(adu)[0])
 
 
 def test_an_analog_value_carries_its_detail() -> None:
