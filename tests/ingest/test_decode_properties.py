@@ -242,8 +242,20 @@ def _as_stored(row: Sequence[Any], types: Sequence[str]) -> tuple[Any, ...]:
             value = _f4(value)
         elif value is not None and pg_type == "float4[]":
             value = [_f4(v) for v in value]
+        elif value is not None and pg_type == "jsonb":
+            value = {k: _json_number(v) for k, v in value.items()}
         out.append(value)
     return tuple(out)
+
+
+def _json_number(value: Any) -> Any:
+    """A ``detail`` value as jsonb gives it back: a number is a JSON number, and PostgreSQL
+    prints an integral one without a fraction or exponent, so the float 1e308 returns as
+    the integer 10**308. Such an integer (beyond 64 bits: the contract refuses larger
+    integers, so it was a float) compares as the float it was."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        return float(value)
+    return value
 
 
 _STREAMS = {TelemetryRow: "telemetry", EventRow: "events", StatusRow: "device_status"}
