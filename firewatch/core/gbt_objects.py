@@ -1,8 +1,8 @@
 """GB/T 26875.3-2011 application data units (ADU): information objects, decoded and encoded.
 
 An ADU is: type flag (1 B) | number of objects (1 B) | the objects back to back, all of the type's
-layout (see ``_LAYOUTS`` and the spec's table). All integers are little-endian; "time" is a 6-byte
-time in the profile's order; "text31" is 31 bytes of GB18030 padded with NULs.
+layout (see ``_LAYOUTS`` and docs/gateway.md's table). All integers are little-endian;
+"time" is a 6-byte time in the profile's order; "text31" is 31 bytes of GB18030 padded with NULs.
 
 :func:`decode_adu` never raises: anything it cannot read (unknown or reserved flag, a count that
 does not match the length, an object that does not fit, an empty object list) becomes one raw

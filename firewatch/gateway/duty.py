@@ -1,5 +1,5 @@
 """The gateway's downlink: setting devices' clocks and checking that someone is on duty
-(查岗), spec §6.
+(查岗), docs/gateway.md.
 
 **Clock sync** (type 90, command 1): at the first frame of a registered device on a
 connection, every ``gateway_clock_sync_every_s`` while it stays connected, and when one of

@@ -48,7 +48,7 @@ class GatewayStats:
 
 
 class GatewayMetrics:
-    """Prometheus series of spec §6 plus :attr:`stats`; every ``on_*`` updates both."""
+    """Prometheus series of docs/gateway.md plus :attr:`stats`; every ``on_*`` updates both."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()

@@ -3,7 +3,7 @@ ADR 0013): the gateway's one connection to the broker.
 
 ``await publisher.publish(topic, payload)`` returns only when the broker's PUBACK says
 **Success**; the gateway confirms a device's frame only after every message of it came
-back so (spec §6). The guarantees and what they cost:
+back so (docs/gateway.md). The guarantees and what they cost:
 
 - **QoS 1, at least once.** Every message stays ours until its PUBACK. When the connection
   is lost, the messages in flight go back to the head of the queue, in their order, and are

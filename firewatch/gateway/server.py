@@ -1,6 +1,6 @@
 """``firewatch gateway``: the asyncio TCP server legacy user-information transmission
 devices (UITDs) connect to over GB/T 26875.3-2011, republishing what they send as the MQTT
-contract's panel events (spec §6; one :class:`~firewatch.gateway.session.Session` per
+contract's panel events (docs/gateway.md; one :class:`~firewatch.gateway.session.Session` per
 connection).
 
 Start: load the directory (a database that cannot be read stops the start), then listen.

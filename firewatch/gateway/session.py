@@ -1,5 +1,5 @@
 """One device connection of the GB/T 26875.3 gateway: read, delimit, verify, publish,
-confirm (spec §6).
+confirm (docs/gateway.md).
 
 Per delimited frame, in order (the next frame is read only when this one is done, so a
 device that outruns the broker is slowed down by its own unconfirmed frames):

@@ -1,4 +1,5 @@
-"""GB/T 26875.3 information objects -> the MQTT contract's panel events (spec §4).
+"""GB/T 26875.3 information objects -> the MQTT contract's panel events (docs/gateway.md,
+docs/contract.md).
 
 One object is one message on ``{topic_root}/{unit}/{device}/event``::
 
@@ -230,8 +231,8 @@ def duty_check_event(
     timeout_s: float,
     requested_by: str,
 ) -> bytes:
-    """The ``duty_check`` panel event of one check's outcome (spec §4): status bit0
-    answered, bit1 late; ``seq`` is :data:`DUTY_SEQ_BASE` + the request id and ``ts`` the
+    """The ``duty_check`` panel event of one check's outcome (docs/contract.md): status
+    bit0 answered, bit1 late; ``seq`` is :data:`DUTY_SEQ_BASE` + the request id and ``ts`` the
     time of the decision, so a missed check answered late gives two distinct events."""
     payload: dict[str, Any] = {
         "seq": DUTY_SEQ_BASE + request_id,

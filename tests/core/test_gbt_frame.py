@@ -1,6 +1,6 @@
 """GB/T 26875.3 frames: byte-exact decoding of hand-built frames, encoding, and stream delimiting.
 
-The frames here are assembled byte by byte from the layout in the spec (section 1), with the
+The frames here are assembled byte by byte from the layout in docs/gateway.md, with the
 checksum summed in the test, so the codec is checked against the standard and not only against
 itself.
 """

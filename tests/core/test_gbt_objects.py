@@ -1,6 +1,6 @@
 """GB/T 26875.3 information objects: hand-built ADUs decode to the right values; encode inverts.
 
-ADUs are written byte by byte from the spec's object table (section 1), not produced by
+ADUs are written byte by byte from the object table in docs/gateway.md, not produced by
 ``encode_adu``, so a layout mistake in the codec cannot cancel out in a round trip.
 """
 

@@ -1,7 +1,7 @@
 """Fixtures of the GB/T 26875.3 gateway's tests: a real gateway (on a thread with its own
 event loop) in front of a real Mosquitto and a migrated, seeded PostgreSQL; an MQTT
 subscriber standing in for ingest; devices that are plain TCP sockets sending frames built
-byte by byte here (spec §1), independently of the codec under test.
+byte by byte here (docs/gateway.md, "Frame layout"), independently of the codec under test.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ ADDRESS_TEXT = "00a1b2c3d4e5"
 CENTER = 0
 CST = timezone(timedelta(hours=8))  # the standard profile's device clock
 
-# Commands (spec §1)
+# Commands (docs/gateway.md, "Frame layout")
 CONTROL, SEND, CONFIRM, DENY = 1, 2, 3, 6
 
 
@@ -63,7 +63,8 @@ def build_frame(
     when: datetime | None = None,
     checksum_delta: int = 0,
 ) -> bytes:
-    """'@@' | control unit (25 B) | ADU | checksum | '##', byte by byte as spec §1 says."""
+    """'@@' | control unit (25 B) | ADU | checksum | '##', byte by byte as docs/gateway.md
+    ("Frame layout") says."""
     when = when or device_clock()
     length = len(adu)
     control = bytes(

@@ -16,7 +16,7 @@ LOCAL = datetime(2026, 12, 7, 10, 3, 4)
 
 
 def t6(t: datetime) -> bytes:
-    """A time as the spec lays it out: second, minute, hour, day, month, year - 2000."""
+    """A time as the standard lays it out: second, minute, hour, day, month, year - 2000."""
     return bytes((t.second, t.minute, t.hour, t.day, t.month, t.year - 2000))
 
 

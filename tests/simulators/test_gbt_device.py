@@ -1,5 +1,6 @@
 """The simulated GB/T 26875.3 device against a test-local center (``gbt_center.py``: a real
-TCP server that checks every frame byte by byte against the spec's layout, no codec)."""
+TCP server that checks every frame byte by byte against the standard's layout in
+docs/gateway.md, no codec)."""
 
 from __future__ import annotations
 
