@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, NamedTuple, get_args
 
-from firewatch.core.gbt_profiles import load_profiles
+from firewatch.core.gbt_profiles import PROFILE_PATTERN, load_profiles
 from firewatch.core.settings import Settings
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
 #: The stored form (migration 0019's CHECK).
 ADDRESS_PATTERN = r"^[0-9a-f]{12}$"
 #: A profile's name (migration 0019's CHECK; ``core/gbt_profiles.py`` names its profiles so).
-PROFILE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 DEFAULT_PROFILE = "standard"
 
 _ADDRESS_IN = re.compile(r"[0-9A-Fa-f]{12}")

@@ -31,7 +31,9 @@ BUILTIN_PROFILES = Path(__file__).with_name("gbt_profiles.toml")
 STANDARD_TIME_ORDER = "smhDMY"
 CHECKSUMS = frozenset({"sum8", "xor8"})
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+#: A profile name (also checked by the registry and by the devices table's CHECK).
+PROFILE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+_NAME = re.compile(PROFILE_PATTERN)
 _KEYS = frozenset({"time_order", "checksum", "utc_offset_minutes", "component_types"})
 
 

@@ -29,13 +29,15 @@ def _frame(serial: int = 3, time: datetime | None = LOCAL) -> Frame:
     return Frame(serial, (1, 0), time, 0xA1, 0, 2, b"")
 
 
-def _one(obj: InfoObject, frame: Frame | None = None) -> dict[str, object]:
+def _one(
+    obj: InfoObject, frame: Frame | None = None, profile: Profile = STANDARD
+) -> dict[str, object]:
     [out] = translate_frame(
         frame or _frame(),
         [obj],
         unit_id="U-1",
         device_id="D-1",
-        profile=STANDARD,
+        profile=profile,
         root="firewatch/v1",
         received=RECEIVED,
         limits=LIMITS,
@@ -70,18 +72,7 @@ def test_a_vendor_component_code_gets_the_profiles_name() -> None:
     profile = load_profiles()["xor-checksum"]  # 201 = "vendor gas detector"
     adu = bytes([2, 1, 1, 2, 201, 7, 0, 0, 0, 0b11, 0]) + bytes(31) + bytes([0, 0, 10, 1, 5, 24])
     [obj] = decode_adu(adu, profile)
-    [out] = translate_frame(
-        _frame(),
-        [obj],
-        unit_id="U-1",
-        device_id="D-1",
-        profile=profile,
-        root="firewatch/v1",
-        received=RECEIVED,
-        limits=LIMITS,
-    )
-    event = PanelEvent.model_validate_json(out.payload)
-    assert event.detail == {"component_name": "vendor gas detector"}
+    assert _one(obj, profile=profile)["detail"] == {"component_name": "vendor gas detector"}
     # the standard profile knows no code 201: no name is made up
     assert "detail" not in _one(decode_adu(adu)[0])
 
